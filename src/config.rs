@@ -1,0 +1,220 @@
+//! Server configuration: every option with its default, a builder, and validation.
+//!
+//! Option names follow socket.io's (`ping_interval`, `ping_timeout`, `max_payload`,
+//! `connect_timeout`, ...) so that a socket.io user finds them where they expect.
+
+use std::time::Duration;
+
+/// Which origins the CORS layer accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Any origin: `Access-Control-Allow-Origin` echoes the request's `Origin` (or `*` when
+    /// credentials are off and no origin was sent).
+    Any,
+    /// Only these exact origins (e.g. `https://example.com`).
+    List(Vec<String>),
+}
+
+/// Cross-origin settings. CORS is off by default, as in socket.io v4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Allowed origins.
+    pub origins: CorsOrigins,
+    /// Send `Access-Control-Allow-Credentials: true`. Default `false`.
+    pub credentials: bool,
+}
+
+/// All server options. Build one with [`Config::builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP path the server answers on. Default `/socket.io/`.
+    pub path: String,
+    /// How often the server sends a PING. Default 25 s.
+    pub ping_interval: Duration,
+    /// How long the server waits for the PONG before closing with `ping timeout`. Default 20 s.
+    pub ping_timeout: Duration,
+    /// Largest message (WebSocket) or HTTP body (polling) accepted, in bytes. Default 1,000,000.
+    pub max_payload: usize,
+    /// A client that has not joined any namespace after this long is closed. Default 45 s.
+    pub connect_timeout: Duration,
+    /// How long a polling → WebSocket upgrade may take before the probe socket is dropped.
+    /// Default 10 s.
+    pub upgrade_timeout: Duration,
+    /// Accept HTTP long-polling. Default `true`.
+    pub polling: bool,
+    /// Accept WebSocket. Default `true`.
+    pub websocket: bool,
+    /// Offer the polling → WebSocket upgrade. Default `true`.
+    pub allow_upgrades: bool,
+    /// CORS settings; `None` (the default) sends no CORS headers.
+    pub cors: Option<Cors>,
+    /// Number of shard threads. Default: the number of cores. At most 255.
+    pub shards: usize,
+    /// Packets a connection may have queued for writing before the slow-consumer policy
+    /// applies (the connection is closed with `slow consumer`). Default 4096.
+    pub max_outbox: usize,
+    /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
+    pub max_attachments: usize,
+    /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
+    pub max_connections: usize,
+    /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
+    pub tcp_nodelay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            connect_timeout: Duration::from_millis(45_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            polling: true,
+            websocket: true,
+            allow_upgrades: true,
+            cors: None,
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_outbox: 4096,
+            max_attachments: 10,
+            max_connections: 100_000,
+            tcp_nodelay: true,
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Config::default())
+    }
+}
+
+/// A configuration that [`ConfigBuilder::build`] refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `shards` must be 1..=255 (a session id carries its shard in one byte).
+    #[error("shards must be between 1 and 255, got {0}")]
+    Shards(usize),
+    /// `path` must start and end with `/`.
+    #[error("path must start and end with '/', got {0:?}")]
+    Path(String),
+    /// A duration or size that must be positive was zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// Both transports were disabled.
+    #[error("at least one transport (polling, websocket) must be enabled")]
+    NoTransport,
+}
+
+/// Builder for [`Config`]; each setter documents nothing new: see the field of the same name.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder(Config);
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.0.$name = v;
+            self
+        }
+    };
+}
+
+impl ConfigBuilder {
+    /// See [`Config::path`].
+    pub fn path(mut self, v: impl Into<String>) -> Self {
+        self.0.path = v.into();
+        self
+    }
+    setter!(/// See [`Config::ping_interval`].
+        ping_interval: Duration);
+    setter!(/// See [`Config::ping_timeout`].
+        ping_timeout: Duration);
+    setter!(/// See [`Config::max_payload`].
+        max_payload: usize);
+    setter!(/// See [`Config::connect_timeout`].
+        connect_timeout: Duration);
+    setter!(/// See [`Config::upgrade_timeout`].
+        upgrade_timeout: Duration);
+    setter!(/// See [`Config::polling`].
+        polling: bool);
+    setter!(/// See [`Config::websocket`].
+        websocket: bool);
+    setter!(/// See [`Config::allow_upgrades`].
+        allow_upgrades: bool);
+    setter!(/// See [`Config::shards`].
+        shards: usize);
+    setter!(/// See [`Config::max_outbox`].
+        max_outbox: usize);
+    setter!(/// See [`Config::max_attachments`].
+        max_attachments: usize);
+    setter!(/// See [`Config::max_connections`].
+        max_connections: usize);
+    setter!(/// See [`Config::tcp_nodelay`].
+        tcp_nodelay: bool);
+    /// See [`Config::cors`].
+    pub fn cors(mut self, v: Cors) -> Self {
+        self.0.cors = Some(v);
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let c = self.0;
+        if c.shards == 0 || c.shards > 255 {
+            return Err(ConfigError::Shards(c.shards));
+        }
+        if !c.path.starts_with('/') || !c.path.ends_with('/') {
+            return Err(ConfigError::Path(c.path));
+        }
+        for (name, zero) in [
+            ("ping_interval", c.ping_interval.is_zero()),
+            ("ping_timeout", c.ping_timeout.is_zero()),
+            ("connect_timeout", c.connect_timeout.is_zero()),
+            ("upgrade_timeout", c.upgrade_timeout.is_zero()),
+            ("max_payload", c.max_payload == 0),
+            ("max_outbox", c.max_outbox == 0),
+            ("max_connections", c.max_connections == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if !c.polling && !c.websocket {
+            return Err(ConfigError::NoTransport);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_socket_io() {
+        let c = Config::builder().build().unwrap();
+        assert_eq!(c.ping_interval, Duration::from_secs(25));
+        assert_eq!(c.ping_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.connect_timeout, Duration::from_secs(45));
+        assert_eq!(c.path, "/socket.io/");
+        assert!(c.cors.is_none());
+    }
+
+    #[test]
+    fn build_rejects_bad_values() {
+        assert_eq!(Config::builder().shards(0).build().unwrap_err(), ConfigError::Shards(0));
+        assert_eq!(Config::builder().shards(256).build().unwrap_err(), ConfigError::Shards(256));
+        assert!(matches!(Config::builder().path("x").build(), Err(ConfigError::Path(_))));
+        assert_eq!(
+            Config::builder().ping_interval(Duration::ZERO).build().unwrap_err(),
+            ConfigError::Zero("ping_interval")
+        );
+        assert_eq!(
+            Config::builder().polling(false).websocket(false).build().unwrap_err(),
+            ConfigError::NoTransport
+        );
+    }
+}

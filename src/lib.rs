@@ -1,0 +1,63 @@
+//! # shardcast
+//!
+//! A Socket.IO v4-compatible real-time server (Engine.IO v4, Socket.IO protocol v5) built as
+//! a sharded broadcast engine. The official clients connect to it unchanged.
+//!
+//! ## The data path, in the order of the modules
+//!
+//! 1. [`config`]: every option, named as socket.io names it, with its default.
+//! 2. `server`: binds the listener; an acceptor thread deals connections round-robin to
+//!    the shards (backing off, not spinning, when out of file descriptors).
+//! 3. `shard`: N threads, each with a current-thread runtime, owning its sessions and its
+//!    per-namespace sockets and rooms maps; no lock on the per-message path.
+//! 4. `transport`: the HTTP/1.1 front (polling, WebSocket upgrade, CORS), the Engine.IO
+//!    session task of each connection, and its bounded outbox drained in batches.
+//! 5. [`proto`]: the sans-IO Engine.IO and Socket.IO codecs and session ids.
+//! 6. [`ns`]: namespaces, middlewares, sockets, event handlers, acknowledgements.
+//! 7. [`broadcast`]: `to(room).emit(...)`: encoded once into shared bytes, one message per
+//!    shard over the `mesh`, fanned out to each matching socket's outbox.
+//! 8. [`app`]: the demo application of `shardcast serve`.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use shardcast::{Config, Server};
+//!
+//! let io = Server::new(Config::builder().shards(2).build().expect("valid config"));
+//! io.on_connection(|socket| {
+//!     socket.on("join", |socket, args, ack| {
+//!         if let Some(room) = args.str(0) {
+//!             socket.join(room);
+//!         }
+//!         if let Some(ack) = ack {
+//!             let _ = ack.send((true,));
+//!         }
+//!     });
+//!     socket.on("publish", |socket, args, _ack| {
+//!         let room = args.str(0).unwrap_or_default().to_owned();
+//!         let _ = socket.to(room).emit("news", args.skip(1));
+//!     });
+//! });
+//! let running = io.listen("127.0.0.1:3000".parse().unwrap()).expect("bind");
+//! running.wait();
+//! ```
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod broadcast;
+pub mod config;
+pub mod error;
+mod mesh;
+pub mod ns;
+pub mod proto;
+mod server;
+mod shard;
+mod transport;
+
+pub use broadcast::BroadcastOperator;
+pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
+pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
+pub use ns::args::{Args, IntoArgs};
+pub use ns::socket::{AckSender, Handshake, Socket, TimeoutSocket};
+pub use ns::{Namespace, Room};
+pub use server::{RunningServer, Server};

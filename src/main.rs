@@ -1,0 +1,105 @@
+//! `shardcast`: the command line. Flags → [`Config`] → [`Server`] running the demo app.
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use shardcast::{Config, Server};
+
+/// A Socket.IO v4-compatible real-time server on per-core shards.
+#[derive(Parser)]
+#[command(name = "shardcast", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server with the built-in demo app (namespaces `/` and `/custom`).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Number of shard threads [default: number of cores].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Interval between server PINGs, in milliseconds.
+    #[arg(long, default_value_t = 25_000)]
+    ping_interval: u64,
+    /// How long to wait for a PONG before closing, in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Largest accepted message or polling body, in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_payload: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shardcast: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut builder = Config::builder()
+        .ping_interval(Duration::from_millis(args.ping_interval))
+        .ping_timeout(Duration::from_millis(args.ping_timeout))
+        .max_payload(args.max_payload);
+    if let Some(n) = args.shards {
+        builder = builder.shards(n);
+    }
+    let config = builder.build().map_err(|e| format!("invalid option: {e}"))?;
+    let addr: SocketAddr = (args.host.as_str(), args.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", args.host))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {}", args.host))?;
+    let io = Server::new(config);
+    shardcast::app::install(&io);
+    let running = io.listen(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = running.local_addr();
+    println!("listening on {}:{}", args.host, bound.port());
+    let _ = std::io::stdout().flush();
+    wait_for_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    running.shutdown();
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,184 @@
+//! Event arguments: JSON values plus binary attachments, and what can be turned into them.
+//!
+//! A binary argument is kept as socket.io keeps it on the wire: a placeholder object
+//! `{"_placeholder":true,"num":N}` among the values, and the bytes in `binary[N]`. This keeps
+//! received binary args in place, so echoing a packet back needs no rewriting.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::proto::sio;
+
+/// The arguments of an event or an acknowledgement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Args {
+    values: Vec<Value>,
+    binary: Vec<Bytes>,
+}
+
+impl Args {
+    /// No arguments.
+    pub fn new() -> Self {
+        Args::default()
+    }
+
+    pub(crate) fn from_parts(values: Vec<Value>, binary: Vec<Bytes>) -> Self {
+        Args { values, binary }
+    }
+
+    /// Appends a JSON argument. A value that cannot be represented as JSON (a map with
+    /// non-string keys) is sent as `null` and logged.
+    pub fn arg(mut self, v: impl Serialize) -> Self {
+        self.values.push(serde_json::to_value(v).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "event argument is not JSON-serialisable; sending null");
+            Value::Null
+        }));
+        self
+    }
+
+    /// Appends a binary argument (the client receives an `ArrayBuffer` / `Buffer`).
+    pub fn binary_arg(mut self, b: impl Into<Bytes>) -> Self {
+        self.values.push(sio::placeholder(self.binary.len()));
+        self.binary.push(b.into());
+        self
+    }
+
+    /// Number of arguments.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The JSON values; binary arguments appear as placeholder objects.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// The binary attachments, in placeholder order.
+    pub fn binary(&self) -> &[Bytes] {
+        &self.binary
+    }
+
+    /// Argument `i` deserialised as `T`, or `None` when absent or of another shape.
+    pub fn get<T: DeserializeOwned>(&self, i: usize) -> Option<T> {
+        self.values.get(i).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// Argument `i` as a string slice, when it is a JSON string.
+    pub fn str(&self, i: usize) -> Option<&str> {
+        self.values.get(i).and_then(Value::as_str)
+    }
+
+    /// Argument `i` as bytes, when it is a (top-level) binary argument.
+    pub fn get_binary(&self, i: usize) -> Option<&Bytes> {
+        let v = self.values.get(i)?;
+        if v.get("_placeholder").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        let num = v.get("num").and_then(Value::as_u64)?;
+        self.binary.get(usize::try_from(num).ok()?)
+    }
+
+    /// Drops the first `n` arguments, renumbering nothing: placeholders keep pointing at the
+    /// same attachments, which stay in place.
+    pub fn skip(mut self, n: usize) -> Self {
+        let n = n.min(self.values.len());
+        self.values.drain(..n);
+        self
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<Value>, Vec<Bytes>) {
+        (self.values, self.binary)
+    }
+}
+
+/// What can be emitted as event arguments: [`Args`], `()` for none, a [`Value`], a string,
+/// [`Bytes`] (one binary argument), or a tuple of up to six serialisable values (one
+/// argument each). For anything else, build [`Args`].
+pub trait IntoArgs {
+    /// Converts into [`Args`].
+    fn into_args(self) -> Args;
+}
+
+impl IntoArgs for Args {
+    fn into_args(self) -> Args {
+        self
+    }
+}
+
+impl IntoArgs for () {
+    fn into_args(self) -> Args {
+        Args::new()
+    }
+}
+
+impl IntoArgs for Value {
+    fn into_args(self) -> Args {
+        Args { values: vec![self], binary: Vec::new() }
+    }
+}
+
+impl IntoArgs for &str {
+    fn into_args(self) -> Args {
+        Value::String(self.to_owned()).into_args()
+    }
+}
+
+impl IntoArgs for String {
+    fn into_args(self) -> Args {
+        Value::String(self).into_args()
+    }
+}
+
+impl IntoArgs for Bytes {
+    fn into_args(self) -> Args {
+        Args::new().binary_arg(self)
+    }
+}
+
+macro_rules! tuple_into_args {
+    ($($name:ident),+) => {
+        impl<$($name: Serialize),+> IntoArgs for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn into_args(self) -> Args {
+                let ($($name,)+) = self;
+                Args::new()$(.arg($name))+
+            }
+        }
+    };
+}
+tuple_into_args!(A);
+tuple_into_args!(A, B);
+tuple_into_args!(A, B, C);
+tuple_into_args!(A, B, C, D);
+tuple_into_args!(A, B, C, D, E);
+tuple_into_args!(A, B, C, D, E, F);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tuples_become_one_argument_each() {
+        let a = ("x", 1, json!({"k": true})).into_args();
+        assert_eq!(a.values(), &[json!("x"), json!(1), json!({"k": true})]);
+        assert!(a.binary().is_empty());
+    }
+
+    #[test]
+    fn binary_args_are_placeholders() {
+        let a = Args::new().arg("n").binary_arg(Bytes::from_static(b"\x01\x02"));
+        assert_eq!(a.values()[1], json!({"_placeholder": true, "num": 0}));
+        assert_eq!(a.get_binary(1).map(|b| &b[..]), Some(&b"\x01\x02"[..]));
+        assert_eq!(a.get_binary(0), None);
+        assert_eq!(a.str(0), Some("n"));
+        assert_eq!(a.get::<u32>(0), None);
+    }
+}

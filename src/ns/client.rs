@@ -1,0 +1,238 @@
+//! The Socket.IO side of one connection: decodes its packets, joins and leaves namespaces,
+//! reassembles binary attachments, and dispatches events and acknowledgements to sockets.
+//!
+//! Owned by the connection's session task on its shard; never shared.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use hyper::HeaderMap;
+use serde_json::{json, Value};
+use smallvec::SmallVec;
+
+use crate::error::DisconnectReason;
+use crate::ns::args::Args;
+use crate::ns::socket::{ConnHandle, Handshake, Socket};
+use crate::proto::sid::Sid;
+use crate::proto::sio::{self, PacketType};
+use crate::server::ServerShared;
+use crate::shard::ShardCtx;
+use crate::transport::outbox::Out;
+
+/// What the first HTTP request of a connection said; copied into each socket's handshake.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub headers: HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub address: SocketAddr,
+    pub url: String,
+    pub issued: SystemTime,
+}
+
+/// What the session must do after a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close(DisconnectReason),
+}
+
+pub(crate) struct Client {
+    server: Arc<ServerShared>,
+    conn: Arc<ConnHandle>,
+    info: Arc<ConnInfo>,
+    sockets: SmallVec<[Socket; 2]>,
+    partial: Option<sio::Reassembler>,
+}
+
+impl Client {
+    pub(crate) fn new(server: Arc<ServerShared>, conn: Arc<ConnHandle>, info: Arc<ConnInfo>) -> Self {
+        Client { server, conn, info, sockets: SmallVec::new(), partial: None }
+    }
+
+    /// True once the client has joined at least one namespace.
+    pub(crate) fn has_sockets(&self) -> bool {
+        !self.sockets.is_empty()
+    }
+
+    /// An Engine.IO text message: one Socket.IO packet.
+    pub(crate) fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
+        if self.partial.is_some() {
+            tracing::debug!(sid = %self.conn.sid, "text packet while reassembling attachments");
+            return Flow::Close(DisconnectReason::ParseError);
+        }
+        let packet = match sio::Packet::decode(text, self.server.config.max_attachments) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(sid = %self.conn.sid, error = %e, "undecodable packet");
+                return Flow::Close(DisconnectReason::ParseError);
+            }
+        };
+        if packet.attachments > 0 {
+            self.partial = Some(sio::Reassembler::new(packet));
+            return Flow::Continue;
+        }
+        self.dispatch(ctx, packet, Vec::new())
+    }
+
+    /// An Engine.IO binary message: the next attachment of the packet being reassembled.
+    pub(crate) fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow {
+        let Some(partial) = self.partial.as_mut() else {
+            tracing::debug!(sid = %self.conn.sid, "binary frame with no packet expecting it");
+            return Flow::Close(DisconnectReason::ParseError);
+        };
+        if !partial.push(bin) {
+            return Flow::Continue;
+        }
+        let Some(done) = self.partial.take() else { return Flow::Continue };
+        match done.finish() {
+            Ok((packet, bins)) => self.dispatch(ctx, packet, bins),
+            Err(e) => {
+                tracing::debug!(sid = %self.conn.sid, error = %e, "bad attachments");
+                Flow::Close(DisconnectReason::ParseError)
+            }
+        }
+    }
+
+    fn socket(&self, nsp: &str) -> Option<&Socket> {
+        self.sockets.iter().find(|s| s.ns() == nsp)
+    }
+
+    fn dispatch(&mut self, ctx: &ShardCtx, packet: sio::Packet, bins: Vec<Bytes>) -> Flow {
+        let existing = self.socket(&packet.nsp).cloned();
+        match (packet.kind, existing) {
+            (PacketType::Connect, None) => self.connect(ctx, packet),
+            (PacketType::Event | PacketType::BinaryEvent, Some(socket)) => {
+                let Some(Value::Array(mut values)) = packet.data else {
+                    return Flow::Close(DisconnectReason::ParseError);
+                };
+                if values.is_empty() {
+                    return Flow::Close(DisconnectReason::ParseError);
+                }
+                let event = match values.remove(0) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                let args = Args::from_parts(values, bins);
+                let ack = packet.id.map(|id| socket.ack_sender(id));
+                if let Some(h) = socket.handler(&event) {
+                    h(socket, args, ack);
+                }
+                Flow::Continue
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Some(socket)) => {
+                let (Some(id), Some(Value::Array(values))) = (packet.id, packet.data) else {
+                    return Flow::Close(DisconnectReason::ParseError);
+                };
+                socket.on_ack(id, Args::from_parts(values, bins));
+                Flow::Continue
+            }
+            (PacketType::Disconnect, Some(socket)) => {
+                self.remove(ctx, &socket, DisconnectReason::ClientNamespaceDisconnect);
+                Flow::Continue
+            }
+            // socket.io closes the connection on a packet that does not fit the state: a
+            // CONNECT for a namespace already joined, anything else for one not joined, or a
+            // CONNECT_ERROR (server-to-client only).
+            (kind, _) => {
+                tracing::debug!(sid = %self.conn.sid, ?kind, nsp = %packet.nsp, "packet invalid in this state");
+                Flow::Close(DisconnectReason::ForcedServerClose)
+            }
+        }
+    }
+
+    fn connect(&mut self, ctx: &ShardCtx, packet: sio::Packet) -> Flow {
+        let nsp = self.server.namespace(&packet.nsp);
+        let Some(nsp) = nsp else {
+            let err = sio::Packet {
+                kind: PacketType::ConnectError,
+                nsp: packet.nsp,
+                id: None,
+                data: Some(json!({"message": "Invalid namespace"})),
+                attachments: 0,
+            };
+            self.conn.send(Out::packet(&err));
+            return Flow::Continue;
+        };
+        let auth = match packet.data {
+            Some(v @ Value::Object(_)) => v,
+            _ => json!({}),
+        };
+        let handshake = Handshake {
+            auth,
+            headers: self.info.headers.clone(),
+            query: self.info.query.clone(),
+            address: self.info.address,
+            url: self.info.url.clone(),
+            issued: self.info.issued,
+        };
+        let id = Sid::generate(ctx.id as u8);
+        let socket = Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);
+        if let Err(e) = nsp.run_middlewares(&socket) {
+            let mut data = json!({"message": e.message});
+            if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
+                m.insert("data".into(), d);
+            }
+            let err = sio::Packet {
+                kind: PacketType::ConnectError,
+                nsp: packet.nsp,
+                id: None,
+                data: Some(data),
+                attachments: 0,
+            };
+            self.conn.send(Out::packet(&err));
+            return Flow::Continue;
+        }
+        socket.0.connected.store(true, Ordering::Release);
+        ctx.add_socket(socket.clone());
+        self.sockets.push(socket.clone());
+        let ok = sio::Packet {
+            kind: PacketType::Connect,
+            nsp: packet.nsp,
+            id: None,
+            data: Some(json!({"sid": id.as_str()})),
+            attachments: 0,
+        };
+        self.conn.send(Out::packet(&ok));
+        if let Some(h) = nsp.connect_handler() {
+            h(socket);
+        }
+        Flow::Continue
+    }
+
+    fn remove(&mut self, ctx: &ShardCtx, socket: &Socket, reason: DisconnectReason) {
+        self.sockets.retain(|s| !Arc::ptr_eq(&s.0, &socket.0));
+        socket.on_closed(ctx, reason);
+    }
+
+    /// Server-side `socket.disconnect()`: sends DISCONNECT and removes the socket. With
+    /// `close`, does so for every socket of the connection (the session then closes it).
+    pub(crate) fn disconnect(&mut self, ctx: &ShardCtx, nsp: &str, close: bool) {
+        let targets: SmallVec<[Socket; 2]> = if close {
+            self.sockets.clone()
+        } else {
+            self.socket(nsp).cloned().into_iter().collect()
+        };
+        for s in targets {
+            let p = sio::Packet {
+                kind: PacketType::Disconnect,
+                nsp: s.ns().to_owned(),
+                id: None,
+                data: None,
+                attachments: 0,
+            };
+            self.conn.send(Out::packet(&p));
+            self.remove(ctx, &s, DisconnectReason::ServerNamespaceDisconnect);
+        }
+    }
+
+    /// The connection is gone: every socket leaves with `reason`.
+    pub(crate) fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
+        self.partial = None;
+        for s in std::mem::take(&mut self.sockets) {
+            s.on_closed(ctx, reason);
+        }
+    }
+}

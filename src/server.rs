@@ -1,0 +1,248 @@
+//! The `Server` handle users hold, and starting it: the listener, the acceptor thread and the
+//! shard threads.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ahash::AHashMap;
+
+use crate::broadcast::BroadcastOperator;
+use crate::config::Config;
+use crate::error::EmitError;
+use crate::mesh::{Mesh, ShardMsg};
+use crate::ns::args::IntoArgs;
+use crate::ns::socket::Socket;
+use crate::ns::{Namespace, NamespaceInner, Room};
+use crate::shard::{self, ConnGuard};
+
+/// State shared by every shard of one server. Read-mostly: the namespace registry is read on
+/// each connect (never per message); the mesh is set once when the server starts.
+pub(crate) struct ServerShared {
+    pub config: Config,
+    namespaces: RwLock<AHashMap<String, Arc<NamespaceInner>>>,
+    mesh: OnceLock<Arc<Mesh>>,
+    pub connections: AtomicUsize,
+}
+
+impl ServerShared {
+    pub(crate) fn mesh(&self) -> Option<&Arc<Mesh>> {
+        self.mesh.get()
+    }
+
+    pub(crate) fn namespace(&self, name: &str) -> Option<Arc<NamespaceInner>> {
+        self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+}
+
+/// A Socket.IO server: register namespaces and handlers, then [`Server::listen`].
+///
+/// ```no_run
+/// use shardcast::{Config, Server};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = Server::new(Config::builder().build().expect("valid config"));
+/// io.on_connection(|socket| {
+///     socket.on("message", |socket, args, _ack| {
+///         let _ = socket.emit("message-back", args);
+///     });
+/// });
+/// let running = io.listen("127.0.0.1:3000".parse().unwrap())?;
+/// println!("listening on {}", running.local_addr());
+/// running.wait();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server(pub(crate) Arc<ServerShared>);
+
+impl Server {
+    /// A server with this configuration and no namespaces yet.
+    pub fn new(config: Config) -> Server {
+        Server(Arc::new(ServerShared {
+            config,
+            namespaces: RwLock::new(AHashMap::new()),
+            mesh: OnceLock::new(),
+            connections: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The namespace `name` (`/`, `/chat`, ...), created on first use. Clients can only join
+    /// namespaces that exist; others get CONNECT_ERROR "Invalid namespace".
+    pub fn of(&self, name: &str) -> Namespace {
+        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
+        let mut map = self.0.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        let inner = map
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()))))
+            .clone();
+        Namespace { inner, server: self.0.clone() }
+    }
+
+    /// Sets the connection handler of the main namespace `/`.
+    pub fn on_connection<F>(&self, handler: F)
+    where
+        F: Fn(Socket) + Send + Sync + 'static,
+    {
+        self.of("/").on_connection(handler);
+    }
+
+    /// A broadcast to the sockets of `/` in `room`.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.clone(), Arc::from("/")).to(room)
+    }
+
+    /// Emits to every socket of `/`.
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        BroadcastOperator::new(self.0.clone(), Arc::from("/")).emit(event, args)
+    }
+
+    /// Binds `addr` and starts the shard threads. Returns once the server accepts connections.
+    pub fn listen(&self, addr: SocketAddr) -> io::Result<RunningServer> {
+        let listener = StdListener::bind(addr)?;
+        self.listen_on(listener)
+    }
+
+    /// Starts serving on an already bound listener.
+    pub fn listen_on(&self, listener: StdListener) -> io::Result<RunningServer> {
+        let n = self.0.config.shards;
+        let mesh = Arc::new(Mesh::new(n));
+        if self.0.mesh.set(mesh.clone()).is_err() {
+            return Err(io::Error::other("this server is already listening"));
+        }
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let mut threads = Vec::with_capacity(n + 1);
+        for id in 0..n {
+            let (server, mesh) = (self.0.clone(), mesh.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("shard-{id}"))
+                    .spawn(move || shard::run(id, server, mesh))?,
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (server, stop2) = (self.0.clone(), stop.clone());
+        let acceptor = std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || accept_loop(listener, server, stop2))?;
+        Ok(RunningServer { local_addr, mesh, threads, acceptor: Some(acceptor), stop })
+    }
+}
+
+/// A started server. Dropping it shuts the server down.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    mesh: Arc<Mesh>,
+    threads: Vec<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RunningServer {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Blocks the calling thread until the server stops.
+    pub fn wait(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops accepting, closes every connection (reason `server shutting down`) and joins
+    /// the threads.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for to in 0..self.mesh.len() {
+            self.mesh.inject(to, ShardMsg::Shutdown);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Accepts connections and deals them round-robin to the shards. On running out of file
+/// descriptors (or memory) it backs off instead of spinning: the pending connection stays
+/// in the kernel's backlog until a descriptor is free.
+fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<AtomicBool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start acceptor runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register listener");
+                return;
+            }
+        };
+        let Some(mesh) = server.mesh().cloned() else { return };
+        let mut next = 0usize;
+        while !stop.load(Ordering::SeqCst) {
+            let accepted =
+                tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+            let (stream, addr) = match accepted {
+                Err(_) => continue,
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    if is_resource_exhaustion(&e) {
+                        tracing::warn!(error = %e, "accept failed: out of resources; backing off");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    } else {
+                        tracing::debug!(error = %e, "accept failed");
+                    }
+                    continue;
+                }
+            };
+            let Some(guard) = ConnGuard::acquire(&server) else {
+                tracing::warn!(%addr, "max_connections reached; closing new connection");
+                drop(stream);
+                continue;
+            };
+            if server.config.tcp_nodelay {
+                let _ = stream.set_nodelay(true);
+            }
+            let std = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot detach accepted socket");
+                    continue;
+                }
+            };
+            mesh.inject(next, ShardMsg::Conn(std, addr, guard));
+            next = (next + 1) % mesh.len();
+        }
+    });
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc_emfile) if [23, 24, 105, 12].contains(&libc_emfile))
+}

@@ -1,0 +1,249 @@
+//! A shard: one thread, one current-thread tokio runtime, and the state it alone owns: its
+//! Engine.IO sessions and, per namespace, its sockets and rooms maps.
+//!
+//! Other threads reach this state only through the mesh ([`submit_to`], broadcasts). The
+//! state sits in `RefCell`s behind a thread-local `Rc`: no lock, no sharing. No borrow is
+//! held across an `.await` or while a user handler runs.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::{AHashMap, AHashSet};
+use smallvec::SmallVec;
+use tokio::sync::mpsc;
+
+use crate::broadcast;
+use crate::error::DisconnectReason;
+use crate::mesh::{Mesh, ShardMsg};
+use crate::ns::socket::Socket;
+use crate::ns::Room;
+use crate::proto::sid::Sid;
+use crate::server::ServerShared;
+use crate::transport::session::Cmd;
+
+/// Counts an open TCP connection against `max_connections` until dropped. It travels with
+/// the connection, including when an upgraded WebSocket moves to its session's shard.
+pub(crate) struct ConnGuard(Arc<ServerShared>);
+
+impl ConnGuard {
+    /// Takes a slot, or `None` when the server is at `max_connections`.
+    pub(crate) fn acquire(server: &Arc<ServerShared>) -> Option<ConnGuard> {
+        let n = server.connections.fetch_add(1, Ordering::AcqRel);
+        if n >= server.config.max_connections {
+            server.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnGuard(server.clone()))
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A local socket and the rooms it is in.
+pub(crate) struct SocketEntry {
+    pub socket: Socket,
+    pub rooms: SmallVec<[Room; 4]>,
+}
+
+/// One namespace's sockets on one shard.
+#[derive(Default)]
+pub(crate) struct NspLocal {
+    pub sockets: AHashMap<Sid, SocketEntry>,
+    pub rooms: AHashMap<Room, AHashSet<Sid>>,
+}
+
+/// The handle a shard keeps on each of its sessions.
+pub(crate) struct SessionHandle {
+    pub cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+/// Everything one shard owns.
+pub(crate) struct ShardCtx {
+    pub id: usize,
+    pub server: Arc<ServerShared>,
+    pub mesh: Arc<Mesh>,
+    pub sessions: RefCell<AHashMap<Sid, SessionHandle>>,
+    pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
+    /// Messages for other shards whose lane was full, kept in order and retried.
+    overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
+}
+
+thread_local! {
+    static CTX: RefCell<Option<Rc<ShardCtx>>> = const { RefCell::new(None) };
+}
+
+/// The shard this thread runs, if it is a shard of `server`.
+pub(crate) fn current(server: &Arc<ServerShared>) -> Option<Rc<ShardCtx>> {
+    CTX.with(|c| c.borrow().as_ref().filter(|ctx| Arc::ptr_eq(&ctx.server, server)).cloned())
+}
+
+/// Runs `f` on shard `to`: immediately when already there, else by message.
+pub(crate) fn submit_to(server: &Arc<ServerShared>, to: usize, f: impl FnOnce() + Send + 'static) {
+    match current(server) {
+        Some(ctx) if ctx.id == to => f(),
+        Some(ctx) => ctx.send_to(to, ShardMsg::Run(Box::new(f))),
+        None => {
+            if let Some(mesh) = server.mesh() {
+                mesh.inject(to, ShardMsg::Run(Box::new(f)));
+            }
+        }
+    }
+}
+
+impl ShardCtx {
+    /// Sends to another shard over this shard's lane, keeping order when the lane is full.
+    pub(crate) fn send_to(&self, to: usize, msg: ShardMsg) {
+        let mut overflow = self.overflow.borrow_mut();
+        if overflow[to].is_empty() {
+            match self.mesh.push(self.id, to, msg) {
+                Ok(()) => return,
+                Err(msg) => overflow[to].push_back(msg),
+            }
+        } else {
+            overflow[to].push_back(msg);
+        }
+    }
+
+    fn flush_overflow(&self) -> bool {
+        let mut overflow = self.overflow.borrow_mut();
+        let mut pending = false;
+        for (to, q) in overflow.iter_mut().enumerate() {
+            while let Some(msg) = q.pop_front() {
+                if let Err(msg) = self.mesh.push(self.id, to, msg) {
+                    q.push_front(msg);
+                    pending = true;
+                    break;
+                }
+            }
+        }
+        pending
+    }
+
+    /// Registers a connected socket and puts it in its own room (its id), as socket.io does.
+    pub(crate) fn add_socket(&self, socket: Socket) {
+        let sid = socket.sid();
+        let own = Room::from(sid.as_str());
+        let mut nsps = self.nsps.borrow_mut();
+        let ns = nsps.entry(socket.0.nsp.name.clone()).or_default();
+        ns.rooms.entry(own.clone()).or_default().insert(sid);
+        let mut rooms = SmallVec::new();
+        rooms.push(own);
+        ns.sockets.insert(sid, SocketEntry { socket, rooms });
+    }
+
+    /// Removes a socket and its memberships.
+    pub(crate) fn remove_socket(&self, nsp: &str, sid: Sid) {
+        let mut nsps = self.nsps.borrow_mut();
+        let Some(ns) = nsps.get_mut(nsp) else { return };
+        let Some(entry) = ns.sockets.remove(&sid) else { return };
+        for room in entry.rooms {
+            if let Some(members) = ns.rooms.get_mut(&room) {
+                members.remove(&sid);
+                if members.is_empty() {
+                    ns.rooms.remove(&room);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn join(&self, nsp: &str, sid: Sid, room: Room) {
+        let mut nsps = self.nsps.borrow_mut();
+        let Some(ns) = nsps.get_mut(nsp) else { return };
+        let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+        if entry.rooms.contains(&room) {
+            return;
+        }
+        entry.rooms.push(room.clone());
+        ns.rooms.entry(room).or_default().insert(sid);
+    }
+
+    pub(crate) fn leave(&self, nsp: &str, sid: Sid, room: &Room) {
+        let mut nsps = self.nsps.borrow_mut();
+        let Some(ns) = nsps.get_mut(nsp) else { return };
+        let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+        let Some(pos) = entry.rooms.iter().position(|r| r == room) else { return };
+        entry.rooms.swap_remove(pos);
+        if let Some(members) = ns.rooms.get_mut(room) {
+            members.remove(&sid);
+            if members.is_empty() {
+                ns.rooms.remove(room);
+            }
+        }
+    }
+
+    pub(crate) fn rooms_of(&self, nsp: &str, sid: Sid) -> Vec<Room> {
+        let nsps = self.nsps.borrow();
+        nsps.get(nsp)
+            .and_then(|ns| ns.sockets.get(&sid))
+            .map(|e| e.rooms.to_vec())
+            .unwrap_or_default()
+    }
+
+    fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Conn(stream, addr, guard) => {
+                tokio::task::spawn_local(crate::transport::http::serve(self.clone(), stream, addr, guard));
+            }
+            ShardMsg::Broadcast(b) => broadcast::deliver_local(self, &b),
+            ShardMsg::Run(f) => f(),
+            ShardMsg::Shutdown => return false,
+        }
+        true
+    }
+}
+
+/// Body of a shard thread: runs until told to shut down, then closes its sessions.
+pub(crate) fn run(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "cannot start shard runtime");
+            return;
+        }
+    };
+    let ctx = Rc::new(ShardCtx {
+        id,
+        server,
+        mesh: mesh.clone(),
+        sessions: RefCell::new(AHashMap::new()),
+        nsps: RefCell::new(AHashMap::new()),
+        overflow: RefCell::new((0..mesh.len()).map(|_| VecDeque::new()).collect()),
+    });
+    CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        loop {
+            let pending = ctx.flush_overflow();
+            let mut running = true;
+            let n = mesh.drain(id, 256, |m| running &= ctx.handle(m));
+            if !running {
+                break;
+            }
+            if n > 0 {
+                tokio::task::yield_now().await;
+            } else if pending {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                mesh.park(id).await;
+            }
+        }
+        // Shut down: close every session, then give them a moment to say goodbye.
+        let cmds: Vec<_> = ctx.sessions.borrow().values().map(|h| h.cmd.clone()).collect();
+        for c in cmds {
+            let _ = c.send(Cmd::Close(DisconnectReason::ServerShuttingDown));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while !ctx.sessions.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    CTX.with(|c| *c.borrow_mut() = None);
+}

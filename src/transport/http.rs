@@ -1,0 +1,410 @@
+//! The HTTP/1.1 front of one TCP connection: Engine.IO request routing (handshake, polling
+//! GET/POST, WebSocket upgrade), the reference server's error answers, and CORS.
+//!
+//! A request that names a session is served by the shard that owns it (the shard is
+//! carried in the sid): polling requests are handed over as commands, an upgraded WebSocket
+//! is detached from this shard's reactor and adopted by the owner.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::{Config, CorsOrigins};
+use crate::error::DisconnectReason;
+use crate::ns::client::ConnInfo;
+use crate::proto::eio::PayloadDecoder;
+use crate::proto::sid::Sid;
+use crate::shard::{self, ConnGuard, ShardCtx};
+use crate::transport::session::{self, Cmd, WsStream};
+use crate::transport::EioError;
+
+type Resp = Response<Full<Bytes>>;
+/// The connection slot, taken out when an upgraded WebSocket leaves this HTTP connection.
+type GuardCell = Rc<RefCell<Option<ConnGuard>>>;
+
+/// Serves one accepted TCP connection on this shard.
+pub(crate) async fn serve(
+    ctx: Rc<ShardCtx>,
+    stream: std::net::TcpStream,
+    addr: SocketAddr,
+    guard: ConnGuard,
+) {
+    if let Err(e) = stream.set_nonblocking(true) {
+        tracing::debug!(error = %e, "cannot set accepted socket non-blocking");
+        return;
+    }
+    let tcp = match TcpStream::from_std(stream) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot register accepted socket");
+            return;
+        }
+    };
+    let guard: GuardCell = Rc::new(RefCell::new(Some(guard)));
+    let svc = service_fn(move |req| {
+        let (ctx, guard) = (ctx.clone(), guard.clone());
+        async move { Ok::<_, Infallible>(handle(ctx, req, addr, guard).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(tcp), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%addr, error = %e, "http connection ended with an error");
+    }
+}
+
+async fn handle(ctx: Rc<ShardCtx>, req: Request<Incoming>, addr: SocketAddr, guard: GuardCell) -> Resp {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = route(&ctx, req, addr, guard).await;
+    apply_cors(&ctx.server.config, origin.as_ref(), &mut resp);
+    resp
+}
+
+/// The query parameters Engine.IO looks at, plus all of them for the handshake.
+struct Query {
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+    all: Vec<(String, String)>,
+}
+
+fn parse_query(q: Option<&str>) -> Query {
+    let all: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |k: &str| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    Query { eio: get("EIO"), transport: get("transport"), sid: get("sid"), all }
+}
+
+fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
+    let has = |name, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
+}
+
+async fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, addr: SocketAddr, guard: GuardCell) -> Resp {
+    let cfg = &ctx.server.config;
+    if !req.uri().path().starts_with(cfg.path.as_str()) {
+        return plain(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if req.method() == Method::OPTIONS && cfg.cors.is_some() {
+        return preflight(&req);
+    }
+    let q = parse_query(req.uri().query());
+    let transport = match q.transport.as_deref() {
+        Some("polling") if cfg.polling => Transport::Polling,
+        Some("websocket") if cfg.websocket => Transport::WebSocket,
+        _ => return eio_error(EioError::TransportUnknown),
+    };
+    let upgrade = is_ws_upgrade(&req);
+    if upgrade != (transport == Transport::WebSocket) {
+        return eio_error(EioError::BadRequest);
+    }
+    match q.sid.as_deref() {
+        Some(sid) => {
+            // An unparsable sid, or one naming a shard this server does not have, is unknown.
+            let Some(sid) = Sid::parse(sid).filter(|s| (s.shard() as usize) < ctx.mesh.len()) else {
+                return eio_error(EioError::UnknownSid);
+            };
+            match (transport, req.method().clone()) {
+                (Transport::WebSocket, _) => upgrade_session(ctx, req, sid, guard).await,
+                (Transport::Polling, Method::GET) => poll_get(ctx, sid).await,
+                (Transport::Polling, Method::POST) => poll_post(ctx, req, sid).await,
+                _ => eio_error(EioError::BadRequest),
+            }
+        }
+        None => {
+            if req.method() != Method::GET {
+                return eio_error(EioError::BadHandshakeMethod);
+            }
+            if q.eio.as_deref() != Some("4") {
+                return eio_error(EioError::UnsupportedProtocolVersion);
+            }
+            let info = ConnInfo {
+                headers: req.headers().clone(),
+                url: req.uri().path_and_query().map_or_else(String::new, |p| p.to_string()),
+                query: q.all,
+                address: addr,
+                issued: SystemTime::now(),
+            };
+            match transport {
+                Transport::Polling => {
+                    let sid = session::spawn(ctx, info, None);
+                    let body = session::open_packet(ctx, sid, true);
+                    text_response(body)
+                }
+                Transport::WebSocket => open_websocket(ctx, req, info, guard),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Polling,
+    WebSocket,
+}
+
+/// Sends a command to session `sid` on its shard and waits for the reply; an unknown sid
+/// (or one that closed meanwhile) is `UnknownSid`.
+async fn ask_session<T: Send + 'static>(
+    ctx: &Rc<ShardCtx>,
+    sid: Sid,
+    make: impl FnOnce(oneshot::Sender<T>) -> Cmd + Send + 'static,
+) -> Result<T, EioError> {
+    let (tx, rx) = oneshot::channel();
+    let server = ctx.server.clone();
+    shard::submit_to(&ctx.server, sid.shard() as usize, move || {
+        let Some(owner) = shard::current(&server) else { return };
+        let cmd = owner.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
+        if let Some(cmd) = cmd {
+            let _ = cmd.send(make(tx));
+        }
+    });
+    rx.await.map_err(|_| EioError::UnknownSid)
+}
+
+/// Tells a session to close, on its shard.
+fn close_session(ctx: &Rc<ShardCtx>, sid: Sid, reason: DisconnectReason) {
+    let server = ctx.server.clone();
+    shard::submit_to(&ctx.server, sid.shard() as usize, move || {
+        if let Some(owner) = shard::current(&server) {
+            if let Some(h) = owner.sessions.borrow().get(&sid) {
+                let _ = h.cmd.send(Cmd::Close(reason));
+            }
+        }
+    });
+}
+
+async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid) -> Resp {
+    match ask_session(ctx, sid, Cmd::PollGet).await {
+        Ok(Ok(body)) => text_response(body),
+        Ok(Err(e)) | Err(e) => eio_error(e),
+    }
+}
+
+async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp {
+    let max = ctx.server.config.max_payload;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        close_session(ctx, sid, DisconnectReason::TransportError);
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+    }
+    let mut decoder = PayloadDecoder::new(max);
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            close_session(ctx, sid, DisconnectReason::TransportError);
+            return eio_error(EioError::BadRequest);
+        };
+        if let Some(chunk) = frame.data_ref() {
+            if let Err(e) = decoder.feed(chunk) {
+                return refuse_payload(ctx, sid, e);
+            }
+        }
+    }
+    let packets = match decoder.finish() {
+        Ok(p) => p,
+        Err(e) => return refuse_payload(ctx, sid, e),
+    };
+    match ask_session(ctx, sid, move |tx| Cmd::PollPost(packets, tx)).await {
+        Ok(Ok(())) => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"ok")));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=UTF-8"));
+            r
+        }
+        Ok(Err(e)) | Err(e) => eio_error(e),
+    }
+}
+
+fn refuse_payload(ctx: &Rc<ShardCtx>, sid: Sid, e: crate::proto::eio::DecodeError) -> Resp {
+    tracing::debug!(%sid, error = %e, "bad polling payload");
+    if matches!(e, crate::proto::eio::DecodeError::PayloadTooLarge { .. }) {
+        close_session(ctx, sid, DisconnectReason::TransportError);
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+    }
+    close_session(ctx, sid, DisconnectReason::ParseError);
+    eio_error(EioError::BadRequest)
+}
+
+fn ws_config(cfg: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_payload))
+        .max_frame_size(Some(cfg.max_payload))
+}
+
+/// Validates the WebSocket handshake headers and builds the 101 answer.
+fn switching_protocols(req: &Request<Incoming>) -> Option<Resp> {
+    let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
+    if !version_ok {
+        return None;
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).ok()?);
+    Some(r)
+}
+
+/// Waits for hyper to hand over the upgraded connection and takes it back as a raw TCP
+/// stream plus whatever the client sent after its request.
+async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return None;
+        }
+    };
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+}
+
+/// A new session opened directly over WebSocket: it lives on this shard.
+fn open_websocket(ctx: &Rc<ShardCtx>, req: Request<Incoming>, info: ConnInfo, guard: GuardCell) -> Resp {
+    let Some(resp) = switching_protocols(&req) else {
+        return eio_error(EioError::BadRequest);
+    };
+    let Some(guard) = guard.borrow_mut().take() else {
+        return eio_error(EioError::BadRequest);
+    };
+    let ctx = ctx.clone();
+    tokio::task::spawn_local(async move {
+        let Some((tcp, rest)) = take_upgraded(req).await else { return };
+        let cfg = ws_config(&ctx.server.config);
+        let ws = WebSocketStream::from_partially_read(tcp, rest, Role::Server, Some(cfg)).await;
+        session::spawn(&ctx, info, Some((ws, guard)));
+    });
+    resp
+}
+
+/// An upgrade of an existing polling session: reserved with the owner first, then the
+/// upgraded socket moves to the owner's shard.
+async fn upgrade_session(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid, guard: GuardCell) -> Resp {
+    let Some(resp) = switching_protocols(&req) else {
+        return eio_error(EioError::BadRequest);
+    };
+    match ask_session(ctx, sid, Cmd::CanUpgrade).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => return eio_error(e),
+    }
+    let Some(guard) = guard.borrow_mut().take() else {
+        return eio_error(EioError::BadRequest);
+    };
+    let server = ctx.server.clone();
+    tokio::task::spawn_local(async move {
+        let Some((tcp, rest)) = take_upgraded(req).await else { return };
+        // Detach from this shard's reactor so the owner can register it with its own.
+        let Ok(std) = tcp.into_std() else { return };
+        let owner = sid.shard() as usize;
+        let server2 = server.clone();
+        shard::submit_to(&server, owner, move || {
+            tokio::task::spawn_local(async move {
+                let Some(ctx) = shard::current(&server2) else { return };
+                let Ok(tcp) = TcpStream::from_std(std) else { return };
+                let cfg = ws_config(&ctx.server.config);
+                let ws: WsStream =
+                    WebSocketStream::from_partially_read(tcp, rest, Role::Server, Some(cfg)).await;
+                let cmd = ctx.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
+                if let Some(cmd) = cmd {
+                    let _ = cmd.send(Cmd::Adopt(ws, guard));
+                }
+            });
+        });
+    });
+    resp
+}
+
+fn text_response(body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    r
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+/// The reference server's error answer: `{"code":N,"message":"..."}`.
+fn eio_error(e: EioError) -> Resp {
+    let body = format!(r#"{{"code":{},"message":"{}"}}"#, e.code(), e.message());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() =
+        if e == EioError::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn preflight(req: &Request<Incoming>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
+    );
+    if let Some(v) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
+        h.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+/// Adds the CORS headers the configuration calls for (none when CORS is off, or the origin
+/// is not allowed: the browser then refuses the response, as with the `cors` package).
+fn apply_cors(cfg: &Config, origin: Option<&HeaderValue>, resp: &mut Resp) {
+    let Some(cors) = &cfg.cors else { return };
+    let h = resp.headers_mut();
+    let allow = match (&cors.origins, origin) {
+        (CorsOrigins::Any, Some(o)) if cors.credentials => Some(o.clone()),
+        (CorsOrigins::Any, _) => Some(HeaderValue::from_static("*")),
+        (CorsOrigins::List(list), Some(o)) => {
+            o.to_str().ok().filter(|o| list.iter().any(|a| a == o)).map(|_| o.clone())
+        }
+        (CorsOrigins::List(_), None) => None,
+    };
+    let Some(allow) = allow else { return };
+    if allow != "*" {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    if cors.credentials {
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+}

@@ -1,0 +1,43 @@
+//! Transports: the HTTP/1.1 front (long-polling, WebSocket upgrades, CORS), the Engine.IO
+//! session task, and the per-connection outbox.
+
+pub(crate) mod http;
+pub(crate) mod outbox;
+pub(crate) mod session;
+
+/// The errors the Engine.IO HTTP front answers with, with the codes and messages of the
+/// reference server (`{"code":N,"message":"..."}`, HTTP 400, or 403 for `Forbidden`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EioError {
+    TransportUnknown,
+    UnknownSid,
+    BadHandshakeMethod,
+    BadRequest,
+    #[allow(dead_code)] // kept for an `allow_request` hook
+    Forbidden,
+    UnsupportedProtocolVersion,
+}
+
+impl EioError {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            EioError::TransportUnknown => 0,
+            EioError::UnknownSid => 1,
+            EioError::BadHandshakeMethod => 2,
+            EioError::BadRequest => 3,
+            EioError::Forbidden => 4,
+            EioError::UnsupportedProtocolVersion => 5,
+        }
+    }
+
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            EioError::TransportUnknown => "Transport unknown",
+            EioError::UnknownSid => "Session ID unknown",
+            EioError::BadHandshakeMethod => "Bad handshake method",
+            EioError::BadRequest => "Bad request",
+            EioError::Forbidden => "Forbidden",
+            EioError::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+}
