@@ -451,42 +451,57 @@ impl Session {
             }
         }
         self.ctrl.clear();
-        if let Some(mut w) = ws.take() {
-            if transport_alive {
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    self.write(&mut rest, &mut Some(w)).await;
-                })
-                .await;
-            } else {
-                let _ = tokio::time::timeout(Duration::from_millis(100), w.close(None)).await;
-            }
-        } else {
-            self.close_packet = true;
-            if self.pending_get.is_some() {
-                self.write(&mut rest, &mut None).await;
-            } else if transport_alive && reason != DisconnectReason::ServerShuttingDown {
-                // Wait briefly for the next poll so the client learns why it was closed.
-                let linger = Instant::now() + Duration::from_secs(2);
-                loop {
-                    tokio::select! {
-                        cmd = cmd_rx.recv() => match cmd {
-                            Some(Cmd::PollGet(reply)) => {
-                                self.pending_get = Some(reply);
-                                self.write(&mut rest, &mut None).await;
-                                break;
-                            }
-                            Some(Cmd::PollPost(_, reply)) => { let _ = reply.send(Ok(())); }
-                            Some(Cmd::CanUpgrade(reply)) => { let _ = reply.send(Err(EioError::BadRequest)); }
-                            Some(_) => {}
-                            None => break,
-                        },
-                        _ = sleep_until(linger) => break,
-                    }
+        if ws.is_some() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                if transport_alive {
+                    self.write(&mut rest, &mut ws).await;
                 }
+                if let Some(w) = ws.as_mut() {
+                    let _ = w.close(None).await;
+                }
+            })
+            .await;
+        } else {
+            // Polling: what is queued goes in one response and CLOSE in the next, as the
+            // reference does after "drain": socket.io-client handles decoded packets on the
+            // next tick, so a CLOSE in the same payload would overtake a DISCONNECT. Wait a
+            // little for the client's next poll, but not when shutting down.
+            let now = Instant::now();
+            let linger = match reason {
+                DisconnectReason::ServerShuttingDown => now,
+                _ if transport_alive => now + Duration::from_secs(2),
+                _ => now,
+            };
+            if !rest.is_empty() && self.next_get(&mut cmd_rx, linger).await {
+                self.write(&mut rest, &mut None).await;
+            }
+            self.close_packet = true;
+            if self.next_get(&mut cmd_rx, linger).await {
+                self.write(&mut Vec::new(), &mut None).await;
             }
         }
         self.ctx.sessions.borrow_mut().remove(&self.sid);
         tracing::debug!(sid = %self.sid, %reason, "session closed");
+    }
+}
+
+impl Session {
+    /// While closing: waits until a polling GET is pending (true), answering other
+    /// requests, or until `deadline` (false).
+    async fn next_get(&mut self, cmd_rx: &mut mpsc::UnboundedReceiver<Cmd>, deadline: Instant) -> bool {
+        while self.pending_get.is_none() {
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Cmd::PollGet(reply)) => self.pending_get = Some(reply),
+                    Some(Cmd::PollPost(_, reply)) => { let _ = reply.send(Ok(())); }
+                    Some(Cmd::CanUpgrade(reply)) => { let _ = reply.send(Err(EioError::BadRequest)); }
+                    Some(_) => {}
+                    None => return false,
+                },
+                _ = sleep_until(deadline) => return false,
+            }
+        }
+        true
     }
 }
 
