@@ -207,8 +207,7 @@ fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<Atomi
         let Some(mesh) = server.mesh().cloned() else { return };
         let mut next = 0usize;
         while !stop.load(Ordering::SeqCst) {
-            let accepted =
-                tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+            let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
             let (stream, addr) = match accepted {
                 Err(_) => continue,
                 Ok(Ok(pair)) => pair,

@@ -76,8 +76,12 @@ impl BroadcastOperator {
         let (values, binary) = args.into_args().into_parts();
         let packet = Out::event(&self.nsp, event, &values, binary, None);
         ENCODINGS.fetch_add(1, Ordering::Relaxed);
-        let msg =
-            Arc::new(BroadcastMsg { nsp: self.nsp, rooms: self.rooms, except: self.except, packet });
+        let msg = Arc::new(BroadcastMsg {
+            nsp: self.nsp,
+            rooms: self.rooms,
+            except: self.except,
+            packet,
+        });
         dispatch(&self.server, msg);
         Ok(())
     }

@@ -77,6 +77,11 @@ impl Mesh {
         self.wake(to);
     }
 
+    /// Wakes shard `me`'s own loop (used when it has overflow to retry).
+    pub(crate) fn wake_self(&self, me: usize) {
+        self.wakers[me].notify.notify_one();
+    }
+
     fn wake(&self, to: usize) {
         let w = &self.wakers[to];
         if w.parked.load(Ordering::SeqCst) {

@@ -48,7 +48,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(server: Arc<ServerShared>, conn: Arc<ConnHandle>, info: Arc<ConnInfo>) -> Self {
+    pub(crate) fn new(
+        server: Arc<ServerShared>,
+        conn: Arc<ConnHandle>,
+        info: Arc<ConnInfo>,
+    ) -> Self {
         Client { server, conn, info, sockets: SmallVec::new(), partial: None }
     }
 
@@ -169,7 +173,8 @@ impl Client {
             issued: self.info.issued,
         };
         let id = Sid::generate(ctx.id as u8);
-        let socket = Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);
+        let socket =
+            Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);
         if let Err(e) = nsp.run_middlewares(&socket) {
             let mut data = json!({"message": e.message});
             if let (Some(d), Value::Object(m)) = (e.data, &mut data) {

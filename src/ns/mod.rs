@@ -28,7 +28,11 @@ pub(crate) struct NamespaceInner {
 
 impl NamespaceInner {
     pub(crate) fn new(name: Arc<str>) -> Self {
-        NamespaceInner { name, on_connection: RwLock::new(None), middlewares: RwLock::new(Vec::new()) }
+        NamespaceInner {
+            name,
+            on_connection: RwLock::new(None),
+            middlewares: RwLock::new(Vec::new()),
+        }
     }
 
     pub(crate) fn connect_handler(&self) -> Option<ConnectHandler> {
@@ -61,7 +65,8 @@ impl Namespace {
     where
         F: Fn(Socket) + Send + Sync + 'static,
     {
-        *self.inner.on_connection.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(handler));
+        *self.inner.on_connection.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(handler));
         self
     }
 

@@ -151,10 +151,8 @@ fn put_base64(out: &mut BytesMut, data: &[u8]) {
         return; // more than usize::MAX output bytes: cannot be allocated anyway
     };
     out.resize(start + len, 0);
-    let written = out
-        .get_mut(start..)
-        .and_then(|dst| BASE64.encode_slice(data, dst).ok())
-        .unwrap_or(0);
+    let written =
+        out.get_mut(start..).and_then(|dst| BASE64.encode_slice(data, dst).ok()).unwrap_or(0);
     out.truncate(start + written);
 }
 
@@ -258,9 +256,7 @@ impl PayloadDecoder {
         }
         self.total = self.total.saturating_add(chunk.len());
         if self.total > self.max_payload {
-            return self.fail(DecodeError::PayloadTooLarge {
-                limit: self.max_payload,
-            });
+            return self.fail(DecodeError::PayloadTooLarge { limit: self.max_payload });
         }
         self.current.reserve(chunk.len());
         let mut rest = chunk;
@@ -321,10 +317,7 @@ impl PayloadEncoder {
 
     /// An empty payload with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        PayloadEncoder {
-            buf: BytesMut::with_capacity(capacity),
-            any: false,
-        }
+        PayloadEncoder { buf: BytesMut::with_capacity(capacity), any: false }
     }
 
     fn separate(&mut self) {
@@ -383,10 +376,7 @@ mod tests {
 
     #[test]
     fn decode_each_type() {
-        assert_eq!(
-            text("0{\"sid\":\"x\"}"),
-            Ok(Packet::Open(b("{\"sid\":\"x\"}")))
-        );
+        assert_eq!(text("0{\"sid\":\"x\"}"), Ok(Packet::Open(b("{\"sid\":\"x\"}"))));
         assert_eq!(text("1"), Ok(Packet::Close));
         assert_eq!(text("2"), Ok(Packet::Ping(Bytes::new())));
         assert_eq!(text("2probe"), Ok(Packet::Ping(b("probe"))));
@@ -423,14 +413,8 @@ mod tests {
     #[test]
     fn decode_segments() {
         let seg = |s: &str| Packet::decode_segment(b(s));
-        assert_eq!(
-            seg("bAQID"),
-            Ok(Packet::Binary(Bytes::from_static(&[1, 2, 3])))
-        );
-        assert_eq!(
-            seg("bAQI="),
-            Ok(Packet::Binary(Bytes::from_static(&[1, 2])))
-        );
+        assert_eq!(seg("bAQID"), Ok(Packet::Binary(Bytes::from_static(&[1, 2, 3]))));
+        assert_eq!(seg("bAQI="), Ok(Packet::Binary(Bytes::from_static(&[1, 2]))));
         assert_eq!(seg("bAQI"), Ok(Packet::Binary(Bytes::from_static(&[1, 2]))));
         assert_eq!(seg("b"), Ok(Packet::Binary(Bytes::new())));
         assert_eq!(seg("bAQ-_"), Err(DecodeError::InvalidBase64));
@@ -449,26 +433,13 @@ mod tests {
         assert_eq!(enc(&Packet::Message(b("hello"))), "4hello");
         assert_eq!(enc(&Packet::Upgrade), "5");
         assert_eq!(enc(&Packet::Noop), "6");
-        assert_eq!(
-            enc(&Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))),
-            "bAQIDBA=="
-        );
+        assert_eq!(enc(&Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))), "bAQIDBA==");
         assert_eq!(enc(&Packet::Binary(Bytes::new())), "b");
     }
 
     #[test]
     fn text_round_trip() {
-        for wire in [
-            "0{}",
-            "1",
-            "2",
-            "2probe",
-            "3probe",
-            "4",
-            "42[\"a\",1]",
-            "5",
-            "6",
-        ] {
+        for wire in ["0{}", "1", "2", "2probe", "3probe", "4", "42[\"a\",1]", "5", "6"] {
             let p = text(wire).unwrap();
             assert_eq!(enc(&p), wire);
         }
@@ -550,21 +521,12 @@ mod tests {
         assert_eq!(payload(b"\x1e", 100), Err(DecodeError::Empty));
         assert_eq!(payload(b"4a\x1e", 100), Err(DecodeError::Empty));
         assert_eq!(payload(b"4a\x1e\x1e4b", 100), Err(DecodeError::Empty));
-        assert_eq!(
-            payload(b"4a\x1e9", 100),
-            Err(DecodeError::UnknownType(b'9'))
-        );
-        assert_eq!(
-            payload(b"4a\x1e1x\x1e4b", 100),
-            Err(DecodeError::TrailingData(b'1'))
-        );
+        assert_eq!(payload(b"4a\x1e9", 100), Err(DecodeError::UnknownType(b'9')));
+        assert_eq!(payload(b"4a\x1e1x\x1e4b", 100), Err(DecodeError::TrailingData(b'1')));
         assert_eq!(payload(b"b!!\x1e4a", 100), Err(DecodeError::InvalidBase64));
         assert_eq!(payload(b"4\xc3\x1e4a", 100), Err(DecodeError::InvalidUtf8));
         // a multi-byte character split across chunks is still fine
-        assert_eq!(
-            payload(b"4\xe2\x82\xac", 100),
-            Ok(vec![Packet::Message(b("€"))])
-        );
+        assert_eq!(payload(b"4\xe2\x82\xac", 100), Ok(vec![Packet::Message(b("€"))]));
     }
 
     #[test]
@@ -600,10 +562,7 @@ mod tests {
         e.push_binary(&[]);
         e.push_encoded_text(b"6");
         assert_eq!(e.len(), 23);
-        assert_eq!(
-            &e.finish()[..],
-            &b"42[\"a\"]\x1e2\x1ebAQIDBA==\x1eb\x1e6"[..]
-        );
+        assert_eq!(&e.finish()[..], &b"42[\"a\"]\x1e2\x1ebAQIDBA==\x1eb\x1e6"[..]);
 
         let mut e = PayloadEncoder::with_capacity(8);
         e.push_encoded_text(b"1");
@@ -644,15 +603,7 @@ mod tests {
 
     #[test]
     fn json_str_escapes() {
-        for s in [
-            "",
-            "plain",
-            "q\"uote",
-            "back\\slash",
-            "nl\n",
-            "\u{1}",
-            "é€😀",
-        ] {
+        for s in ["", "plain", "q\"uote", "back\\slash", "nl\n", "\u{1}", "é€😀"] {
             let mut out = BytesMut::new();
             put_json_str(&mut out, s);
             assert_eq!(out.to_vec(), serde_json::to_vec(s).unwrap(), "{s:?}");

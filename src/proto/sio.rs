@@ -162,11 +162,7 @@ impl Packet {
             attachments = match parse_u64(digits).map(usize::try_from) {
                 Some(Ok(0)) => return Err(DecodeError::InvalidAttachments),
                 Some(Ok(n)) if n <= max_attachments => n,
-                _ => {
-                    return Err(DecodeError::TooManyAttachments {
-                        limit: max_attachments,
-                    })
-                }
+                _ => return Err(DecodeError::TooManyAttachments { limit: max_attachments }),
             };
         }
 
@@ -179,9 +175,7 @@ impl Packet {
                 None => (rest, &[][..]),
             };
             rest = tail;
-            std::str::from_utf8(nsp)
-                .map_err(|_| DecodeError::InvalidNamespace)?
-                .to_owned()
+            std::str::from_utf8(nsp).map_err(|_| DecodeError::InvalidNamespace)?.to_owned()
         } else {
             String::from("/")
         };
@@ -194,11 +188,7 @@ impl Packet {
         };
         rest = tail;
 
-        let data = if rest.is_empty() {
-            None
-        } else {
-            Some(parse_json(rest)?)
-        };
+        let data = if rest.is_empty() { None } else { Some(parse_json(rest)?) };
 
         if !is_payload_valid(kind, data.as_ref()) {
             return Err(DecodeError::InvalidPayload);
@@ -206,13 +196,7 @@ impl Packet {
         if id.is_none() && matches!(kind, PacketType::Ack | PacketType::BinaryAck) {
             return Err(DecodeError::MissingAckId);
         }
-        Ok(Packet {
-            kind,
-            nsp,
-            id,
-            data,
-            attachments,
-        })
+        Ok(Packet { kind, nsp, id, data, attachments })
     }
 
     /// Appends the wire form: namespace `"/"` omitted, attachments as `N-`.
@@ -243,10 +227,9 @@ fn split_digits(s: &[u8]) -> (&[u8], &[u8]) {
 
 /// Parses ASCII digits; `None` on overflow.
 fn parse_u64(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?
-            .checked_add(u64::from(d.wrapping_sub(b'0')))
-    })
+    digits
+        .iter()
+        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d.wrapping_sub(b'0'))))
 }
 
 /// Parses one JSON value; only JSON whitespace may follow it.
@@ -257,10 +240,7 @@ fn parse_json(s: &[u8]) -> Result<Value, DecodeError> {
         _ => return Err(DecodeError::InvalidJson),
     };
     let tail = s.get(values.byte_offset()..).unwrap_or_default();
-    if tail
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
+    if tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         Ok(value)
     } else {
         Err(DecodeError::TrailingData)
@@ -349,11 +329,7 @@ pub fn encode_event(
     id: Option<u64>,
     attachments: usize,
 ) {
-    let kind = if attachments > 0 {
-        PacketType::BinaryEvent
-    } else {
-        PacketType::Event
-    };
+    let kind = if attachments > 0 { PacketType::BinaryEvent } else { PacketType::Event };
     put_header(out, kind, nsp, id, attachments);
     put_array(out, Some(event), args);
 }
@@ -361,11 +337,7 @@ pub fn encode_event(
 /// Writes an ACK (or BINARY_ACK when `attachments > 0`) for ack `id` with
 /// `args`. Same bytes as [`Packet::encode`] of the equivalent packet.
 pub fn encode_ack(out: &mut BytesMut, nsp: &str, id: u64, args: &[Value], attachments: usize) {
-    let kind = if attachments > 0 {
-        PacketType::BinaryAck
-    } else {
-        PacketType::Ack
-    };
+    let kind = if attachments > 0 { PacketType::BinaryAck } else { PacketType::Ack };
     put_header(out, kind, nsp, Some(id), attachments);
     put_array(out, None, args);
 }
@@ -458,10 +430,7 @@ impl Reassembler {
     pub fn finish(self) -> Result<(Packet, Vec<Bytes>), DecodeError> {
         let expected = self.packet.attachments;
         if self.buffers.len() != expected {
-            return Err(DecodeError::AttachmentCount {
-                expected,
-                received: self.buffers.len(),
-            });
+            return Err(DecodeError::AttachmentCount { expected, received: self.buffers.len() });
         }
         if let Some(data) = &self.packet.data {
             check_placeholders(data, expected)?;
@@ -494,13 +463,7 @@ mod tests {
         data: Option<Value>,
         att: usize,
     ) -> Packet {
-        Packet {
-            kind,
-            nsp: nsp.to_owned(),
-            id,
-            data,
-            attachments: att,
-        }
+        Packet { kind, nsp: nsp.to_owned(), id, data, attachments: att }
     }
 
     use PacketType::*;
@@ -552,21 +515,12 @@ mod tests {
         assert_eq!(dec("0/admin"), Ok(pkt(Connect, "/admin", None, None, 0)));
         assert_eq!(dec("1/admin"), Ok(pkt(Disconnect, "/admin", None, None, 0)));
         // leading zeros in ids and counts, JSON whitespace around the data
-        assert_eq!(
-            dec("2007[\"a\"]"),
-            Ok(pkt(Event, "/", Some(7), Some(json!(["a"])), 0))
-        );
+        assert_eq!(dec("2007[\"a\"]"), Ok(pkt(Event, "/", Some(7), Some(json!(["a"])), 0)));
         assert_eq!(dec("501-[\"a\"]").map(|p| p.attachments), Ok(1));
-        assert_eq!(
-            dec("2 [\"a\"] \n"),
-            Ok(pkt(Event, "/", None, Some(json!(["a"])), 0))
-        );
+        assert_eq!(dec("2 [\"a\"] \n"), Ok(pkt(Event, "/", None, Some(json!(["a"])), 0)));
         // "/," is the main namespace spelled out; ids on any type are kept
         assert_eq!(dec("0/,"), Ok(pkt(Connect, "/", None, None, 0)));
-        assert_eq!(
-            dec("0/admin,5{}"),
-            Ok(pkt(Connect, "/admin", Some(5), Some(json!({})), 0))
-        );
+        assert_eq!(dec("0/admin,5{}"), Ok(pkt(Connect, "/admin", Some(5), Some(json!({})), 0)));
     }
 
     #[test]
@@ -585,10 +539,7 @@ mod tests {
             ("50-[\"a\"]", E::InvalidAttachments),
             ("6 1-[]", E::InvalidAttachments),
             ("511-[\"a\"]", E::TooManyAttachments { limit: 10 }),
-            (
-                "6999999999999999999999999-1[]",
-                E::TooManyAttachments { limit: 10 },
-            ),
+            ("6999999999999999999999999-1[]", E::TooManyAttachments { limit: 10 }),
             ("2/a,18446744073709551616[\"a\"]", E::InvalidAckId),
             ("3[]", E::MissingAckId),
             ("3/admin,[]", E::MissingAckId),
@@ -618,10 +569,7 @@ mod tests {
             ("2[\"disconnecting\"]", E::InvalidPayload),
             ("2[\"newListener\"]", E::InvalidPayload),
             ("2/admin,1[\"removeListener\",1]", E::InvalidPayload),
-            (
-                "51-[\"disconnect\",{\"_placeholder\":true,\"num\":0}]",
-                E::InvalidPayload,
-            ),
+            ("51-[\"disconnect\",{\"_placeholder\":true,\"num\":0}]", E::InvalidPayload),
             ("31", E::InvalidPayload),
             ("31{}", E::InvalidPayload),
             ("4", E::InvalidPayload),
@@ -631,10 +579,7 @@ mod tests {
         for (wire, err) in cases {
             assert_eq!(dec(wire).as_ref(), Err(err), "{wire}");
         }
-        assert_eq!(
-            Packet::decode(b"0/ad\xffmin,", MAX),
-            Err(E::InvalidNamespace)
-        );
+        assert_eq!(Packet::decode(b"0/ad\xffmin,", MAX), Err(E::InvalidNamespace));
         assert_eq!(Packet::decode(b"2[\"\xff\"]", MAX), Err(E::InvalidJson));
         assert_eq!(
             Packet::decode(b"51-[\"a\",{\"_placeholder\":true,\"num\":0}]", 0),
@@ -677,9 +622,7 @@ mod tests {
         assert_eq!(dec("2[1,\"chat\"]").unwrap().event_name(), None);
         assert_eq!(dec("31[\"chat\"]").unwrap().event_name(), None);
         assert_eq!(
-            dec("51-[\"up\",{\"_placeholder\":true,\"num\":0}]")
-                .unwrap()
-                .event_name(),
+            dec("51-[\"up\",{\"_placeholder\":true,\"num\":0}]").unwrap().event_name(),
             Some("up")
         );
     }
@@ -699,19 +642,10 @@ mod tests {
     #[test]
     fn fast_event_encoding() {
         assert_eq!(event("/", "chat", &[], None, 0), "2[\"chat\"]");
-        assert_eq!(
-            event("/", "chat", &[json!("hi")], None, 0),
-            "2[\"chat\",\"hi\"]"
-        );
+        assert_eq!(event("/", "chat", &[json!("hi")], None, 0), "2[\"chat\",\"hi\"]");
         assert_eq!(event("", "chat", &[json!(1)], None, 0), "2[\"chat\",1]");
         assert_eq!(
-            event(
-                "/admin",
-                "a\"b\n",
-                &[json!({"x": [1, null]}), json!("é\u{1}")],
-                Some(7),
-                0
-            ),
+            event("/admin", "a\"b\n", &[json!({"x": [1, null]}), json!("é\u{1}")], Some(7), 0),
             "2/admin,7[\"a\\\"b\\n\",{\"x\":[1,null]},\"é\\u0001\"]"
         );
         assert_eq!(
@@ -719,12 +653,7 @@ mod tests {
             "51-/admin,[\"file\",{\"_placeholder\":true,\"num\":0}]"
         );
         // same bytes as the general encoder, and decodes back
-        let args = [
-            json!({"k": [true, 2.5]}),
-            json!("s"),
-            placeholder(0),
-            placeholder(1),
-        ];
+        let args = [json!({"k": [true, 2.5]}), json!("s"), placeholder(0), placeholder(1)];
         let wire = event("/n", "ev", &args, Some(3), 2);
         let mut data = vec![json!("ev")];
         data.extend(args.iter().cloned());
@@ -742,13 +671,7 @@ mod tests {
             ack("/admin", 5, &[placeholder(0)], 1),
             "61-/admin,5[{\"_placeholder\":true,\"num\":0}]"
         );
-        let p = pkt(
-            BinaryAck,
-            "/",
-            Some(9),
-            Some(json!([placeholder(0), "x"])),
-            1,
-        );
+        let p = pkt(BinaryAck, "/", Some(9), Some(json!([placeholder(0), "x"])), 1);
         assert_eq!(ack("/", 9, &[placeholder(0), json!("x")], 1), enc(&p));
     }
 
@@ -808,19 +731,13 @@ mod tests {
     fn reassembly_rejects() {
         use DecodeError as E;
         let count = |expected, received| Err(E::AttachmentCount { expected, received });
-        assert_eq!(
-            reassemble("51-[\"a\",{\"_placeholder\":true,\"num\":0}]", &[]),
-            count(1, 0)
-        );
+        assert_eq!(reassemble("51-[\"a\",{\"_placeholder\":true,\"num\":0}]", &[]), count(1, 0));
         assert_eq!(
             reassemble("52-[\"a\",{\"_placeholder\":true,\"num\":0}]", &[b"x"]),
             count(2, 1)
         );
         assert_eq!(
-            reassemble(
-                "51-[\"a\",{\"_placeholder\":true,\"num\":0}]",
-                &[b"x", b"y"]
-            ),
+            reassemble("51-[\"a\",{\"_placeholder\":true,\"num\":0}]", &[b"x", b"y"]),
             count(1, 2)
         );
         for bad in ["1", "-1", "0.5", "\"0\"", "null", "1e0"] {

@@ -102,14 +102,17 @@ impl ShardCtx {
     /// Sends to another shard over this shard's lane, keeping order when the lane is full.
     pub(crate) fn send_to(&self, to: usize, msg: ShardMsg) {
         let mut overflow = self.overflow.borrow_mut();
-        if overflow[to].is_empty() {
+        let msg = if overflow[to].is_empty() {
             match self.mesh.push(self.id, to, msg) {
                 Ok(()) => return,
-                Err(msg) => overflow[to].push_back(msg),
+                Err(msg) => msg,
             }
         } else {
-            overflow[to].push_back(msg);
-        }
+            msg
+        };
+        overflow[to].push_back(msg);
+        // The shard loop retries overflow on its turns; make sure it is not parked.
+        self.mesh.wake_self(self.id);
     }
 
     fn flush_overflow(&self) -> bool {
@@ -190,7 +193,12 @@ impl ShardCtx {
     fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Conn(stream, addr, guard) => {
-                tokio::task::spawn_local(crate::transport::http::serve(self.clone(), stream, addr, guard));
+                tokio::task::spawn_local(crate::transport::http::serve(
+                    self.clone(),
+                    stream,
+                    addr,
+                    guard,
+                ));
             }
             ShardMsg::Broadcast(b) => broadcast::deliver_local(self, &b),
             ShardMsg::Run(f) => f(),

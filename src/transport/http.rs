@@ -71,7 +71,12 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(ctx: Rc<ShardCtx>, req: Request<Incoming>, addr: SocketAddr, guard: GuardCell) -> Resp {
+async fn handle(
+    ctx: Rc<ShardCtx>,
+    req: Request<Incoming>,
+    addr: SocketAddr,
+    guard: GuardCell,
+) -> Resp {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut resp = route(&ctx, req, addr, guard).await;
     apply_cors(&ctx.server.config, origin.as_ref(), &mut resp);
@@ -105,7 +110,12 @@ fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-async fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, addr: SocketAddr, guard: GuardCell) -> Resp {
+async fn route(
+    ctx: &Rc<ShardCtx>,
+    req: Request<Incoming>,
+    addr: SocketAddr,
+    guard: GuardCell,
+) -> Resp {
     let cfg = &ctx.server.config;
     if !req.uri().path().starts_with(cfg.path.as_str()) {
         return plain(StatusCode::NOT_FOUND, "Not Found");
@@ -126,7 +136,8 @@ async fn route(ctx: &Rc<ShardCtx>, req: Request<Incoming>, addr: SocketAddr, gua
     match q.sid.as_deref() {
         Some(sid) => {
             // An unparsable sid, or one naming a shard this server does not have, is unknown.
-            let Some(sid) = Sid::parse(sid).filter(|s| (s.shard() as usize) < ctx.mesh.len()) else {
+            let Some(sid) = Sid::parse(sid).filter(|s| (s.shard() as usize) < ctx.mesh.len())
+            else {
                 return eio_error(EioError::UnknownSid);
             };
             match (transport, req.method().clone()) {
@@ -293,7 +304,12 @@ async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
 }
 
 /// A new session opened directly over WebSocket: it lives on this shard.
-fn open_websocket(ctx: &Rc<ShardCtx>, req: Request<Incoming>, info: ConnInfo, guard: GuardCell) -> Resp {
+fn open_websocket(
+    ctx: &Rc<ShardCtx>,
+    req: Request<Incoming>,
+    info: ConnInfo,
+    guard: GuardCell,
+) -> Resp {
     let Some(resp) = switching_protocols(&req) else {
         return eio_error(EioError::BadRequest);
     };
@@ -312,7 +328,12 @@ fn open_websocket(ctx: &Rc<ShardCtx>, req: Request<Incoming>, info: ConnInfo, gu
 
 /// An upgrade of an existing polling session: reserved with the owner first, then the
 /// upgraded socket moves to the owner's shard.
-async fn upgrade_session(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid, guard: GuardCell) -> Resp {
+async fn upgrade_session(
+    ctx: &Rc<ShardCtx>,
+    req: Request<Incoming>,
+    sid: Sid,
+    guard: GuardCell,
+) -> Resp {
     let Some(resp) = switching_protocols(&req) else {
         return eio_error(EioError::BadRequest);
     };
@@ -339,7 +360,7 @@ async fn upgrade_session(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid, g
                     WebSocketStream::from_partially_read(tcp, rest, Role::Server, Some(cfg)).await;
                 let cmd = ctx.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
                 if let Some(cmd) = cmd {
-                    let _ = cmd.send(Cmd::Adopt(ws, guard));
+                    let _ = cmd.send(Cmd::Adopt(Box::new(ws), guard));
                 }
             });
         });

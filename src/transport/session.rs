@@ -41,7 +41,7 @@ pub(crate) enum Cmd {
     /// May a WebSocket upgrade start? Reserves it when yes.
     CanUpgrade(oneshot::Sender<Result<(), EioError>>),
     /// The upgraded WebSocket, to probe.
-    Adopt(WsStream, ConnGuard),
+    Adopt(Box<WsStream>, ConnGuard),
     /// Server-side `socket.disconnect(close)`.
     DisconnectSocket { nsp: Arc<str>, close: bool },
     /// Close the whole connection.
@@ -114,7 +114,8 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
 /// The Engine.IO OPEN packet for `sid`.
 pub(crate) fn open_packet(ctx: &ShardCtx, sid: Sid, upgrades: bool) -> Bytes {
     let cfg = &ctx.server.config;
-    let ups: &[&str] = if upgrades && cfg.websocket && cfg.allow_upgrades { &["websocket"] } else { &[] };
+    let ups: &[&str] =
+        if upgrades && cfg.websocket && cfg.allow_upgrades { &["websocket"] } else { &[] };
     let mut buf = bytes::BytesMut::with_capacity(128);
     eio::OpenPacket {
         sid: sid.as_str(),
@@ -250,7 +251,7 @@ impl Session {
             }
             Cmd::Adopt(sock, guard) => {
                 if self.upgrade == Upgrade::Reserved && probe.is_none() {
-                    *probe = Some(sock);
+                    *probe = Some(*sock);
                     self.guards.push(guard);
                 }
             }
@@ -488,7 +489,11 @@ impl Session {
 impl Session {
     /// While closing: waits until a polling GET is pending (true), answering other
     /// requests, or until `deadline` (false).
-    async fn next_get(&mut self, cmd_rx: &mut mpsc::UnboundedReceiver<Cmd>, deadline: Instant) -> bool {
+    async fn next_get(
+        &mut self,
+        cmd_rx: &mut mpsc::UnboundedReceiver<Cmd>,
+        deadline: Instant,
+    ) -> bool {
         while self.pending_get.is_none() {
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
