@@ -64,6 +64,10 @@ pub(crate) struct ConnHandle {
     pub shard: usize,
     pub outbox: mpsc::Sender<Out>,
     pub cmd: mpsc::UnboundedSender<Cmd>,
+    /// Set once the slow-consumer policy has condemned the connection.
+    pub condemned: AtomicBool,
+    /// Wakes the session's writer even while it is blocked on a socket that does not drain.
+    pub kill: tokio::sync::Notify,
 }
 
 impl ConnHandle {
@@ -73,7 +77,11 @@ impl ConnHandle {
         match self.outbox.try_send(out) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
+                // Once only: the command channel is unbounded and must not grow per drop.
+                if !self.condemned.swap(true, Ordering::AcqRel) {
+                    let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
+                    self.kill.notify_one();
+                }
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -7,12 +7,13 @@
 //! that is queued and flushes once per wake-up.
 
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep_until, Duration, Instant};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -63,6 +64,7 @@ struct Session {
     ctx: Rc<ShardCtx>,
     sid: Sid,
     client: Client,
+    conn: Arc<ConnHandle>,
     pending_get: Option<oneshot::Sender<PollReply>>,
     /// Engine packets (PING, NOOP) waiting for the next polling GET.
     ctrl: Vec<&'static [u8]>,
@@ -85,7 +87,14 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
     let sid = Sid::generate(ctx.id as u8);
     let (out_tx, out_rx) = mpsc::channel(cfg.max_outbox);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let conn = Arc::new(ConnHandle { sid, shard: ctx.id, outbox: out_tx, cmd: cmd_tx.clone() });
+    let conn = Arc::new(ConnHandle {
+        sid,
+        shard: ctx.id,
+        outbox: out_tx,
+        cmd: cmd_tx.clone(),
+        condemned: AtomicBool::new(false),
+        kill: Notify::new(),
+    });
     let now = Instant::now();
     let (ws, guards) = match ws {
         Some((ws, g)) => (Some(ws), vec![g]),
@@ -94,7 +103,8 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
     let session = Session {
         ctx: ctx.clone(),
         sid,
-        client: Client::new(ctx.server.clone(), conn, Arc::new(info)),
+        client: Client::new(ctx.server.clone(), conn.clone(), Arc::new(info)),
+        conn,
         pending_get: None,
         ctrl: Vec::new(),
         close_packet: false,
@@ -169,7 +179,17 @@ async fn run(
                 // After a completed upgrade, everything queued goes out over the WebSocket.
             }
             _ = outbox.recv_many(&mut batch, 256), if writable => {
-                s.write(&mut batch, &mut ws).await;
+                // A peer that stops reading blocks the write; the slow-consumer policy
+                // must still be able to end it.
+                let conn = s.conn.clone();
+                let killed = tokio::select! {
+                    _ = s.write(&mut batch, &mut ws) => false,
+                    _ = conn.kill.notified() => true,
+                };
+                if killed {
+                    batch.clear();
+                    s.close(DisconnectReason::SlowConsumer);
+                }
             }
             _ = sleep_until(deadline) => s.on_timer(&mut ws, &mut probe).await,
         }
@@ -423,7 +443,11 @@ impl Session {
             if self.close_packet {
                 payload.push_encoded_text(b"1");
             }
-            let _ = get.send(Ok(payload.finish()));
+            if get.send(Ok(payload.finish())).is_err() {
+                // The client dropped the poll while it waited: what it carried is lost, so
+                // the session ends, as the reference's "poll connection closed prematurely".
+                self.close(DisconnectReason::TransportError);
+            }
         }
     }
 
