@@ -54,10 +54,10 @@ mod server;
 mod shard;
 mod transport;
 
-pub use broadcast::BroadcastOperator;
+pub use broadcast::{AckResponses, BroadcastAckError, BroadcastOperator, IntoRooms};
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
-pub use ns::socket::{AckSender, Handshake, Socket, TimeoutSocket};
-pub use ns::{Namespace, Room};
+pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
+pub use ns::{Namespace, Room, RoomEvent};
 pub use server::{RunningServer, Server};

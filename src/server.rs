@@ -3,20 +3,22 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ahash::AHashMap;
 
-use crate::broadcast::BroadcastOperator;
+use serde_json::Value;
+
+use crate::broadcast::{BroadcastOperator, IntoRooms};
 use crate::config::Config;
 use crate::error::EmitError;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::ns::args::IntoArgs;
 use crate::ns::socket::Socket;
-use crate::ns::{Namespace, NamespaceInner, Room};
+use crate::ns::{Namespace, NamespaceInner};
 use crate::shard::{self, ConnGuard};
 
 /// State shared by every shard of one server. Read-mostly: the namespace registry is read on
@@ -24,17 +26,42 @@ use crate::shard::{self, ConnGuard};
 pub(crate) struct ServerShared {
     pub config: Config,
     namespaces: RwLock<AHashMap<String, Arc<NamespaceInner>>>,
+    /// Dynamic namespace patterns, tried in order for unknown names.
+    dynamic: RwLock<Vec<(DynamicPredicate, Arc<NamespaceInner>)>>,
+    /// The main namespace `/`, which always exists, as in socket.io.
+    root: Arc<NamespaceInner>,
     mesh: OnceLock<Arc<Mesh>>,
     pub connections: AtomicUsize,
+    /// Volatile packets dropped because their recipient was not ready.
+    pub volatile_dropped: AtomicU64,
 }
+
+type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
 impl ServerShared {
     pub(crate) fn mesh(&self) -> Option<&Arc<Mesh>> {
         self.mesh.get()
     }
 
-    pub(crate) fn namespace(&self, name: &str) -> Option<Arc<NamespaceInner>> {
-        self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    /// The namespace a client asks to join: a registered one, or one a dynamic pattern
+    /// accepts (created on this first connect, then registered like any other).
+    pub(crate) fn namespace_for(&self, name: &str, auth: &Value) -> Option<Arc<NamespaceInner>> {
+        if let Some(ns) = self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Some(ns.clone());
+        }
+        let parent = {
+            let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+            dynamic.iter().find(|(pred, _)| pred(name, auth)).map(|(_, parent)| parent.clone())?
+        };
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        // Another shard may have created it meanwhile.
+        if let Some(ns) = map.get(name) {
+            return Some(ns.clone());
+        }
+        let child = Arc::new(NamespaceInner::new(Arc::from(name), Some(parent.clone())));
+        map.insert(name.to_owned(), child.clone());
+        parent.add_child(child.clone());
+        Some(child)
     }
 }
 
@@ -61,11 +88,17 @@ pub struct Server(pub(crate) Arc<ServerShared>);
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
+        let root = Arc::new(NamespaceInner::new(Arc::from("/"), None));
+        let mut namespaces = AHashMap::new();
+        namespaces.insert("/".to_owned(), root.clone());
         Server(Arc::new(ServerShared {
             config,
-            namespaces: RwLock::new(AHashMap::new()),
+            namespaces: RwLock::new(namespaces),
+            dynamic: RwLock::new(Vec::new()),
+            root,
             mesh: OnceLock::new(),
             connections: AtomicUsize::new(0),
+            volatile_dropped: AtomicU64::new(0),
         }))
     }
 
@@ -81,7 +114,7 @@ impl Server {
         let mut map = self.0.namespaces.write().unwrap_or_else(|p| p.into_inner());
         let inner = map
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()))))
+            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None)))
             .clone();
         Namespace { inner, server: self.0.clone() }
     }
@@ -94,14 +127,94 @@ impl Server {
         self.of("/").on_connection(handler);
     }
 
-    /// A broadcast to the sockets of `/` in `room`.
-    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
-        BroadcastOperator::new(self.0.clone(), Arc::from("/")).to(room)
+    /// A namespace pattern: the first client to connect to a name that `accept(name, auth)`
+    /// accepts creates that namespace, which then uses the handlers and middlewares
+    /// registered on the returned namespace (socket.io's `io.of(regex or function)`).
+    /// Patterns are tried in the order they were added, after the registered names.
+    pub fn of_dynamic<F>(&self, accept: F) -> Namespace
+    where
+        F: Fn(&str, &Value) -> bool + Send + Sync + 'static,
+    {
+        let mut dynamic = self.0.dynamic.write().unwrap_or_else(|p| p.into_inner());
+        let label = format!("dynamic#{}", dynamic.len());
+        let inner = Arc::new(NamespaceInner::new(Arc::from(label.as_str()), None));
+        dynamic.push((Arc::new(accept), inner.clone()));
+        Namespace { inner, server: self.0.clone() }
+    }
+
+    /// A namespace pattern given as a regular expression on the name (e.g.
+    /// `^/room-\d+$`). See [`Server::of_dynamic`].
+    pub fn of_regex(&self, pattern: regex::Regex) -> Namespace {
+        self.of_dynamic(move |name, _auth| pattern.is_match(name))
+    }
+
+    fn root(&self) -> Namespace {
+        Namespace { inner: self.0.root.clone(), server: self.0.clone() }
+    }
+
+    /// A broadcast to the sockets of `/` in `rooms` (a socket id names one socket).
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.root().to(rooms)
+    }
+
+    /// Same as [`Server::to`].
+    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.root().to(rooms)
+    }
+
+    /// A broadcast to the sockets of `/` except those in `rooms`.
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.root().except(rooms)
+    }
+
+    /// A broadcast to the sockets of `/` on this server process only.
+    pub fn local(&self) -> BroadcastOperator {
+        self.root().local()
+    }
+
+    /// A broadcast to `/` that may be dropped for recipients not ready to receive it.
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.root().volatile()
+    }
+
+    /// A broadcast to `/` with per-message compression allowed or not.
+    pub fn compress(&self, compress: bool) -> BroadcastOperator {
+        self.root().compress(compress)
+    }
+
+    /// A broadcast to `/` whose acknowledgements are awaited at most `timeout`.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
+        self.root().timeout(timeout)
     }
 
     /// Emits to every socket of `/`.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        BroadcastOperator::new(self.0.clone(), Arc::from("/")).emit(event, args)
+        self.root().emit(event, args)
+    }
+
+    /// Every socket of `/`, from every shard.
+    pub async fn fetch_sockets(&self) -> Vec<Socket> {
+        self.root().fetch_sockets().await
+    }
+
+    /// Makes every socket of `/` join `rooms`.
+    pub fn sockets_join(&self, rooms: impl IntoRooms) {
+        self.root().sockets_join(rooms)
+    }
+
+    /// Makes every socket of `/` leave `rooms`.
+    pub fn sockets_leave(&self, rooms: impl IntoRooms) {
+        self.root().sockets_leave(rooms)
+    }
+
+    /// Disconnects every socket of `/` (with `close`, their connections).
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.root().disconnect_sockets(close)
+    }
+
+    /// Volatile packets dropped so far because their recipient was not ready.
+    pub fn volatile_dropped(&self) -> u64 {
+        self.0.volatile_dropped.load(Ordering::Relaxed)
     }
 
     /// Binds `addr` and starts the shard threads. Returns once the server accepts connections.

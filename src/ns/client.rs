@@ -121,9 +121,7 @@ impl Client {
                 };
                 let args = Args::from_parts(values, bins);
                 let ack = packet.id.map(|id| socket.ack_sender(id));
-                if let Some(h) = socket.handler(&event) {
-                    h(socket, args, ack);
-                }
+                socket.dispatch_event(&event, args, ack);
                 Flow::Continue
             }
             (PacketType::Ack | PacketType::BinaryAck, Some(socket)) => {
@@ -148,7 +146,11 @@ impl Client {
     }
 
     fn connect(&mut self, ctx: &ShardCtx, packet: sio::Packet) -> Flow {
-        let nsp = self.server.namespace(&packet.nsp);
+        let auth = match packet.data {
+            Some(v @ Value::Object(_)) => v,
+            _ => json!({}),
+        };
+        let nsp = self.server.namespace_for(&packet.nsp, &auth);
         let Some(nsp) = nsp else {
             let err = sio::Packet {
                 kind: PacketType::ConnectError,
@@ -159,10 +161,6 @@ impl Client {
             };
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
-        };
-        let auth = match packet.data {
-            Some(v @ Value::Object(_)) => v,
-            _ => json!({}),
         };
         let handshake = Handshake {
             auth,

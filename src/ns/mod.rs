@@ -1,13 +1,16 @@
-//! Namespaces: their connection handlers and middlewares; sockets, acknowledgements and the
-//! per-connection Socket.IO client live in the submodules.
+//! Namespaces: their connection handlers, middlewares, ack id counter, room-event listeners
+//! and dynamic (pattern-created) children; sockets, arguments and the per-connection
+//! Socket.IO client live in the submodules.
 
 pub mod args;
 pub(crate) mod client;
 pub mod socket;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use crate::broadcast::BroadcastOperator;
+use crate::broadcast::{BroadcastOperator, IntoRooms};
 use crate::error::{ConnectError, EmitError};
 use crate::ns::args::IntoArgs;
 use crate::ns::socket::Socket;
@@ -18,35 +21,96 @@ pub type Room = Arc<str>;
 
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
+pub(crate) type RoomHandler = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
 
-/// The registered state of a namespace: read on each connect, never on the message path.
+/// A change of a namespace's rooms, as socket.io's adapter events name them. Each fires once
+/// per change across all shards: `CreateRoom` when a room gets its first member anywhere,
+/// `DeleteRoom` when it loses its last. A socket's own room (its id) counts, as in socket.io.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// `create-room (room)`.
+    CreateRoom(Room),
+    /// `delete-room (room)`.
+    DeleteRoom(Room),
+    /// `join-room (room, id)`.
+    JoinRoom(Room, String),
+    /// `leave-room (room, id)`.
+    LeaveRoom(Room, String),
+}
+
+/// The registered state of a namespace: read on each connect and room change, never per
+/// message.
 pub(crate) struct NamespaceInner {
     pub name: Arc<str>,
     on_connection: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
+    room_handlers: RwLock<Vec<RoomHandler>>,
+    has_room_handlers: AtomicBool,
+    /// socket.io uses one ack id counter per namespace, for socket and broadcast acks alike,
+    /// so a broadcast's id never collides with a socket's pending one.
+    ack_ids: AtomicU64,
+    /// For a namespace created by a dynamic pattern: the pattern's namespace, whose handlers
+    /// and middlewares it uses.
+    parent: Option<Arc<NamespaceInner>>,
+    /// For a dynamic pattern's namespace: the namespaces it created.
+    children: RwLock<Vec<Arc<NamespaceInner>>>,
 }
 
 impl NamespaceInner {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>, parent: Option<Arc<NamespaceInner>>) -> Self {
         NamespaceInner {
             name,
             on_connection: RwLock::new(None),
             middlewares: RwLock::new(Vec::new()),
+            room_handlers: RwLock::new(Vec::new()),
+            has_room_handlers: AtomicBool::new(false),
+            ack_ids: AtomicU64::new(0),
+            parent,
+            children: RwLock::new(Vec::new()),
         }
     }
 
+    fn root(&self) -> &NamespaceInner {
+        self.parent.as_deref().unwrap_or(self)
+    }
+
     pub(crate) fn connect_handler(&self) -> Option<ConnectHandler> {
-        self.on_connection.read().unwrap_or_else(|p| p.into_inner()).clone()
+        read(&self.root().on_connection).clone()
     }
 
     /// Runs the middlewares in order; the first refusal wins.
     pub(crate) fn run_middlewares(&self, socket: &Socket) -> Result<(), ConnectError> {
-        let mws = self.middlewares.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mws = read(&self.root().middlewares).clone();
         mws.iter().try_for_each(|mw| mw(socket))
+    }
+
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.ack_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// True when someone listens to room events (checked on every join/leave, so cheap).
+    pub(crate) fn wants_room_events(&self) -> bool {
+        self.root().has_room_handlers.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn fire_room_event(&self, ev: &RoomEvent) {
+        let handlers = read(&self.root().room_handlers).clone();
+        for h in handlers {
+            h(ev);
+        }
+    }
+
+    pub(crate) fn add_child(&self, child: Arc<NamespaceInner>) {
+        self.children.write().unwrap_or_else(|p| p.into_inner()).push(child);
     }
 }
 
-/// A handle on one namespace, from [`crate::Server::of`].
+fn read<T: Clone>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handle on one namespace, from [`crate::Server::of`] (or, for a dynamic pattern,
+/// [`crate::Server::of_dynamic`]).
 #[derive(Clone)]
 pub struct Namespace {
     pub(crate) inner: Arc<NamespaceInner>,
@@ -54,7 +118,7 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// The namespace name (`/`, `/chat`, ...).
+    /// The namespace name (`/`, `/chat`, ...; a dynamic pattern's is its description).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -81,13 +145,97 @@ impl Namespace {
         self
     }
 
-    /// A broadcast to the sockets of this namespace in `room`.
-    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
-        BroadcastOperator::new(self.server.clone(), self.inner.name.clone()).to(room)
+    /// Listens to the adapter's room events (`create-room`, `delete-room`, `join-room`,
+    /// `leave-room`). Each fires once per change across all shards, in order, on shard 0.
+    pub fn on_room_event<F>(&self, handler: F) -> &Self
+    where
+        F: Fn(&RoomEvent) + Send + Sync + 'static,
+    {
+        self.inner.room_handlers.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(handler));
+        self.inner.has_room_handlers.store(true, Ordering::Release);
+        self
     }
 
-    /// Emits to every socket of this namespace, on every shard.
+    /// The namespaces a dynamic pattern has created so far (empty for a plain namespace).
+    pub fn children(&self) -> Vec<Namespace> {
+        read(&self.inner.children)
+            .iter()
+            .map(|c| Namespace { inner: c.clone(), server: self.server.clone() })
+            .collect()
+    }
+
+    fn op(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.server.clone(), self.inner.clone())
+    }
+
+    /// A broadcast to the sockets of this namespace in `rooms`.
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.op().to(rooms)
+    }
+
+    /// Same as [`Namespace::to`].
+    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.op().to(rooms)
+    }
+
+    /// A broadcast to every socket of this namespace but those in `rooms`.
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.op().except(rooms)
+    }
+
+    /// A broadcast to the sockets of this server process only.
+    pub fn local(&self) -> BroadcastOperator {
+        self.op().local()
+    }
+
+    /// A broadcast that may be dropped for recipients not ready to receive it.
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.op().volatile()
+    }
+
+    /// A broadcast with per-message compression allowed or not.
+    pub fn compress(&self, compress: bool) -> BroadcastOperator {
+        self.op().compress(compress)
+    }
+
+    /// A broadcast whose acknowledgements are awaited at most `timeout`.
+    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
+        self.op().timeout(timeout)
+    }
+
+    /// Emits to every socket of this namespace, on every shard. On a dynamic pattern's
+    /// namespace, emits to every namespace it created.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        BroadcastOperator::new(self.server.clone(), self.inner.name.clone()).emit(event, args)
+        let children = self.children();
+        if children.is_empty() {
+            return self.op().emit(event, args);
+        }
+        let args = args.into_args();
+        children.iter().try_for_each(|c| c.op().emit(event, args.clone()))
+    }
+
+    /// Every socket of this namespace (of the namespaces it created, for a dynamic
+    /// pattern), from every shard.
+    pub async fn fetch_sockets(&self) -> Vec<Socket> {
+        let mut out = self.op().fetch_sockets().await;
+        for c in self.children() {
+            out.extend(c.op().fetch_sockets().await);
+        }
+        out
+    }
+
+    /// Makes every socket of this namespace join `rooms`.
+    pub fn sockets_join(&self, rooms: impl IntoRooms) {
+        self.op().sockets_join(rooms)
+    }
+
+    /// Makes every socket of this namespace leave `rooms`.
+    pub fn sockets_leave(&self, rooms: impl IntoRooms) {
+        self.op().sockets_leave(rooms)
+    }
+
+    /// Disconnects every socket of this namespace (with `close`, their connections).
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.op().disconnect_sockets(close)
     }
 }

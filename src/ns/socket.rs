@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +16,7 @@ use hyper::HeaderMap;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broadcast::BroadcastOperator;
+use crate::broadcast::{AckEvent, AckSink, BroadcastOperator, IntoRooms};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
 use crate::ns::{NamespaceInner, Room};
@@ -55,6 +55,20 @@ impl Handshake {
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Args, Option<AckSender>) + Send + Sync>;
 /// A handler for the socket's disconnection.
 pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
+/// A catch-all listener: the socket, the event name and its arguments.
+pub(crate) type AnyHandler = Arc<dyn Fn(&Socket, &str, &Args) + Send + Sync>;
+/// A per-socket middleware on incoming events; an error refuses the event.
+pub(crate) type EventMiddleware = Arc<dyn Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync>;
+/// Receives the errors of per-socket middlewares.
+pub(crate) type ErrorHandler = Arc<dyn Fn(&Socket, &str) + Send + Sync>;
+
+/// Where an acknowledgement from the client goes.
+enum AckSlot {
+    /// `emit_with_ack` on this socket.
+    Single(oneshot::Sender<Args>),
+    /// A broadcast with acks this socket received.
+    Broadcast(AckSink),
+}
 
 /// The connection a socket is multiplexed on.
 pub(crate) struct ConnHandle {
@@ -68,6 +82,9 @@ pub(crate) struct ConnHandle {
     pub condemned: AtomicBool,
     /// Wakes the session's writer even while it is blocked on a socket that does not drain.
     pub kill: tokio::sync::Notify,
+    /// The transport can take a packet now (a polling GET is pending, or the WebSocket
+    /// writer is not blocked). Maintained by the session; read for volatile packets.
+    pub writable: AtomicBool,
 }
 
 impl ConnHandle {
@@ -87,6 +104,17 @@ impl ConnHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Queues a volatile packet only when the transport is ready and nothing is waiting;
+    /// otherwise drops it and counts the drop. Never condemns the connection.
+    pub(crate) fn send_volatile(&self, out: Out, server: &ServerShared) -> bool {
+        let idle = self.outbox.capacity() == self.outbox.max_capacity();
+        if self.writable.load(Ordering::Acquire) && idle && self.outbox.try_send(out).is_ok() {
+            return true;
+        }
+        server.volatile_dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
 }
 
 pub(crate) struct SocketInner {
@@ -98,8 +126,13 @@ pub(crate) struct SocketInner {
     pub connected: AtomicBool,
     handlers: Mutex<AHashMap<String, EventHandler>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
-    acks: Mutex<AHashMap<u64, oneshot::Sender<Args>>>,
-    next_ack: AtomicU64,
+    any: Mutex<Vec<AnyHandler>>,
+    any_outgoing: Mutex<Vec<AnyHandler>>,
+    has_any_outgoing: AtomicBool,
+    middlewares: Mutex<Vec<EventMiddleware>>,
+    on_error: Mutex<Vec<ErrorHandler>>,
+    acks: Mutex<AHashMap<u64, AckSlot>>,
+    data: Mutex<Value>,
 }
 
 /// A client's socket in one namespace. Clone it freely; all clones are the same socket.
@@ -149,8 +182,13 @@ impl Socket {
             connected: AtomicBool::new(false),
             handlers: Mutex::new(AHashMap::new()),
             on_disconnect: Mutex::new(Vec::new()),
+            any: Mutex::new(Vec::new()),
+            any_outgoing: Mutex::new(Vec::new()),
+            has_any_outgoing: AtomicBool::new(false),
+            middlewares: Mutex::new(Vec::new()),
+            on_error: Mutex::new(Vec::new()),
             acks: Mutex::new(AHashMap::new()),
-            next_ack: AtomicU64::new(0),
+            data: Mutex::new(Value::Null),
         }))
     }
 
@@ -196,47 +234,129 @@ impl Socket {
 
     /// Emits `event` to this client.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        self.emit_inner(event, args.into_args(), None)
+        self.emit_inner(event, args.into_args(), None, EmitFlags::default())
     }
 
-    fn emit_inner(&self, event: &str, args: Args, ack: Option<u64>) -> Result<(), EmitError> {
+    fn emit_inner(
+        &self,
+        event: &str,
+        args: Args,
+        ack: Option<u64>,
+        flags: EmitFlags,
+    ) -> Result<(), EmitError> {
         if sio::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent(event.to_owned()));
         }
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        let (values, binary) = args.into_parts();
-        self.0.conn.send(Out::event(&self.0.nsp.name, event, &values, binary, ack));
+        let out = Out::event(
+            &self.0.nsp.name,
+            event,
+            args.values(),
+            args.binary().to_vec(),
+            ack,
+            flags.compress,
+        );
+        if flags.volatile {
+            self.0.conn.send_volatile(out, &self.0.server);
+        } else {
+            self.0.conn.send(out);
+        }
+        if self.has_outgoing_listeners() {
+            self.notify_outgoing(event, &args);
+        }
         Ok(())
     }
 
     /// Emits `event` and waits for the client's acknowledgement, without a time limit (it
     /// fails if the socket disconnects first). See [`Socket::timeout`] for a bounded wait.
     pub async fn emit_with_ack(&self, event: &str, args: impl IntoArgs) -> Result<Args, AckError> {
-        let (_, rx) = self.start_ack(event, args.into_args())?;
-        rx.await.map_err(|_| AckError::Disconnected)
+        self.emitter().emit_with_ack(event, args).await
     }
 
-    /// A view of this socket whose acknowledged emits fail with [`AckError::Timeout`] after
-    /// `timeout`, like socket.io's `socket.timeout(ms).emitWithAck(...)`.
-    pub fn timeout(&self, timeout: Duration) -> TimeoutSocket<'_> {
-        TimeoutSocket { socket: self, timeout }
+    fn emitter(&self) -> SocketEmit<'_> {
+        SocketEmit { socket: self, flags: EmitFlags::default(), timeout: None }
+    }
+
+    /// An emit whose acknowledgement is awaited at most `timeout` (then
+    /// [`AckError::Timeout`]), like socket.io's `socket.timeout(ms).emitWithAck(...)`.
+    pub fn timeout(&self, timeout: Duration) -> SocketEmit<'_> {
+        self.emitter().timeout(timeout)
+    }
+
+    /// An emit that may be dropped when the client is not ready to receive it.
+    pub fn volatile(&self) -> SocketEmit<'_> {
+        self.emitter().volatile()
+    }
+
+    /// An emit with per-message compression allowed or not (default allowed).
+    pub fn compress(&self, compress: bool) -> SocketEmit<'_> {
+        self.emitter().compress(compress)
     }
 
     fn start_ack(
         &self,
         event: &str,
         args: Args,
+        flags: EmitFlags,
     ) -> Result<(u64, oneshot::Receiver<Args>), EmitError> {
-        let id = self.0.next_ack.fetch_add(1, Ordering::Relaxed);
+        let id = self.0.nsp.next_ack_id();
         let (tx, rx) = oneshot::channel();
-        lock(&self.0.acks).insert(id, tx);
-        if let Err(e) = self.emit_inner(event, args, Some(id)) {
+        lock(&self.0.acks).insert(id, AckSlot::Single(tx));
+        if let Err(e) = self.emit_inner(event, args, Some(id), flags) {
             lock(&self.0.acks).remove(&id);
             return Err(e);
         }
         Ok((id, rx))
+    }
+
+    /// Registers a catch-all listener for incoming events (after the per-event handler is
+    /// looked up; it runs before it).
+    pub fn on_any<F>(&self, listener: F)
+    where
+        F: Fn(&Socket, &str, &Args) + Send + Sync + 'static,
+    {
+        lock(&self.0.any).push(Arc::new(listener));
+    }
+
+    /// Registers a catch-all listener for outgoing events: this socket's emits and the
+    /// broadcasts it receives.
+    pub fn on_any_outgoing<F>(&self, listener: F)
+    where
+        F: Fn(&Socket, &str, &Args) + Send + Sync + 'static,
+    {
+        lock(&self.0.any_outgoing).push(Arc::new(listener));
+        self.0.has_any_outgoing.store(true, Ordering::Release);
+    }
+
+    /// Adds a middleware run on each incoming event before any listener, like socket.io's
+    /// `socket.use`. An error refuses the event: no listener runs, and the error goes to the
+    /// [`Socket::on_error`] handlers.
+    pub fn use_middleware<F>(&self, mw: F)
+    where
+        F: Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync + 'static,
+    {
+        lock(&self.0.middlewares).push(Arc::new(mw));
+    }
+
+    /// Receives the errors of this socket's middlewares (socket.io's `error` event).
+    pub fn on_error<F>(&self, handler: F)
+    where
+        F: Fn(&Socket, &str) + Send + Sync + 'static,
+    {
+        lock(&self.0.on_error).push(Arc::new(handler));
+    }
+
+    /// Arbitrary data attached to the socket (socket.io's `socket.data`), visible on the
+    /// handles returned by `fetch_sockets`.
+    pub fn data(&self) -> Value {
+        lock(&self.0.data).clone()
+    }
+
+    /// Replaces the socket's data.
+    pub fn set_data(&self, data: Value) {
+        *lock(&self.0.data) = data;
     }
 
     /// Joins `room`.
@@ -261,11 +381,29 @@ impl Socket {
         }
     }
 
-    /// A broadcast to `room` from this socket: every member but this socket.
-    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
-        BroadcastOperator::new(self.0.server.clone(), self.0.nsp.name.clone())
-            .to(room)
-            .except(Room::from(self.id()))
+    /// A broadcast from this socket to everyone else in its namespace
+    /// (socket.io's `socket.broadcast`).
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.0.server.clone(), self.0.nsp.clone()).except(self.room())
+    }
+
+    /// A broadcast from this socket to `rooms`: every member but this socket.
+    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.broadcast().to(rooms)
+    }
+
+    /// Same as [`Socket::to`].
+    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.broadcast().to(rooms)
+    }
+
+    /// A broadcast from this socket to everyone else but the members of `rooms`.
+    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
+        self.broadcast().except(rooms)
+    }
+
+    fn room(&self) -> Room {
+        Room::from(self.id())
     }
 
     /// Removes the socket from its namespace (the client sees `io server disconnect`). With
@@ -295,10 +433,57 @@ impl Socket {
 
     /// Delivers an acknowledgement from the client. Unknown ids are ignored, as socket.io does.
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        if let Some(tx) = lock(&self.0.acks).remove(&id) {
-            let _ = tx.send(args);
-        } else {
-            tracing::debug!(socket = %self.0.id, id, "acknowledgement with unknown id ignored");
+        let slot = lock(&self.0.acks).remove(&id);
+        match slot {
+            Some(AckSlot::Single(tx)) => {
+                let _ = tx.send(args);
+            }
+            Some(AckSlot::Broadcast(sink)) => {
+                let _ = sink.send(AckEvent::Reply(self.sid(), args));
+            }
+            None => {
+                tracing::debug!(socket = %self.0.id, id, "acknowledgement with unknown id ignored")
+            }
+        }
+    }
+
+    /// Registers this socket as a recipient of a broadcast with acks.
+    pub(crate) fn expect_broadcast_ack(&self, id: u64, sink: AckSink) {
+        lock(&self.0.acks).insert(id, AckSlot::Broadcast(sink));
+    }
+
+    pub(crate) fn has_outgoing_listeners(&self) -> bool {
+        self.0.has_any_outgoing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn notify_outgoing(&self, event: &str, args: &Args) {
+        let listeners = lock(&self.0.any_outgoing).clone();
+        for l in listeners {
+            l(self, event, args);
+        }
+    }
+
+    /// An incoming event: middlewares, then catch-all listeners, then the event's handler.
+    pub(crate) fn dispatch_event(&self, event: &str, args: Args, ack: Option<AckSender>) {
+        let mws = lock(&self.0.middlewares).clone();
+        for mw in mws {
+            if let Err(e) = mw(self, event, &args) {
+                let handlers = lock(&self.0.on_error).clone();
+                if handlers.is_empty() {
+                    tracing::warn!(socket = %self.0.id, event, error = %e, "event refused by middleware (no error handler)");
+                }
+                for h in handlers {
+                    h(self, &e);
+                }
+                return;
+            }
+        }
+        let any = lock(&self.0.any).clone();
+        for l in any {
+            l(self, event, &args);
+        }
+        if let Some(h) = self.handler(event) {
+            h(self.clone(), args, ack);
         }
     }
 
@@ -308,27 +493,76 @@ impl Socket {
         if !self.0.connected.swap(false, Ordering::AcqRel) {
             return;
         }
-        ctx.remove_socket(&self.0.nsp.name, self.sid());
-        lock(&self.0.acks).clear();
+        ctx.remove_socket(&self.0.nsp, self.sid());
+        let pending: Vec<AckSlot> = lock(&self.0.acks).drain().map(|(_, v)| v).collect();
+        for slot in pending {
+            if let AckSlot::Broadcast(sink) = slot {
+                let _ = sink.send(AckEvent::Gone(self.sid()));
+            }
+        }
         let handlers: Vec<_> = lock(&self.0.on_disconnect).drain(..).collect();
         lock(&self.0.handlers).clear();
+        lock(&self.0.any).clear();
+        lock(&self.0.any_outgoing).clear();
+        lock(&self.0.middlewares).clear();
         for h in handlers {
             h(self.clone(), reason);
         }
     }
 }
 
-/// A socket whose acknowledged emits are bounded in time. See [`Socket::timeout`].
-pub struct TimeoutSocket<'a> {
-    socket: &'a Socket,
-    timeout: Duration,
+#[derive(Debug, Clone, Copy)]
+struct EmitFlags {
+    volatile: bool,
+    compress: bool,
 }
 
-impl TimeoutSocket<'_> {
-    /// Emits `event` and waits at most the timeout for the acknowledgement.
-    pub async fn emit_with_ack(&self, event: &str, args: impl IntoArgs) -> Result<Args, AckError> {
-        let (id, rx) = self.socket.start_ack(event, args.into_args())?;
-        match tokio::time::timeout(self.timeout, rx).await {
+impl Default for EmitFlags {
+    fn default() -> Self {
+        EmitFlags { volatile: false, compress: true }
+    }
+}
+
+/// An emit to one socket with flags (`volatile`, `compress`, `timeout`), like socket.io's
+/// `socket.volatile.timeout(ms).emit(...)`. From [`Socket::timeout`], [`Socket::volatile`]
+/// and [`Socket::compress`].
+pub struct SocketEmit<'a> {
+    socket: &'a Socket,
+    flags: EmitFlags,
+    timeout: Option<Duration>,
+}
+
+impl<'a> SocketEmit<'a> {
+    /// Bounds the wait for the acknowledgement.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The packet may be dropped when the client is not ready to receive it.
+    pub fn volatile(mut self) -> Self {
+        self.flags.volatile = true;
+        self
+    }
+
+    /// Per-message compression allowed or not.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.flags.compress = compress;
+        self
+    }
+
+    /// Emits `event`.
+    pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.socket.emit_inner(event, args.into_args(), None, self.flags)
+    }
+
+    /// Emits `event` and waits for the acknowledgement (at most the timeout, when set).
+    pub async fn emit_with_ack(self, event: &str, args: impl IntoArgs) -> Result<Args, AckError> {
+        let (id, rx) = self.socket.start_ack(event, args.into_args(), self.flags)?;
+        let Some(timeout) = self.timeout else {
+            return rx.await.map_err(|_| AckError::Disconnected);
+        };
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(args)) => Ok(args),
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {

@@ -20,7 +20,7 @@ use crate::broadcast;
 use crate::error::DisconnectReason;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::ns::socket::Socket;
-use crate::ns::Room;
+use crate::ns::{NamespaceInner, Room, RoomEvent};
 use crate::proto::sid::Sid;
 use crate::server::ServerShared;
 use crate::transport::session::Cmd;
@@ -54,8 +54,8 @@ pub(crate) struct SocketEntry {
 }
 
 /// One namespace's sockets on one shard.
-#[derive(Default)]
 pub(crate) struct NspLocal {
+    pub inner: Arc<NamespaceInner>,
     pub sockets: AHashMap<Sid, SocketEntry>,
     pub rooms: AHashMap<Room, AHashSet<Sid>>,
 }
@@ -74,6 +74,8 @@ pub(crate) struct ShardCtx {
     pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
     /// Messages for other shards whose lane was full, kept in order and retried.
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
+    /// Shard 0 only: members of each room across all shards, for the room events.
+    room_counts: RefCell<AHashMap<(Arc<str>, Room), usize>>,
 }
 
 thread_local! {
@@ -133,51 +135,126 @@ impl ShardCtx {
     /// Registers a connected socket and puts it in its own room (its id), as socket.io does.
     pub(crate) fn add_socket(&self, socket: Socket) {
         let sid = socket.sid();
+        let inner = socket.0.nsp.clone();
         let own = Room::from(sid.as_str());
-        let mut nsps = self.nsps.borrow_mut();
-        let ns = nsps.entry(socket.0.nsp.name.clone()).or_default();
-        ns.rooms.entry(own.clone()).or_default().insert(sid);
-        let mut rooms = SmallVec::new();
-        rooms.push(own);
-        ns.sockets.insert(sid, SocketEntry { socket, rooms });
+        {
+            let mut nsps = self.nsps.borrow_mut();
+            let ns = nsps.entry(inner.name.clone()).or_insert_with(|| NspLocal {
+                inner: inner.clone(),
+                sockets: AHashMap::new(),
+                rooms: AHashMap::new(),
+            });
+            ns.sockets.insert(sid, SocketEntry { socket, rooms: SmallVec::new() });
+        }
+        self.join(&inner.name, sid, own);
     }
 
     /// Removes a socket and its memberships.
-    pub(crate) fn remove_socket(&self, nsp: &str, sid: Sid) {
-        let mut nsps = self.nsps.borrow_mut();
-        let Some(ns) = nsps.get_mut(nsp) else { return };
-        let Some(entry) = ns.sockets.remove(&sid) else { return };
-        for room in entry.rooms {
-            if let Some(members) = ns.rooms.get_mut(&room) {
-                members.remove(&sid);
-                if members.is_empty() {
-                    ns.rooms.remove(&room);
+    pub(crate) fn remove_socket(&self, nsp: &Arc<NamespaceInner>, sid: Sid) {
+        let left = {
+            let mut nsps = self.nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(&nsp.name) else { return };
+            let Some(entry) = ns.sockets.remove(&sid) else { return };
+            for room in &entry.rooms {
+                if let Some(members) = ns.rooms.get_mut(room) {
+                    members.remove(&sid);
+                    if members.is_empty() {
+                        ns.rooms.remove(room);
+                    }
                 }
+            }
+            entry.rooms
+        };
+        if nsp.wants_room_events() {
+            for room in left {
+                self.room_changed(nsp, room, sid, false);
             }
         }
     }
 
     pub(crate) fn join(&self, nsp: &str, sid: Sid, room: Room) {
-        let mut nsps = self.nsps.borrow_mut();
-        let Some(ns) = nsps.get_mut(nsp) else { return };
-        let Some(entry) = ns.sockets.get_mut(&sid) else { return };
-        if entry.rooms.contains(&room) {
-            return;
+        let inner = {
+            let mut nsps = self.nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(nsp) else { return };
+            let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+            if entry.rooms.contains(&room) {
+                return;
+            }
+            entry.rooms.push(room.clone());
+            ns.rooms.entry(room.clone()).or_default().insert(sid);
+            ns.inner.clone()
+        };
+        if inner.wants_room_events() {
+            self.room_changed(&inner, room, sid, true);
         }
-        entry.rooms.push(room.clone());
-        ns.rooms.entry(room).or_default().insert(sid);
     }
 
     pub(crate) fn leave(&self, nsp: &str, sid: Sid, room: &Room) {
-        let mut nsps = self.nsps.borrow_mut();
-        let Some(ns) = nsps.get_mut(nsp) else { return };
-        let Some(entry) = ns.sockets.get_mut(&sid) else { return };
-        let Some(pos) = entry.rooms.iter().position(|r| r == room) else { return };
-        entry.rooms.swap_remove(pos);
-        if let Some(members) = ns.rooms.get_mut(room) {
-            members.remove(&sid);
-            if members.is_empty() {
-                ns.rooms.remove(room);
+        let inner = {
+            let mut nsps = self.nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(nsp) else { return };
+            let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+            let Some(pos) = entry.rooms.iter().position(|r| r == room) else { return };
+            entry.rooms.swap_remove(pos);
+            if let Some(members) = ns.rooms.get_mut(room) {
+                members.remove(&sid);
+                if members.is_empty() {
+                    ns.rooms.remove(room);
+                }
+            }
+            ns.inner.clone()
+        };
+        if inner.wants_room_events() {
+            self.room_changed(&inner, room.clone(), sid, false);
+        }
+    }
+
+    /// Reports a membership change to shard 0, which counts members across shards and fires
+    /// the room events in the order it receives them (each lane is FIFO, so one shard's
+    /// changes keep their order).
+    fn room_changed(&self, nsp: &Arc<NamespaceInner>, room: Room, sid: Sid, joined: bool) {
+        let (nsp, server) = (nsp.clone(), self.server.clone());
+        submit_to(&self.server, 0, move || {
+            if let Some(ctx) = current(&server) {
+                ctx.count_room_change(&nsp, room, sid, joined);
+            }
+        });
+    }
+
+    /// Only called on shard 0.
+    fn count_room_change(&self, nsp: &NamespaceInner, room: Room, sid: Sid, joined: bool) {
+        let key = (nsp.name.clone(), room.clone());
+        let (created, deleted) = {
+            let mut counts = self.room_counts.borrow_mut();
+            if joined {
+                let c = counts.entry(key).or_insert(0);
+                *c += 1;
+                (*c == 1, false)
+            } else {
+                match counts.get_mut(&key) {
+                    Some(c) if *c > 1 => {
+                        *c -= 1;
+                        (false, false)
+                    }
+                    Some(_) => {
+                        counts.remove(&key);
+                        (false, true)
+                    }
+                    // A leave for a join made before anyone listened: nothing to report.
+                    None => return,
+                }
+            }
+        };
+        let id = sid.as_str().to_owned();
+        if joined {
+            if created {
+                nsp.fire_room_event(&RoomEvent::CreateRoom(room.clone()));
+            }
+            nsp.fire_room_event(&RoomEvent::JoinRoom(room, id));
+        } else {
+            nsp.fire_room_event(&RoomEvent::LeaveRoom(room.clone(), id));
+            if deleted {
+                nsp.fire_room_event(&RoomEvent::DeleteRoom(room));
             }
         }
     }
@@ -223,6 +300,7 @@ pub(crate) fn run(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) {
         mesh: mesh.clone(),
         sessions: RefCell::new(AHashMap::new()),
         nsps: RefCell::new(AHashMap::new()),
+        room_counts: RefCell::new(AHashMap::new()),
         overflow: RefCell::new((0..mesh.len()).map(|_| VecDeque::new()).collect()),
     });
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));

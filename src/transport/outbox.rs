@@ -1,8 +1,9 @@
-//! The per-connection outbox: encoded frames waiting to be written, bounded, drained in
+//! The per-connection outbox: encoded packets waiting to be written, bounded, drained in
 //! batches by the connection's writer.
 //!
-//! A frame is encoded once (text packet with its Engine.IO type prefix, plus binary
-//! attachments) and shared by refcount between every connection it goes to.
+//! A packet is encoded once (text packet with its Engine.IO type prefix, plus binary
+//! attachments) and shared by refcount between every connection it goes to: queuing it for
+//! one more recipient costs one atomic increment.
 
 use std::sync::Arc;
 
@@ -12,21 +13,23 @@ use serde_json::Value;
 use crate::proto::sio;
 
 /// One outgoing Socket.IO packet in its wire form.
-#[derive(Debug, Clone)]
-pub(crate) enum Out {
-    /// An Engine.IO text packet, type prefix included (`42["ev"]`).
-    Text(Bytes),
-    /// A text packet followed by its binary attachments.
-    WithBinary(Arc<(Bytes, Vec<Bytes>)>),
+#[derive(Debug)]
+pub(crate) struct Packet {
+    /// The Engine.IO text packet, type prefix included (`42["ev"]`).
+    pub text: Bytes,
+    /// Binary attachments, sent as binary messages after the text.
+    pub binary: Vec<Bytes>,
+    /// May be compressed (WebSocket per-message deflate, when negotiated).
+    pub compress: bool,
 }
 
+/// A shared handle on an encoded packet.
+#[derive(Debug, Clone)]
+pub(crate) struct Out(Arc<Packet>);
+
 impl Out {
-    fn new(text: Bytes, binary: Vec<Bytes>) -> Out {
-        if binary.is_empty() {
-            Out::Text(text)
-        } else {
-            Out::WithBinary(Arc::new((text, binary)))
-        }
+    fn new(text: Bytes, binary: Vec<Bytes>, compress: bool) -> Out {
+        Out(Arc::new(Packet { text, binary, compress }))
     }
 
     /// Encodes an EVENT (BINARY_EVENT when there are attachments).
@@ -36,11 +39,12 @@ impl Out {
         values: &[Value],
         binary: Vec<Bytes>,
         ack: Option<u64>,
+        compress: bool,
     ) -> Out {
         let mut buf = BytesMut::with_capacity(32 + event.len());
         buf.put_u8(b'4');
         sio::encode_event(&mut buf, nsp, event, values, ack, binary.len());
-        Out::new(buf.freeze(), binary)
+        Out::new(buf.freeze(), binary, compress)
     }
 
     /// Encodes an ACK (BINARY_ACK when there are attachments).
@@ -48,7 +52,7 @@ impl Out {
         let mut buf = BytesMut::with_capacity(16);
         buf.put_u8(b'4');
         sio::encode_ack(&mut buf, nsp, id, values, binary.len());
-        Out::new(buf.freeze(), binary)
+        Out::new(buf.freeze(), binary, true)
     }
 
     /// Encodes any other Socket.IO packet (CONNECT, DISCONNECT, CONNECT_ERROR).
@@ -56,22 +60,22 @@ impl Out {
         let mut buf = BytesMut::with_capacity(32);
         buf.put_u8(b'4');
         p.encode(&mut buf);
-        Out::Text(buf.freeze())
+        Out::new(buf.freeze(), Vec::new(), true)
     }
 
     /// The text part.
     pub(crate) fn text(&self) -> &Bytes {
-        match self {
-            Out::Text(t) => t,
-            Out::WithBinary(a) => &a.0,
-        }
+        &self.0.text
     }
 
     /// The binary attachments.
     pub(crate) fn binary(&self) -> &[Bytes] {
-        match self {
-            Out::Text(_) => &[],
-            Out::WithBinary(a) => &a.1,
-        }
+        &self.0.binary
+    }
+
+    /// Whether the packet may be compressed.
+    #[allow(dead_code)] // read by the WebSocket writer once per-message deflate is negotiated
+    pub(crate) fn compress(&self) -> bool {
+        self.0.compress
     }
 }

@@ -7,7 +7,7 @@
 //! that is queued and flushes once per wake-up.
 
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -94,6 +94,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
         cmd: cmd_tx.clone(),
         condemned: AtomicBool::new(false),
         kill: Notify::new(),
+        writable: AtomicBool::new(ws.is_some()),
     });
     let now = Instant::now();
     let (ws, guards) = match ws {
@@ -167,6 +168,7 @@ async fn run(
     }
     while s.closing.is_none() {
         let writable = ws.is_some() || s.pending_get.is_some();
+        s.conn.writable.store(writable, Ordering::Release);
         let deadline = s.deadline();
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
@@ -182,6 +184,8 @@ async fn run(
                 // A peer that stops reading blocks the write; the slow-consumer policy
                 // must still be able to end it.
                 let conn = s.conn.clone();
+                // Busy until this write completes: volatile packets are dropped meanwhile.
+                conn.writable.store(false, Ordering::Release);
                 let killed = tokio::select! {
                     _ = s.write(&mut batch, &mut ws) => false,
                     _ = conn.kill.notified() => true,
