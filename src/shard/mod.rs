@@ -101,6 +101,19 @@ pub(crate) fn submit_to(server: &Arc<ServerShared>, to: usize, f: impl FnOnce() 
 }
 
 impl ShardCtx {
+    pub(crate) fn new(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) -> Self {
+        let n = mesh.len();
+        ShardCtx {
+            id,
+            server,
+            mesh,
+            sessions: RefCell::new(AHashMap::new()),
+            nsps: RefCell::new(AHashMap::new()),
+            room_counts: RefCell::new(AHashMap::new()),
+            overflow: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
+        }
+    }
+
     /// Sends to another shard over this shard's lane, keeping order when the lane is full.
     pub(crate) fn send_to(&self, to: usize, msg: ShardMsg) {
         let mut overflow = self.overflow.borrow_mut();
@@ -294,15 +307,7 @@ pub(crate) fn run(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) {
             return;
         }
     };
-    let ctx = Rc::new(ShardCtx {
-        id,
-        server,
-        mesh: mesh.clone(),
-        sessions: RefCell::new(AHashMap::new()),
-        nsps: RefCell::new(AHashMap::new()),
-        room_counts: RefCell::new(AHashMap::new()),
-        overflow: RefCell::new((0..mesh.len()).map(|_| VecDeque::new()).collect()),
-    });
+    let ctx = Rc::new(ShardCtx::new(id, server, mesh.clone()));
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {

@@ -1,0 +1,131 @@
+//! Drivers over the real internals for the criterion benches in benches/ (not a public API:
+//! hidden from the docs and free to change).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
+use crate::config::Config;
+use crate::mesh::{Mesh, ShardMsg};
+use crate::ns::args::Args;
+use crate::ns::socket::{ConnHandle, Handshake, Socket};
+use crate::ns::Room;
+use crate::proto::sid::Sid;
+use crate::server::Server;
+use crate::shard::ShardCtx;
+use crate::transport::outbox::Out;
+
+/// One shard's state holding `n` connected sockets of `/`, each with a real outbox.
+pub struct Shard {
+    ctx: ShardCtx,
+    sockets: Vec<Socket>,
+    outboxes: Vec<mpsc::Receiver<Out>>,
+}
+
+impl Shard {
+    /// A shard with `n` sockets, all in room `room`.
+    pub fn with_sockets(n: usize, room: &str) -> Shard {
+        let server = Server::new(Config::builder().shards(1).build().expect("config"));
+        let mesh = Arc::new(Mesh::new(1));
+        let ctx = ShardCtx::new(0, server.0.clone(), mesh);
+        let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
+        let mut sockets = Vec::with_capacity(n);
+        let mut outboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(64);
+            let (cmd, _) = mpsc::unbounded_channel();
+            let conn = Arc::new(ConnHandle {
+                sid: Sid::generate(0),
+                shard: 0,
+                outbox: tx,
+                cmd,
+                condemned: AtomicBool::new(false),
+                kill: Notify::new(),
+                writable: AtomicBool::new(true),
+            });
+            let handshake = Handshake {
+                auth: serde_json::json!({}),
+                headers: Default::default(),
+                query: Vec::new(),
+                address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                url: String::new(),
+                issued: SystemTime::now(),
+            };
+            let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake);
+            s.0.connected.store(true, std::sync::atomic::Ordering::Release);
+            ctx.add_socket(s.clone());
+            ctx.join("/", s.sid(), Room::from(room));
+            sockets.push(s);
+            outboxes.push(rx);
+        }
+        Shard { ctx, sockets, outboxes }
+    }
+
+    /// Encodes one event once and queues it on every member of `room`, then empties the
+    /// outboxes as a writer would. Returns the number of packets delivered.
+    pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
+        let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, true);
+        let mut sel = Selection::default();
+        sel.rooms.push(Room::from(room));
+        let msg = BroadcastMsg {
+            nsp: Arc::from("/"),
+            sel,
+            packet,
+            volatile: false,
+            event: Arc::from(event),
+            args: Arc::new(args.clone()),
+            ack: None,
+        };
+        deliver_local(&self.ctx, &msg);
+        self.outboxes.iter_mut().map(|rx| usize::from(rx.try_recv().is_ok())).sum()
+    }
+
+    /// Socket `i` joins `room` then leaves it.
+    pub fn join_leave(&self, i: usize, room: &Room) {
+        let s = &self.sockets[i % self.sockets.len()];
+        self.ctx.join("/", s.sid(), room.clone());
+        self.ctx.leave("/", s.sid(), room);
+    }
+}
+
+/// A two-shard mesh, to measure one lane.
+pub struct Lane(Arc<Mesh>);
+
+impl Lane {
+    /// A fresh mesh of two shards.
+    pub fn new() -> Lane {
+        Lane(Arc::new(Mesh::new(2)))
+    }
+
+    /// Pushes `n` messages from shard 0 to shard 1 on another thread while this thread
+    /// drains them as shard 1; returns how many were received.
+    pub fn transfer(&self, n: usize) -> usize {
+        let mesh = self.0.clone();
+        let producer = std::thread::spawn(move || {
+            let mut sent = 0;
+            while sent < n {
+                if mesh.push(0, 1, ShardMsg::Run(Box::new(|| {}))).is_ok() {
+                    sent += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut got = 0;
+        while got < n {
+            got += self.0.drain(1, 256, |_| {});
+        }
+        let _ = producer.join();
+        got
+    }
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Lane::new()
+    }
+}
