@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+// Reference peer: the shardcast demo app (see /work/shared/spec/demo-app.md)
+// implemented with the official `socket.io` server package.
+//
+//   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
+//                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
+//
+// Prints `listening on HOST:PORT` once it accepts connections and exits with
+// code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
+// Node process is one "shard").
+
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+
+const USAGE =
+  "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]";
+
+function parseArgs(argv) {
+  const opts = {
+    host: "127.0.0.1",
+    port: 3000,
+    shards: null,
+    pingInterval: 25000,
+    pingTimeout: 20000,
+    maxPayload: 1000000,
+  };
+  const numeric = {
+    "--port": "port",
+    "--shards": "shards",
+    "--ping-interval": "pingInterval",
+    "--ping-timeout": "pingTimeout",
+    "--max-payload": "maxPayload",
+  };
+  const args = [...argv];
+  if (args[0] === "serve") args.shift();
+  for (let i = 0; i < args.length; i++) {
+    let flag = args[i];
+    let value;
+    const eq = flag.indexOf("=");
+    if (flag.startsWith("--") && eq !== -1) {
+      value = flag.slice(eq + 1);
+      flag = flag.slice(0, eq);
+    }
+    if (flag === "-h" || flag === "--help") {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    if (flag !== "--host" && !(flag in numeric)) {
+      console.error(`unknown argument: ${args[i]}\n${USAGE}`);
+      process.exit(2);
+    }
+    if (value === undefined) {
+      if (i + 1 >= args.length) {
+        console.error(`missing value for ${flag}\n${USAGE}`);
+        process.exit(2);
+      }
+      value = args[++i];
+    }
+    if (flag === "--host") {
+      opts.host = value;
+    } else {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 0) {
+        console.error(`invalid value for ${flag}: ${value}\n${USAGE}`);
+        process.exit(2);
+      }
+      opts[numeric[flag]] = n;
+    }
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+const httpServer = createServer();
+httpServer.on("connection", (s) => s.setNoDelay(true));
+
+const io = new Server(httpServer, {
+  pingInterval: opts.pingInterval,
+  pingTimeout: opts.pingTimeout,
+  maxHttpBufferSize: opts.maxPayload,
+  // path "/socket.io/", transports ["polling", "websocket"], upgrades allowed:
+  // socket.io defaults.
+});
+
+// Splits a trailing acknowledgement callback off the event arguments.
+function splitAck(args) {
+  if (args.length > 0 && typeof args[args.length - 1] === "function") {
+    return [args.slice(0, -1), args[args.length - 1]];
+  }
+  return [args, null];
+}
+
+// Namespace "/"
+io.on("connection", (socket) => {
+  socket.emit("auth", socket.handshake.auth);
+
+  socket.on("message", (...raw) => {
+    // `message` is never acknowledged, even if the client asked for an ack.
+    const [args] = splitAck(raw);
+    socket.emit("message-back", ...args);
+  });
+
+  socket.on("message-with-ack", (...raw) => {
+    const [args, ack] = splitAck(raw);
+    if (ack) ack(...args);
+  });
+
+  socket.on("join", (...raw) => {
+    const [[room], ack] = splitAck(raw);
+    socket.join(room);
+    if (ack) ack(true);
+  });
+
+  socket.on("leave", (...raw) => {
+    const [[room], ack] = splitAck(raw);
+    socket.leave(room);
+    if (ack) ack(true);
+  });
+
+  socket.on("publish", (...raw) => {
+    const [[room, event, ...args], ack] = splitAck(raw);
+    io.to(room).emit(event, ...args);
+    if (ack) ack(true);
+  });
+
+  socket.on("disconnect-me", () => {
+    // Closes the underlying connection (every namespace multiplexed on it
+    // receives a DISCONNECT packet first).
+    socket.disconnect(true);
+  });
+});
+
+// Namespace "/custom"
+io.of("/custom").on("connection", (socket) => {
+  socket.emit("auth", socket.handshake.auth);
+  socket.on("message", (...raw) => {
+    const [args] = splitAck(raw);
+    socket.emit("message-back", ...args);
+  });
+});
+
+// Any other namespace: socket.io refuses it with CONNECT_ERROR
+// {"message":"Invalid namespace"} by default.
+
+httpServer.on("error", (err) => {
+  console.error(`server error: ${err.message}`);
+  process.exit(1);
+});
+
+httpServer.listen(opts.port, opts.host, () => {
+  const addr = httpServer.address();
+  const host = addr.family === "IPv6" || addr.family === 6 ? `[${addr.address}]` : addr.address;
+  console.log(`listening on ${host}:${addr.port}`);
+});
+
+let shuttingDown = false;
+function shutdown() {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  // Do not wait forever for lingering HTTP connections.
+  setTimeout(() => process.exit(0), 2000).unref();
+  io.close(() => process.exit(0));
+}
+process.on("SIGINT", shutdown);
+process.on("SIGTERM", shutdown);
