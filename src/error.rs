@@ -14,8 +14,11 @@ pub enum DisconnectReason {
     TransportError,
     /// No PONG arrived within `ping_timeout`.
     PingTimeout,
-    /// The peer sent a packet that does not decode.
+    /// The peer sent an Engine.IO packet that does not decode.
     ParseError,
+    /// The peer sent a Socket.IO packet that does not decode (socket.io closes the
+    /// connection from its decoder's error handler, hence this name).
+    ForcedClose,
     /// The peer sent a packet that is valid but not allowed in the session's state (e.g. an
     /// EVENT for a namespace it has not joined).
     ForcedServerClose,
@@ -39,6 +42,7 @@ impl DisconnectReason {
             DisconnectReason::TransportError => "transport error",
             DisconnectReason::PingTimeout => "ping timeout",
             DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ForcedServerClose => "forced server close",
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",

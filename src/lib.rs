@@ -43,10 +43,10 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod app;
 #[doc(hidden)]
 #[path = "bench_support.rs"]
 pub mod __bench;
+pub mod app;
 pub mod broadcast;
 pub mod config;
 pub mod error;

@@ -214,7 +214,6 @@ async fn replaced_root(server: &TestServer, probe: &mut Probe) -> (Ws, shardcast
 // socket.io: `socket.disconnect()` on a socket that already left returns at once.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Socket::disconnect(false) on a stale handle disconnects the namespace's current socket (looked up by namespace name, not socket id)"]
 async fn disconnect_on_a_stale_socket_handle_is_a_no_op() {
     let (server, mut probe) = TestServer::probe(config().build().unwrap());
     let (mut ws, stale, new_root) = replaced_root(&server, &mut probe).await;
@@ -225,7 +224,6 @@ async fn disconnect_on_a_stale_socket_handle_is_a_no_op() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Socket::disconnect(true) on a stale handle disconnects every socket of the connection and closes it"]
 async fn disconnect_close_on_a_stale_socket_handle_is_a_no_op() {
     let (server, mut probe) = TestServer::probe(config().build().unwrap());
     let (mut ws, stale, new_root) = replaced_root(&server, &mut probe).await;
@@ -236,7 +234,6 @@ async fn disconnect_close_on_a_stale_socket_handle_is_a_no_op() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Socket::disconnect(true) on a socket that left closes the connection of the client's other namespaces"]
 async fn disconnect_close_after_leaving_keeps_the_other_namespaces() {
     let (server, mut probe) = TestServer::probe(config().build().unwrap());
     let (mut ws, root) = Ws::connected(server.addr).await;

@@ -66,7 +66,8 @@ fn help_documents_every_flag() {
 
 #[test]
 fn bad_flags_give_one_line_and_non_zero_exit() {
-    for args in [&["serve", "--bogus"][..], &["serve", "--port", "http"], &["serve", "--shards", "0"]]
+    for args in
+        [&["serve", "--bogus"][..], &["serve", "--port", "http"], &["serve", "--shards", "0"]]
     {
         let out = Command::new(BIN).args(args).output().expect("run");
         assert!(!out.status.success(), "{args:?} should fail");

@@ -365,7 +365,8 @@ async fn data_for_an_abandoned_poll_is_not_silently_lost() {
     let (sid, id) = polling_session(addr).await;
     let socket = probe.socket().await;
     abandon_poll(addr, &sid).await;
-    socket.emit("into-the-void", ()).unwrap();
+    // The session may already be gone (closed when the poll was dropped): then this fails.
+    let _ = socket.emit("into-the-void", ());
     // Either the session ends (the reference's "poll connection closed prematurely"), or
     // the packet is still delivered by the next poll: never lost with the session going on.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -388,7 +389,6 @@ async fn data_for_an_abandoned_poll_is_not_silently_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: an abandoned poll is only noticed when the server next writes to it; the reference closes the session at once (\"poll connection closed prematurely\" → transport error)"]
 async fn abandoned_poll_closes_the_session() {
     let (server, mut probe) = TestServer::probe(config().build().unwrap());
     let addr = server.addr;
@@ -399,7 +399,6 @@ async fn abandoned_poll_closes_the_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: overlapping POSTs are both accepted; the reference answers the second with 400 and closes the session (\"data request overlap from client\" → transport error)"]
 async fn overlapping_posts_close_the_session() {
     use tokio::io::AsyncWriteExt;
     let (server, mut probe) = TestServer::probe(config().build().unwrap());

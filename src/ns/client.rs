@@ -65,13 +65,13 @@ impl Client {
     pub(crate) fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
         if self.partial.is_some() {
             tracing::debug!(sid = %self.conn.sid, "text packet while reassembling attachments");
-            return Flow::Close(DisconnectReason::ParseError);
+            return Flow::Close(DisconnectReason::ForcedClose);
         }
         let packet = match sio::Packet::decode(text, self.server.config.max_attachments) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(sid = %self.conn.sid, error = %e, "undecodable packet");
-                return Flow::Close(DisconnectReason::ParseError);
+                return Flow::Close(DisconnectReason::ForcedClose);
             }
         };
         if packet.attachments > 0 {
@@ -85,7 +85,7 @@ impl Client {
     pub(crate) fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow {
         let Some(partial) = self.partial.as_mut() else {
             tracing::debug!(sid = %self.conn.sid, "binary frame with no packet expecting it");
-            return Flow::Close(DisconnectReason::ParseError);
+            return Flow::Close(DisconnectReason::ForcedClose);
         };
         if !partial.push(bin) {
             return Flow::Continue;
@@ -95,7 +95,7 @@ impl Client {
             Ok((packet, bins)) => self.dispatch(ctx, packet, bins),
             Err(e) => {
                 tracing::debug!(sid = %self.conn.sid, error = %e, "bad attachments");
-                Flow::Close(DisconnectReason::ParseError)
+                Flow::Close(DisconnectReason::ForcedClose)
             }
         }
     }
@@ -110,10 +110,10 @@ impl Client {
             (PacketType::Connect, None) => self.connect(ctx, packet),
             (PacketType::Event | PacketType::BinaryEvent, Some(socket)) => {
                 let Some(Value::Array(mut values)) = packet.data else {
-                    return Flow::Close(DisconnectReason::ParseError);
+                    return Flow::Close(DisconnectReason::ForcedClose);
                 };
                 if values.is_empty() {
-                    return Flow::Close(DisconnectReason::ParseError);
+                    return Flow::Close(DisconnectReason::ForcedClose);
                 }
                 let event = match values.remove(0) {
                     Value::String(s) => s,
@@ -126,7 +126,7 @@ impl Client {
             }
             (PacketType::Ack | PacketType::BinaryAck, Some(socket)) => {
                 let (Some(id), Some(Value::Array(values))) = (packet.id, packet.data) else {
-                    return Flow::Close(DisconnectReason::ParseError);
+                    return Flow::Close(DisconnectReason::ForcedClose);
                 };
                 socket.on_ack(id, Args::from_parts(values, bins));
                 Flow::Continue
@@ -210,13 +210,18 @@ impl Client {
         socket.on_closed(ctx, reason);
     }
 
-    /// Server-side `socket.disconnect()`: sends DISCONNECT and removes the socket. With
-    /// `close`, does so for every socket of the connection (the session then closes it).
-    pub(crate) fn disconnect(&mut self, ctx: &ShardCtx, nsp: &str, close: bool) {
+    /// Server-side `socket.disconnect()` of socket `sid`: sends DISCONNECT and removes it.
+    /// With `close`, does so for every socket of the connection (the session then closes
+    /// it). Returns false, doing nothing, when `sid` is no longer connected here (a stale
+    /// handle), as socket.io's `disconnect()` on a disconnected socket does nothing.
+    pub(crate) fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool {
+        if !self.sockets.iter().any(|s| s.sid() == sid) {
+            return false;
+        }
         let targets: SmallVec<[Socket; 2]> = if close {
             self.sockets.clone()
         } else {
-            self.socket(nsp).cloned().into_iter().collect()
+            self.sockets.iter().filter(|s| s.sid() == sid).cloned().collect()
         };
         for s in targets {
             let p = sio::Packet {
@@ -229,6 +234,7 @@ impl Client {
             self.conn.send(Out::packet(&p));
             self.remove(ctx, &s, DisconnectReason::ServerNamespaceDisconnect);
         }
+        true
     }
 
     /// The connection is gone: every socket leaves with `reason`.

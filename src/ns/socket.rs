@@ -58,7 +58,8 @@ pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send 
 /// A catch-all listener: the socket, the event name and its arguments.
 pub(crate) type AnyHandler = Arc<dyn Fn(&Socket, &str, &Args) + Send + Sync>;
 /// A per-socket middleware on incoming events; an error refuses the event.
-pub(crate) type EventMiddleware = Arc<dyn Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync>;
+pub(crate) type EventMiddleware =
+    Arc<dyn Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync>;
 /// Receives the errors of per-socket middlewares.
 pub(crate) type ErrorHandler = Arc<dyn Fn(&Socket, &str) + Send + Sync>;
 
@@ -410,7 +411,9 @@ impl Socket {
     /// `close`, the whole underlying connection is closed too, after every namespace socket
     /// of it has been disconnected the same way.
     pub fn disconnect(&self, close: bool) {
-        let _ = self.0.conn.cmd.send(Cmd::DisconnectSocket { nsp: self.0.nsp.name.clone(), close });
+        if self.connected() {
+            let _ = self.0.conn.cmd.send(Cmd::DisconnectSocket { sid: self.sid(), close });
+        }
     }
 
     /// Runs `f` on the socket's shard: now when already there, by message otherwise.

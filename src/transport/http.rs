@@ -228,6 +228,10 @@ async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp
         close_session(ctx, sid, DisconnectReason::TransportError);
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
     }
+    match ask_session(ctx, sid, Cmd::PollPostBegin).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => return eio_error(e),
+    }
     let mut decoder = PayloadDecoder::new(max);
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {

@@ -43,8 +43,11 @@ pub(crate) enum Cmd {
     CanUpgrade(oneshot::Sender<Result<(), EioError>>),
     /// The upgraded WebSocket, to probe.
     Adopt(Box<WsStream>, ConnGuard),
-    /// Server-side `socket.disconnect(close)`.
-    DisconnectSocket { nsp: Arc<str>, close: bool },
+    /// Server-side `socket.disconnect(close)` of socket `sid`.
+    DisconnectSocket { sid: Sid, close: bool },
+    /// A polling POST is starting: refused (and the session closed) when another is in
+    /// progress, as the reference does ("data request overlap from client").
+    PollPostBegin(oneshot::Sender<Result<(), EioError>>),
     /// Close the whole connection.
     Close(DisconnectReason),
 }
@@ -70,6 +73,8 @@ struct Session {
     ctrl: Vec<&'static [u8]>,
     /// Set when closing a polling session: the CLOSE packet goes after everything queued.
     close_packet: bool,
+    /// A polling POST's body is being read.
+    post_in_progress: bool,
     upgrade: Upgrade,
     upgrade_deadline: Option<Instant>,
     next_ping: Option<Instant>,
@@ -109,6 +114,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
         pending_get: None,
         ctrl: Vec::new(),
         close_packet: false,
+        post_in_progress: false,
         upgrade: if ws.is_some() { Upgrade::Done } else { Upgrade::None },
         upgrade_deadline: None,
         next_ping: Some(now + cfg.ping_interval),
@@ -142,6 +148,14 @@ pub(crate) fn open_packet(ctx: &ShardCtx, sid: Sid, upgrades: bool) -> Bytes {
 async fn next_msg(ws: &mut Option<WsStream>) -> Option<Result<Message, tungstenite::Error>> {
     match ws.as_mut() {
         Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the client dropped its pending poll.
+async fn poll_abandoned(get: &mut Option<oneshot::Sender<PollReply>>) {
+    match get.as_mut() {
+        Some(tx) => tx.closed().await,
         None => std::future::pending().await,
     }
 }
@@ -196,6 +210,11 @@ async fn run(
                 }
             }
             _ = sleep_until(deadline) => s.on_timer(&mut ws, &mut probe).await,
+            _ = poll_abandoned(&mut s.pending_get), if s.pending_get.is_some() => {
+                // As the reference: "poll connection closed prematurely".
+                s.pending_get = None;
+                s.close(DisconnectReason::TransportError);
+            }
         }
     }
     let reason = s.closing.unwrap_or(DisconnectReason::TransportClose);
@@ -251,6 +270,7 @@ impl Session {
                 }
             }
             Cmd::PollPost(packets, reply) => {
+                self.post_in_progress = false;
                 if self.upgrade == Upgrade::Done {
                     let _ = reply.send(Err(EioError::BadRequest));
                     return;
@@ -279,10 +299,20 @@ impl Session {
                     self.guards.push(guard);
                 }
             }
-            Cmd::DisconnectSocket { nsp, close } => {
-                self.client.disconnect(&self.ctx, &nsp, close);
-                if close {
+            Cmd::DisconnectSocket { sid, close } => {
+                if self.client.disconnect(&self.ctx, sid, close) && close {
                     self.close(DisconnectReason::ForcedServerClose);
+                }
+            }
+            Cmd::PollPostBegin(reply) => {
+                if self.upgrade == Upgrade::Done {
+                    let _ = reply.send(Err(EioError::BadRequest));
+                } else if self.post_in_progress {
+                    let _ = reply.send(Err(EioError::BadRequest));
+                    self.close(DisconnectReason::TransportError);
+                } else {
+                    self.post_in_progress = true;
+                    let _ = reply.send(Ok(()));
                 }
             }
             Cmd::Close(reason) => self.close(reason),
@@ -301,9 +331,12 @@ impl Session {
             eio::Packet::Message(text) => self.client.on_text(&self.ctx, &text),
             eio::Packet::Binary(bin) => self.client.on_binary(&self.ctx, bin),
             eio::Packet::Close => Flow::Close(DisconnectReason::TransportClose),
-            // Engine.IO v4 clients do not ping; UPGRADE and NOOP mean nothing here.
-            eio::Packet::Ping(_) | eio::Packet::Upgrade | eio::Packet::Noop => Flow::Continue,
-            eio::Packet::Open(_) => Flow::Close(DisconnectReason::ParseError),
+            // In Engine.IO v4 only the server pings: the reference closes on a client PING
+            // ("invalid heartbeat direction").
+            eio::Packet::Ping(_) => Flow::Close(DisconnectReason::TransportError),
+            // OPEN, UPGRADE and NOOP from the client mean nothing here; the reference ignores
+            // them.
+            eio::Packet::Upgrade | eio::Packet::Noop | eio::Packet::Open(_) => Flow::Continue,
         };
         if self.client.has_sockets() {
             self.connect_deadline = None;
