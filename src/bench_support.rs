@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
@@ -17,7 +17,7 @@ use crate::ns::Room;
 use crate::proto::sid::Sid;
 use crate::server::Server;
 use crate::shard::ShardCtx;
-use crate::transport::outbox::Out;
+use crate::transport::outbox::{Encoding, Out};
 
 /// One shard's state holding `n` connected sockets of `/`, each with a real outbox.
 pub struct Shard {
@@ -44,7 +44,6 @@ impl Shard {
                 outbox: tx,
                 cmd,
                 condemned: AtomicBool::new(false),
-                kill: Notify::new(),
                 writable: AtomicBool::new(true),
             });
             let handshake = Handshake {
@@ -68,7 +67,8 @@ impl Shard {
     /// Encodes one event once and queues it on every member of `room`, then empties the
     /// outboxes as a writer would. Returns the number of packets delivered.
     pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
-        let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, true);
+        let enc = Encoding::default();
+        let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, enc);
         let mut sel = Selection::default();
         sel.rooms.push(Room::from(room));
         let msg = BroadcastMsg {

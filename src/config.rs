@@ -59,6 +59,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
     pub tcp_nodelay: bool,
+    /// Offer WebSocket per-message deflate (RFC 7692) to clients that ask for it. Off by
+    /// default, as in socket.io. Negotiated without context takeover in both directions, so
+    /// a broadcast is compressed once for all its recipients. Default `false`.
+    pub per_message_deflate: bool,
+    /// Text packets shorter than this are never compressed (socket.io's `threshold`).
+    /// Default 1024 bytes.
+    pub deflate_threshold: usize,
 }
 
 impl Default for Config {
@@ -79,6 +86,8 @@ impl Default for Config {
             max_attachments: 10,
             max_connections: 100_000,
             tcp_nodelay: true,
+            per_message_deflate: false,
+            deflate_threshold: 1024,
         }
     }
 }
@@ -153,6 +162,10 @@ impl ConfigBuilder {
         max_connections: usize);
     setter!(/// See [`Config::tcp_nodelay`].
         tcp_nodelay: bool);
+    setter!(/// See [`Config::per_message_deflate`].
+        per_message_deflate: bool);
+    setter!(/// See [`Config::deflate_threshold`].
+        deflate_threshold: usize);
     /// See [`Config::cors`].
     pub fn cors(mut self, v: Cors) -> Self {
         self.0.cors = Some(v);

@@ -20,6 +20,7 @@ use crate::ns::args::IntoArgs;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner};
 use crate::shard::{self, ConnGuard};
+use crate::transport::outbox::Encoding;
 
 /// State shared by every shard of one server. Read-mostly: the namespace registry is read on
 /// each connect (never per message); the mesh is set once when the server starts.
@@ -39,6 +40,14 @@ pub(crate) struct ServerShared {
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
 impl ServerShared {
+    /// How packets are encoded for this server's transports.
+    pub(crate) fn encoding(&self, compress: bool) -> Encoding {
+        Encoding {
+            deflate: compress && self.config.per_message_deflate,
+            threshold: self.config.deflate_threshold,
+        }
+    }
+
     pub(crate) fn mesh(&self) -> Option<&Arc<Mesh>> {
         self.mesh.get()
     }

@@ -58,7 +58,6 @@ async fn engine_close_packet_is_transport_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: EOF without a closing handshake is reported as `transport error` (ws_error_reason maps ProtocolError::ResetWithoutClosingHandshake to TransportError)"]
 async fn dropped_tcp_connection_is_transport_close() {
     // The reference (`ws` emits "close" with code 1006) reports "transport close".
     let (server, mut probe) = TestServer::probe(config().build().unwrap());

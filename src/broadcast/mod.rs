@@ -231,7 +231,7 @@ impl BroadcastOperator {
             args.values(),
             args.binary().to_vec(),
             ack.as_ref().map(|a| a.0),
-            self.compress,
+            self.server.encoding(self.compress),
         );
         ENCODINGS.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(BroadcastMsg {

@@ -81,8 +81,6 @@ pub(crate) struct ConnHandle {
     pub cmd: mpsc::UnboundedSender<Cmd>,
     /// Set once the slow-consumer policy has condemned the connection.
     pub condemned: AtomicBool,
-    /// Wakes the session's writer even while it is blocked on a socket that does not drain.
-    pub kill: tokio::sync::Notify,
     /// The transport can take a packet now (a polling GET is pending, or the WebSocket
     /// writer is not blocked). Maintained by the session; read for volatile packets.
     pub writable: AtomicBool,
@@ -98,7 +96,6 @@ impl ConnHandle {
                 // Once only: the command channel is unbounded and must not grow per drop.
                 if !self.condemned.swap(true, Ordering::AcqRel) {
                     let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
-                    self.kill.notify_one();
                 }
                 false
             }
@@ -160,7 +157,8 @@ impl AckSender {
             return Err(EmitError::Disconnected);
         }
         let (values, binary) = args.into_args().into_parts();
-        let out = Out::ack(&self.socket.0.nsp.name, self.id, &values, binary);
+        let enc = self.socket.0.server.encoding(true);
+        let out = Out::ack(&self.socket.0.nsp.name, self.id, &values, binary, enc);
         self.socket.0.conn.send(out);
         Ok(())
     }
@@ -257,7 +255,7 @@ impl Socket {
             args.values(),
             args.binary().to_vec(),
             ack,
-            flags.compress,
+            self.0.server.encoding(flags.compress),
         );
         if flags.volatile {
             self.0.conn.send_volatile(out, &self.0.server);

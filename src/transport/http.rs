@@ -22,8 +22,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{Config, CorsOrigins};
 use crate::error::DisconnectReason;
@@ -31,7 +29,8 @@ use crate::ns::client::ConnInfo;
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
 use crate::shard::{self, ConnGuard, ShardCtx};
-use crate::transport::session::{self, Cmd, WsStream};
+use crate::transport::session::{self, Cmd, Ws};
+use crate::transport::ws::{self, WsConfig, WsReader, WsWriter};
 use crate::transport::EioError;
 
 type Resp = Response<Full<Bytes>>;
@@ -270,14 +269,9 @@ fn refuse_payload(ctx: &Rc<ShardCtx>, sid: Sid, e: crate::proto::eio::DecodeErro
     eio_error(EioError::BadRequest)
 }
 
-fn ws_config(cfg: &Config) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(cfg.max_payload))
-        .max_frame_size(Some(cfg.max_payload))
-}
-
-/// Validates the WebSocket handshake headers and builds the 101 answer.
-fn switching_protocols(req: &Request<Incoming>) -> Option<Resp> {
+/// Validates the WebSocket handshake headers and builds the 101 answer, negotiating
+/// per-message deflate when the server offers it.
+fn switching_protocols(cfg: &Config, req: &Request<Incoming>) -> Option<(Resp, WsConfig)> {
     let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
     if !version_ok {
@@ -290,7 +284,19 @@ fn switching_protocols(req: &Request<Incoming>) -> Option<Resp> {
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).ok()?);
-    Some(r)
+    let mut ws_cfg = WsConfig { max_message_size: cfg.max_payload, deflate: None };
+    if cfg.per_message_deflate {
+        let offers = req
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        if let Some((deflate, answer)) = ws::negotiate_deflate(offers) {
+            h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(&answer).ok()?);
+            ws_cfg.deflate = Some(deflate);
+        }
+    }
+    Some((r, ws_cfg))
 }
 
 /// Waits for hyper to hand over the upgraded connection and takes it back as a raw TCP
@@ -307,6 +313,16 @@ async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
     Some((parts.io.into_inner(), parts.read_buf.to_vec()))
 }
 
+/// Our WebSocket over a raw TCP stream (see transport/ws.rs for why it is ours).
+fn websocket(tcp: TcpStream, already_read: Vec<u8>, cfg: &WsConfig) -> Ws {
+    let (r, w) = tcp.into_split();
+    Ws {
+        reader: WsReader::new(r, already_read, cfg),
+        writer: WsWriter::new(w),
+        deflate: cfg.deflate.is_some(),
+    }
+}
+
 /// A new session opened directly over WebSocket: it lives on this shard.
 fn open_websocket(
     ctx: &Rc<ShardCtx>,
@@ -314,7 +330,7 @@ fn open_websocket(
     info: ConnInfo,
     guard: GuardCell,
 ) -> Resp {
-    let Some(resp) = switching_protocols(&req) else {
+    let Some((resp, ws_cfg)) = switching_protocols(&ctx.server.config, &req) else {
         return eio_error(EioError::BadRequest);
     };
     let Some(guard) = guard.borrow_mut().take() else {
@@ -323,9 +339,7 @@ fn open_websocket(
     let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
         let Some((tcp, rest)) = take_upgraded(req).await else { return };
-        let cfg = ws_config(&ctx.server.config);
-        let ws = WebSocketStream::from_partially_read(tcp, rest, Role::Server, Some(cfg)).await;
-        session::spawn(&ctx, info, Some((ws, guard)));
+        session::spawn(&ctx, info, Some((websocket(tcp, rest, &ws_cfg), guard)));
     });
     resp
 }
@@ -338,7 +352,7 @@ async fn upgrade_session(
     sid: Sid,
     guard: GuardCell,
 ) -> Resp {
-    let Some(resp) = switching_protocols(&req) else {
+    let Some((resp, ws_cfg)) = switching_protocols(&ctx.server.config, &req) else {
         return eio_error(EioError::BadRequest);
     };
     match ask_session(ctx, sid, Cmd::CanUpgrade).await {
@@ -356,17 +370,13 @@ async fn upgrade_session(
         let owner = sid.shard() as usize;
         let server2 = server.clone();
         shard::submit_to(&server, owner, move || {
-            tokio::task::spawn_local(async move {
-                let Some(ctx) = shard::current(&server2) else { return };
-                let Ok(tcp) = TcpStream::from_std(std) else { return };
-                let cfg = ws_config(&ctx.server.config);
-                let ws: WsStream =
-                    WebSocketStream::from_partially_read(tcp, rest, Role::Server, Some(cfg)).await;
-                let cmd = ctx.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
-                if let Some(cmd) = cmd {
-                    let _ = cmd.send(Cmd::Adopt(Box::new(ws), guard));
-                }
-            });
+            let Some(ctx) = shard::current(&server2) else { return };
+            let Ok(tcp) = TcpStream::from_std(std) else { return };
+            let ws = websocket(tcp, rest, &ws_cfg);
+            let cmd = ctx.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
+            if let Some(cmd) = cmd {
+                let _ = cmd.send(Cmd::Adopt(Box::new(ws), guard));
+            }
         });
     });
     resp

@@ -4,6 +4,7 @@
 pub(crate) mod http;
 pub(crate) mod outbox;
 pub(crate) mod session;
+pub(crate) mod ws;
 
 /// The errors the Engine.IO HTTP front answers with, with the codes and messages of the
 /// reference server (`{"code":N,"message":"..."}`, HTTP 400, or 403 for `Forbidden`).

@@ -1,35 +1,93 @@
 //! The per-connection outbox: encoded packets waiting to be written, bounded, drained in
 //! batches by the connection's writer.
 //!
-//! A packet is encoded once (text packet with its Engine.IO type prefix, plus binary
-//! attachments) and shared by refcount between every connection it goes to: queuing it for
-//! one more recipient costs one atomic increment.
+//! A packet is encoded once, on the thread that emits it: the Engine.IO text packet, built
+//! directly inside its WebSocket frame (server frames are unmasked, so one frame serves every
+//! recipient), the binary attachments' frames, and, when per-message deflate is on, the
+//! compressed frame. Every recipient shares these bytes by refcount: queuing the packet for one
+//! more connection costs one atomic increment, and the long-polling path reads the text out of
+//! the same buffer.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use crate::proto::sio;
+use crate::transport::ws;
 
-/// One outgoing Socket.IO packet in its wire form.
+/// Room left in front of the text for the largest WebSocket header (2 + 8 bytes).
+const HEADER_ROOM: usize = 10;
+
+/// One outgoing Socket.IO packet in its wire forms.
 #[derive(Debug)]
 pub(crate) struct Packet {
-    /// The Engine.IO text packet, type prefix included (`42["ev"]`).
+    /// The Engine.IO text packet, type prefix included (`42["ev"]`): a slice of `frames[0]`.
     pub text: Bytes,
-    /// Binary attachments, sent as binary messages after the text.
+    /// Binary attachments, sent as binary messages after the text (long-polling form).
     pub binary: Vec<Bytes>,
-    /// May be compressed (WebSocket per-message deflate, when negotiated).
-    pub compress: bool,
+    /// WebSocket frames: the text frame, then one binary frame per attachment.
+    pub frames: SmallVec<[Bytes; 1]>,
+    /// The text frame compressed (RSV1), when deflate was asked for and it is smaller.
+    pub deflated: Option<Bytes>,
+}
+
+/// How to encode a packet beyond its text.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Encoding {
+    /// Also build the compressed text frame (per-message deflate is on, the emit allows
+    /// compression, and the text is at least the threshold).
+    pub deflate: bool,
+    /// The size from which a text frame is compressed.
+    pub threshold: usize,
 }
 
 /// A shared handle on an encoded packet.
 #[derive(Debug, Clone)]
 pub(crate) struct Out(Arc<Packet>);
 
+/// Starts a buffer with room for a frame header in front.
+fn frame_buffer(capacity: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEADER_ROOM + capacity);
+    buf.put_bytes(0, HEADER_ROOM);
+    buf
+}
+
+/// Writes the header of an unfragmented, unmasked text frame just before the payload that
+/// starts at `HEADER_ROOM`, and returns (whole frame, payload).
+fn finish_text_frame(mut buf: BytesMut) -> (Bytes, Bytes) {
+    let len = buf.len() - HEADER_ROOM;
+    let mut header = [0u8; HEADER_ROOM];
+    header[0] = 0x81; // FIN + text
+    let hlen = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    let start = HEADER_ROOM - hlen;
+    buf[start..HEADER_ROOM].copy_from_slice(&header[..hlen]);
+    let all = buf.freeze();
+    (all.slice(start..), all.slice(HEADER_ROOM..))
+}
+
 impl Out {
-    fn new(text: Bytes, binary: Vec<Bytes>, compress: bool) -> Out {
-        Out(Arc::new(Packet { text, binary, compress }))
+    fn new(buf: BytesMut, binary: Vec<Bytes>, enc: Encoding) -> Out {
+        let (frame, text) = finish_text_frame(buf);
+        let deflated = (enc.deflate && text.len() >= enc.threshold)
+            .then(|| ws::encode_compressed_frame(true, &text))
+            .flatten();
+        let mut frames = SmallVec::with_capacity(1 + binary.len());
+        frames.push(frame);
+        frames.extend(binary.iter().map(|b| ws::encode_binary_frame(b)));
+        Out(Arc::new(Packet { text, binary, frames, deflated }))
     }
 
     /// Encodes an EVENT (BINARY_EVENT when there are attachments).
@@ -39,43 +97,115 @@ impl Out {
         values: &[Value],
         binary: Vec<Bytes>,
         ack: Option<u64>,
-        compress: bool,
+        enc: Encoding,
     ) -> Out {
-        let mut buf = BytesMut::with_capacity(32 + event.len());
+        let mut buf = frame_buffer(32 + event.len());
         buf.put_u8(b'4');
         sio::encode_event(&mut buf, nsp, event, values, ack, binary.len());
-        Out::new(buf.freeze(), binary, compress)
+        Out::new(buf, binary, enc)
     }
 
     /// Encodes an ACK (BINARY_ACK when there are attachments).
-    pub(crate) fn ack(nsp: &str, id: u64, values: &[Value], binary: Vec<Bytes>) -> Out {
-        let mut buf = BytesMut::with_capacity(16);
+    pub(crate) fn ack(
+        nsp: &str,
+        id: u64,
+        values: &[Value],
+        binary: Vec<Bytes>,
+        enc: Encoding,
+    ) -> Out {
+        let mut buf = frame_buffer(16);
         buf.put_u8(b'4');
         sio::encode_ack(&mut buf, nsp, id, values, binary.len());
-        Out::new(buf.freeze(), binary, true)
+        Out::new(buf, binary, enc)
     }
 
     /// Encodes any other Socket.IO packet (CONNECT, DISCONNECT, CONNECT_ERROR).
     pub(crate) fn packet(p: &sio::Packet) -> Out {
-        let mut buf = BytesMut::with_capacity(32);
+        let mut buf = frame_buffer(32);
         buf.put_u8(b'4');
         p.encode(&mut buf);
-        Out::new(buf.freeze(), Vec::new(), true)
+        Out::new(buf, Vec::new(), Encoding::default())
     }
 
-    /// The text part.
+    /// The text part (long-polling).
     pub(crate) fn text(&self) -> &Bytes {
         &self.0.text
     }
 
-    /// The binary attachments.
+    /// The binary attachments (long-polling).
     pub(crate) fn binary(&self) -> &[Bytes] {
         &self.0.binary
     }
 
-    /// Whether the packet may be compressed.
-    #[allow(dead_code)] // read by the WebSocket writer once per-message deflate is negotiated
-    pub(crate) fn compress(&self) -> bool {
-        self.0.compress
+    /// The WebSocket frames to write, compressed when `deflate` was negotiated and a
+    /// compressed form exists.
+    pub(crate) fn frames(&self, deflate: bool) -> impl Iterator<Item = &Bytes> {
+        let p = &*self.0;
+        let first = match (&p.deflated, deflate) {
+            (Some(d), true) => d,
+            _ => &p.frames[0],
+        };
+        std::iter::once(first).chain(p.frames[1..].iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_is_built_inside_its_frame() {
+        let out = Out::event("/", "hi", &[json!(1)], Vec::new(), None, Encoding::default());
+        assert_eq!(&out.text()[..], br#"42["hi",1]"#);
+        let frames: Vec<_> = out.frames(false).cloned().collect();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0][0], 0x81);
+        assert_eq!(frames[0][1] as usize, out.text().len());
+        assert_eq!(&frames[0][2..], &out.text()[..]);
+    }
+
+    #[test]
+    fn long_texts_use_the_extended_lengths() {
+        for n in [125usize, 126, 65_535, 65_536, 200_000] {
+            let s = "x".repeat(n);
+            let out = Out::event("/", "e", &[json!(s)], Vec::new(), None, Encoding::default());
+            let f = out.frames(false).next().unwrap().clone();
+            let len = out.text().len();
+            let hlen = f.len() - len;
+            match len {
+                0..=125 => assert_eq!((hlen, f[1] as usize), (2, len)),
+                126..=65_535 => {
+                    assert_eq!(hlen, 4);
+                    assert_eq!(u16::from_be_bytes([f[2], f[3]]) as usize, len);
+                }
+                _ => {
+                    assert_eq!(hlen, 10);
+                    assert_eq!(u64::from_be_bytes(f[2..10].try_into().unwrap()) as usize, len);
+                }
+            }
+            assert_eq!(&f[hlen..], &out.text()[..]);
+        }
+    }
+
+    #[test]
+    fn binary_attachments_get_their_own_frames_and_deflate_only_the_text() {
+        let text = "y".repeat(4000);
+        let enc = Encoding { deflate: true, threshold: 1024 };
+        let out = Out::event(
+            "/",
+            "e",
+            &[json!(text), sio::placeholder(0)],
+            vec![Bytes::from_static(b"\x01\x02")],
+            None,
+            enc,
+        );
+        let plain: Vec<_> = out.frames(false).cloned().collect();
+        let packed: Vec<_> = out.frames(true).cloned().collect();
+        assert_eq!(plain.len(), 2);
+        assert_eq!(&plain[1][..], b"\x82\x02\x01\x02");
+        assert_eq!(packed[0][0], 0xc1, "RSV1 + FIN + text");
+        assert!(packed[0].len() < plain[0].len());
+        assert_eq!(packed[1], plain[1]);
     }
 }

@@ -3,20 +3,20 @@
 //! the connection.
 //!
 //! Everything that reaches a session comes through its command channel (HTTP requests,
-//! upgrades, server-side disconnects) or its outbox (frames to write). The writer drains all
-//! that is queued and flushes once per wake-up.
+//! upgrades, server-side disconnects) or its outbox (packets to write). Over WebSocket, the
+//! writer takes everything queued in the outbox, queues the packets' shared frames and
+//! flushes them with vectored writes, once per loop turn: many frames per syscall when busy,
+//! no added delay when idle. Flushing is its own `select!` branch, so a peer that stops
+//! reading never stops the session from handling commands (and being closed as a slow
+//! consumer).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Duration, Instant};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::error::DisconnectReason;
 use crate::ns::client::{Client, ConnInfo, Flow};
@@ -25,29 +25,38 @@ use crate::proto::eio::{self, PayloadEncoder};
 use crate::proto::sid::Sid;
 use crate::shard::{ConnGuard, SessionHandle, ShardCtx};
 use crate::transport::outbox::Out;
+use crate::transport::ws::{self, WsError, WsMessage, WsReader, WsWriter};
 use crate::transport::EioError;
-
-/// A server-side WebSocket on a raw TCP stream.
-pub(crate) type WsStream = WebSocketStream<TcpStream>;
 
 /// Reply to a polling GET: the payload to send, or the error to answer with.
 pub(crate) type PollReply = Result<Bytes, EioError>;
+
+/// Above this many bytes waiting in the WebSocket writer, the session stops taking packets
+/// from the outbox, which then fills up and triggers the slow-consumer policy.
+const WRITER_HIGH_WATER: usize = 256 * 1024;
+
+/// A session's WebSocket: both halves, and whether per-message deflate was negotiated.
+pub(crate) struct Ws {
+    pub reader: WsReader,
+    pub writer: WsWriter,
+    pub deflate: bool,
+}
 
 /// What the rest of the server asks of a session.
 pub(crate) enum Cmd {
     /// A polling GET: answered when there is something to send.
     PollGet(oneshot::Sender<PollReply>),
+    /// A polling POST is starting: refused (and the session closed) when another is in
+    /// progress, as the reference does ("data request overlap from client").
+    PollPostBegin(oneshot::Sender<Result<(), EioError>>),
     /// A polling POST, already decoded.
     PollPost(Vec<eio::Packet>, oneshot::Sender<Result<(), EioError>>),
     /// May a WebSocket upgrade start? Reserves it when yes.
     CanUpgrade(oneshot::Sender<Result<(), EioError>>),
     /// The upgraded WebSocket, to probe.
-    Adopt(Box<WsStream>, ConnGuard),
+    Adopt(Box<Ws>, ConnGuard),
     /// Server-side `socket.disconnect(close)` of socket `sid`.
     DisconnectSocket { sid: Sid, close: bool },
-    /// A polling POST is starting: refused (and the session closed) when another is in
-    /// progress, as the reference does ("data request overlap from client").
-    PollPostBegin(oneshot::Sender<Result<(), EioError>>),
     /// Close the whole connection.
     Close(DisconnectReason),
 }
@@ -63,14 +72,51 @@ enum Upgrade {
     Done,
 }
 
+/// Engine.IO control packets the server sends, as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctrl {
+    Ping,
+}
+
+impl Ctrl {
+    fn text(self) -> &'static [u8] {
+        match self {
+            Ctrl::Ping => b"2",
+        }
+    }
+
+    fn frame(self) -> Bytes {
+        match self {
+            Ctrl::Ping => Bytes::from_static(b"\x81\x012"),
+        }
+    }
+}
+
+/// The WebSocket side of a session, split so that reading, flushing and probing can each be
+/// a `select!` branch.
+#[derive(Default)]
+struct Wire {
+    reader: Option<WsReader>,
+    writer: Option<WsWriter>,
+    deflate: bool,
+    /// The WebSocket of an upgrade in progress.
+    probe: Option<Ws>,
+}
+
+impl Wire {
+    fn pending(&self) -> usize {
+        self.writer.as_ref().map_or(0, WsWriter::pending_bytes)
+    }
+}
+
 struct Session {
     ctx: Rc<ShardCtx>,
     sid: Sid,
     client: Client,
     conn: Arc<ConnHandle>,
     pending_get: Option<oneshot::Sender<PollReply>>,
-    /// Engine packets (PING, NOOP) waiting for the next polling GET.
-    ctrl: Vec<&'static [u8]>,
+    /// Engine packets waiting for the next write.
+    ctrl: Vec<Ctrl>,
     /// Set when closing a polling session: the CLOSE packet goes after everything queued.
     close_packet: bool,
     /// A polling POST's body is being read.
@@ -81,13 +127,15 @@ struct Session {
     pong_deadline: Option<Instant>,
     connect_deadline: Option<Instant>,
     closing: Option<DisconnectReason>,
+    /// Close code to send on a WebSocket protocol error.
+    close_code: u16,
     /// Connection slots of the WebSocket(s) this session owns.
     guards: Vec<ConnGuard>,
 }
 
-/// Starts a session on this shard and returns its id. `ws` is the WebSocket for a session
+/// Starts a session on this shard and returns its id. `ws` is the WebSocket of a session
 /// opened directly over WebSocket; `None` opens a long-polling session.
-pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, ConnGuard)>) -> Sid {
+pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuard)>) -> Sid {
     let cfg = &ctx.server.config;
     let sid = Sid::generate(ctx.id as u8);
     let (out_tx, out_rx) = mpsc::channel(cfg.max_outbox);
@@ -98,14 +146,17 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
         outbox: out_tx,
         cmd: cmd_tx.clone(),
         condemned: AtomicBool::new(false),
-        kill: Notify::new(),
         writable: AtomicBool::new(ws.is_some()),
     });
     let now = Instant::now();
-    let (ws, guards) = match ws {
-        Some((ws, g)) => (Some(ws), vec![g]),
-        None => (None, Vec::new()),
-    };
+    let mut wire = Wire::default();
+    let mut guards = Vec::new();
+    if let Some((w, g)) = ws {
+        wire.reader = Some(w.reader);
+        wire.writer = Some(w.writer);
+        wire.deflate = w.deflate;
+        guards.push(g);
+    }
     let session = Session {
         ctx: ctx.clone(),
         sid,
@@ -115,16 +166,17 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(WsStream, Co
         ctrl: Vec::new(),
         close_packet: false,
         post_in_progress: false,
-        upgrade: if ws.is_some() { Upgrade::Done } else { Upgrade::None },
+        upgrade: if wire.writer.is_some() { Upgrade::Done } else { Upgrade::None },
         upgrade_deadline: None,
         next_ping: Some(now + cfg.ping_interval),
         pong_deadline: None,
         connect_deadline: Some(now + cfg.connect_timeout),
         closing: None,
+        close_code: 1000,
         guards,
     };
     ctx.sessions.borrow_mut().insert(sid, SessionHandle { cmd: cmd_tx });
-    tokio::task::spawn_local(run(session, cmd_rx, out_rx, ws));
+    tokio::task::spawn_local(run(session, cmd_rx, out_rx, wire));
     sid
 }
 
@@ -145,9 +197,23 @@ pub(crate) fn open_packet(ctx: &ShardCtx, sid: Sid, upgrades: bool) -> Bytes {
     buf.freeze()
 }
 
-async fn next_msg(ws: &mut Option<WsStream>) -> Option<Result<Message, tungstenite::Error>> {
-    match ws.as_mut() {
-        Some(w) => w.next().await,
+async fn read(reader: &mut Option<WsReader>) -> Result<WsMessage, WsError> {
+    match reader.as_mut() {
+        Some(r) => r.read().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_probe(probe: &mut Option<Ws>) -> Result<WsMessage, WsError> {
+    match probe.as_mut() {
+        Some(p) => p.reader.read().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn flush(writer: &mut Option<WsWriter>) -> Result<(), WsError> {
+    match writer.as_mut() {
+        Some(w) => w.flush().await,
         None => std::future::pending().await,
     }
 }
@@ -160,56 +226,41 @@ async fn poll_abandoned(get: &mut Option<oneshot::Sender<PollReply>>) {
     }
 }
 
-fn text_msg(b: Bytes) -> Message {
-    // SAFETY: every text frame we send is built by our own encoders from `&str` and
-    // serde_json output (or is an ASCII engine packet), so it is valid UTF-8.
-    Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(b) })
-}
-
 async fn run(
     mut s: Session,
     mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     mut outbox: mpsc::Receiver<Out>,
-    mut ws: Option<WsStream>,
+    mut wire: Wire,
 ) {
-    let mut probe: Option<WsStream> = None;
     let mut batch: Vec<Out> = Vec::with_capacity(64);
-    if let Some(w) = ws.as_mut() {
-        let open = open_packet(&s.ctx, s.sid, false);
-        if w.send(text_msg(open)).await.is_err() {
-            s.closing = Some(DisconnectReason::TransportError);
-        }
+    if let Some(w) = wire.writer.as_mut() {
+        w.queue(ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false)));
     }
     while s.closing.is_none() {
-        let writable = ws.is_some() || s.pending_get.is_some();
-        s.conn.writable.store(writable, Ordering::Release);
+        let pending = wire.pending();
+        let polling_ready = wire.writer.is_none() && s.pending_get.is_some();
+        let take = polling_ready || (wire.writer.is_some() && pending < WRITER_HIGH_WATER);
+        // Volatile packets go only to a connection that is not backed up.
+        s.conn
+            .writable
+            .store(polling_ready || (wire.writer.is_some() && pending == 0), Ordering::Release);
         let deadline = s.deadline();
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
-                Some(cmd) => s.on_cmd(cmd, &mut ws, &mut probe, &mut outbox).await,
-                None => s.closing = Some(DisconnectReason::TransportClose),
+                Some(cmd) => s.on_cmd(cmd, &mut wire, &mut outbox),
+                None => s.close(DisconnectReason::TransportClose),
             },
-            msg = next_msg(&mut ws), if ws.is_some() => s.on_ws(msg),
-            msg = next_msg(&mut probe), if probe.is_some() => {
-                s.on_probe(msg, &mut ws, &mut probe).await;
-                // After a completed upgrade, everything queued goes out over the WebSocket.
+            msg = read(&mut wire.reader), if wire.reader.is_some() => s.on_ws(msg, &mut wire),
+            msg = read_probe(&mut wire.probe), if wire.probe.is_some() => {
+                s.on_probe(msg, &mut wire).await;
             }
-            _ = outbox.recv_many(&mut batch, 256), if writable => {
-                // A peer that stops reading blocks the write; the slow-consumer policy
-                // must still be able to end it.
-                let conn = s.conn.clone();
-                // Busy until this write completes: volatile packets are dropped meanwhile.
-                conn.writable.store(false, Ordering::Release);
-                let killed = tokio::select! {
-                    _ = s.write(&mut batch, &mut ws) => false,
-                    _ = conn.kill.notified() => true,
-                };
-                if killed {
-                    batch.clear();
-                    s.close(DisconnectReason::SlowConsumer);
+            _ = outbox.recv_many(&mut batch, 256), if take => s.write(&mut batch, &mut wire),
+            r = flush(&mut wire.writer), if pending > 0 => {
+                if let Err(e) = r {
+                    s.on_ws_error(&e);
                 }
             }
-            _ = sleep_until(deadline) => s.on_timer(&mut ws, &mut probe).await,
+            _ = sleep_until(deadline) => s.on_timer(&mut wire),
             _ = poll_abandoned(&mut s.pending_get), if s.pending_get.is_some() => {
                 // As the reference: "poll connection closed prematurely".
                 s.pending_get = None;
@@ -218,7 +269,7 @@ async fn run(
         }
     }
     let reason = s.closing.unwrap_or(DisconnectReason::TransportClose);
-    s.finish(reason, ws, cmd_rx, outbox).await;
+    s.finish(reason, wire, cmd_rx, outbox).await;
 }
 
 impl Session {
@@ -237,13 +288,7 @@ impl Session {
         }
     }
 
-    async fn on_cmd(
-        &mut self,
-        cmd: Cmd,
-        ws: &mut Option<WsStream>,
-        probe: &mut Option<WsStream>,
-        outbox: &mut mpsc::Receiver<Out>,
-    ) {
+    fn on_cmd(&mut self, cmd: Cmd, wire: &mut Wire, outbox: &mut mpsc::Receiver<Out>) {
         match cmd {
             Cmd::PollGet(reply) => {
                 if self.upgrade == Upgrade::Done {
@@ -258,15 +303,26 @@ impl Session {
                 } else {
                     self.pending_get = Some(reply);
                     let mut batch = Vec::new();
-                    while let Ok(out) = outbox.try_recv() {
-                        batch.push(out);
-                        if batch.len() >= 256 {
-                            break;
+                    while batch.len() < 256 {
+                        match outbox.try_recv() {
+                            Ok(out) => batch.push(out),
+                            Err(_) => break,
                         }
                     }
                     if !batch.is_empty() || !self.ctrl.is_empty() {
-                        self.write(&mut batch, ws).await;
+                        self.write(&mut batch, wire);
                     }
+                }
+            }
+            Cmd::PollPostBegin(reply) => {
+                if self.upgrade == Upgrade::Done {
+                    let _ = reply.send(Err(EioError::BadRequest));
+                } else if self.post_in_progress {
+                    let _ = reply.send(Err(EioError::BadRequest));
+                    self.close(DisconnectReason::TransportError);
+                } else {
+                    self.post_in_progress = true;
+                    let _ = reply.send(Ok(()));
                 }
             }
             Cmd::PollPost(packets, reply) => {
@@ -294,25 +350,14 @@ impl Session {
                 }
             }
             Cmd::Adopt(sock, guard) => {
-                if self.upgrade == Upgrade::Reserved && probe.is_none() {
-                    *probe = Some(*sock);
+                if self.upgrade == Upgrade::Reserved && wire.probe.is_none() {
+                    wire.probe = Some(*sock);
                     self.guards.push(guard);
                 }
             }
             Cmd::DisconnectSocket { sid, close } => {
                 if self.client.disconnect(&self.ctx, sid, close) && close {
                     self.close(DisconnectReason::ForcedServerClose);
-                }
-            }
-            Cmd::PollPostBegin(reply) => {
-                if self.upgrade == Upgrade::Done {
-                    let _ = reply.send(Err(EioError::BadRequest));
-                } else if self.post_in_progress {
-                    let _ = reply.send(Err(EioError::BadRequest));
-                    self.close(DisconnectReason::TransportError);
-                } else {
-                    self.post_in_progress = true;
-                    let _ = reply.send(Ok(()));
                 }
             }
             Cmd::Close(reason) => self.close(reason),
@@ -346,43 +391,56 @@ impl Session {
         }
     }
 
-    fn on_ws(&mut self, msg: Option<Result<Message, tungstenite::Error>>) {
+    fn on_ws(&mut self, msg: Result<WsMessage, WsError>, wire: &mut Wire) {
         match msg {
-            None | Some(Ok(Message::Close(_))) => self.close(DisconnectReason::TransportClose),
-            Some(Err(e)) => {
-                tracing::debug!(sid = %self.sid, error = %e, "websocket error");
-                self.close(ws_error_reason(&e));
-            }
-            Some(Ok(Message::Text(t))) => match eio::Packet::decode_text(Bytes::from(t)) {
+            Ok(WsMessage::Text(t)) => match eio::Packet::decode_text(t) {
                 Ok(p) => self.on_packet(p),
                 Err(e) => {
                     tracing::debug!(sid = %self.sid, error = %e, "undecodable engine packet");
                     self.close(DisconnectReason::ParseError);
                 }
             },
-            Some(Ok(Message::Binary(b))) => self.on_packet(eio::Packet::decode_binary(b)),
-            Some(Ok(_)) => {}
+            Ok(WsMessage::Binary(b)) => self.on_packet(eio::Packet::decode_binary(b)),
+            Ok(WsMessage::Ping(p)) => {
+                if let Some(w) = wire.writer.as_mut() {
+                    w.queue(ws::encode_pong_frame(&p));
+                }
+            }
+            Ok(WsMessage::Pong(_)) => {}
+            Ok(WsMessage::Close(_)) => self.close(DisconnectReason::TransportClose),
+            Err(e) => self.on_ws_error(&e),
         }
     }
 
-    async fn on_probe(
-        &mut self,
-        msg: Option<Result<Message, tungstenite::Error>>,
-        ws: &mut Option<WsStream>,
-        probe: &mut Option<WsStream>,
-    ) {
+    fn on_ws_error(&mut self, e: &WsError) {
+        tracing::debug!(sid = %self.sid, error = %e, "websocket error");
+        if let Some(code) = e.close_code() {
+            self.close_code = code;
+        }
+        self.close(ws_error_reason(e));
+    }
+
+    async fn on_probe(&mut self, msg: Result<WsMessage, WsError>, wire: &mut Wire) {
         let packet = match msg {
-            Some(Ok(Message::Text(t))) => eio::Packet::decode_text(Bytes::from(t)).ok(),
+            Ok(WsMessage::Text(t)) => eio::Packet::decode_text(t).ok(),
             _ => None,
         };
         match (packet, self.upgrade) {
             (Some(eio::Packet::Ping(p)), Upgrade::Reserved) if &p[..] == b"probe" => {
-                let ok = match probe.as_mut() {
-                    Some(w) => w.send(text_msg(Bytes::from_static(b"3probe"))).await.is_ok(),
+                let ok = match wire.probe.as_mut() {
+                    Some(probe) => {
+                        probe.writer.queue(Bytes::from_static(b"\x81\x063probe"));
+                        // A fresh socket with 8 bytes to send: bounded anyway.
+                        matches!(
+                            tokio::time::timeout(Duration::from_secs(5), probe.writer.flush())
+                                .await,
+                            Ok(Ok(()))
+                        )
+                    }
                     None => false,
                 };
                 if !ok {
-                    return self.abort_upgrade(probe);
+                    return self.abort_upgrade(wire);
                 }
                 self.upgrade = Upgrade::Probed;
                 // Release the pending poll so the client can finish pausing.
@@ -391,39 +449,30 @@ impl Session {
                 }
             }
             (Some(eio::Packet::Upgrade), Upgrade::Probed) => {
-                *ws = probe.take();
+                let Some(probe) = wire.probe.take() else { return };
+                wire.reader = Some(probe.reader);
+                wire.writer = Some(probe.writer);
+                wire.deflate = probe.deflate;
                 self.upgrade = Upgrade::Done;
                 self.upgrade_deadline = None;
                 if let Some(get) = self.pending_get.take() {
                     let _ = get.send(Ok(Bytes::from_static(b"6")));
                 }
                 // A PING queued for polling goes over the WebSocket now.
-                if !self.ctrl.is_empty() {
-                    let ctrl = std::mem::take(&mut self.ctrl);
-                    if let Some(w) = ws.as_mut() {
-                        for c in ctrl {
-                            if w.feed(text_msg(Bytes::from_static(c))).await.is_err() {
-                                self.close(DisconnectReason::TransportError);
-                            }
-                        }
-                        if w.flush().await.is_err() {
-                            self.close(DisconnectReason::TransportError);
-                        }
-                    }
-                }
+                self.write(&mut Vec::new(), wire);
             }
-            _ => self.abort_upgrade(probe),
+            _ => self.abort_upgrade(wire),
         }
     }
 
-    fn abort_upgrade(&mut self, probe: &mut Option<WsStream>) {
+    fn abort_upgrade(&mut self, wire: &mut Wire) {
         tracing::debug!(sid = %self.sid, "upgrade aborted");
-        *probe = None;
+        wire.probe = None;
         self.upgrade = Upgrade::None;
         self.upgrade_deadline = None;
     }
 
-    async fn on_timer(&mut self, ws: &mut Option<WsStream>, probe: &mut Option<WsStream>) {
+    fn on_timer(&mut self, wire: &mut Wire) {
         let now = Instant::now();
         if self.pong_deadline.is_some_and(|d| d <= now) {
             return self.close(DisconnectReason::PingTimeout);
@@ -432,44 +481,34 @@ impl Session {
             return self.close(DisconnectReason::ConnectTimeout);
         }
         if self.upgrade_deadline.is_some_and(|d| d <= now) {
-            self.abort_upgrade(probe);
+            self.abort_upgrade(wire);
         }
         if self.next_ping.is_some_and(|d| d <= now) {
             self.next_ping = None;
             self.pong_deadline = Some(now + self.ctx.server.config.ping_timeout);
-            self.ctrl.push(b"2");
-            if ws.is_some() || self.pending_get.is_some() {
-                self.write(&mut Vec::new(), ws).await;
+            self.ctrl.push(Ctrl::Ping);
+            if wire.writer.is_some() || self.pending_get.is_some() {
+                self.write(&mut Vec::new(), wire);
             }
         }
     }
 
-    /// Writes queued control packets and `batch` to the client: as frames and one flush over
-    /// WebSocket, as one payload over polling (only called with a GET pending).
-    async fn write(&mut self, batch: &mut Vec<Out>, ws: &mut Option<WsStream>) {
-        if let Some(w) = ws.as_mut() {
-            let ctrl = std::mem::take(&mut self.ctrl);
-            let r = async {
-                for c in ctrl {
-                    w.feed(text_msg(Bytes::from_static(c))).await?;
-                }
-                for out in batch.drain(..) {
-                    w.feed(text_msg(out.text().clone())).await?;
-                    for b in out.binary() {
-                        w.feed(Message::Binary(b.clone())).await?;
-                    }
-                }
-                w.flush().await
+    /// Hands queued control packets and `batch` to the transport: their shared frames to the
+    /// WebSocket writer (flushed by the loop), or one payload to the pending polling GET.
+    fn write(&mut self, batch: &mut Vec<Out>, wire: &mut Wire) {
+        if let Some(w) = wire.writer.as_mut() {
+            for c in self.ctrl.drain(..) {
+                w.queue(c.frame());
             }
-            .await;
-            if let Err(e) = r {
-                tracing::debug!(sid = %self.sid, error = %e, "websocket write failed");
-                self.close(ws_error_reason(&e));
+            for out in batch.drain(..) {
+                for f in out.frames(wire.deflate) {
+                    w.queue(f.clone());
+                }
             }
         } else if let Some(get) = self.pending_get.take() {
             let mut payload = PayloadEncoder::new();
             for c in self.ctrl.drain(..) {
-                payload.push_encoded_text(c);
+                payload.push_encoded_text(c.text());
             }
             for out in batch.drain(..) {
                 payload.push_encoded_text(out.text());
@@ -494,7 +533,7 @@ impl Session {
     async fn finish(
         mut self,
         reason: DisconnectReason,
-        mut ws: Option<WsStream>,
+        mut wire: Wire,
         mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
         mut outbox: mpsc::Receiver<Out>,
     ) {
@@ -513,16 +552,21 @@ impl Session {
             }
         }
         self.ctrl.clear();
-        if ws.is_some() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                if transport_alive {
-                    self.write(&mut rest, &mut ws).await;
-                }
-                if let Some(w) = ws.as_mut() {
-                    let _ = w.close(None).await;
-                }
-            })
-            .await;
+        wire.probe = None;
+        if wire.writer.is_some() {
+            if transport_alive {
+                self.write(&mut rest, &mut wire);
+            }
+            let code = self.close_code;
+            if let Some(w) = wire.writer.as_mut() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    if transport_alive {
+                        w.flush().await?;
+                    }
+                    w.close(code).await
+                })
+                .await;
+            }
         } else {
             // Polling: what is queued goes in one response and CLOSE in the next, as the
             // reference does after "drain": socket.io-client handles decoded packets on the
@@ -535,19 +579,17 @@ impl Session {
                 _ => now,
             };
             if !rest.is_empty() && self.next_get(&mut cmd_rx, linger).await {
-                self.write(&mut rest, &mut None).await;
+                self.write(&mut rest, &mut wire);
             }
             self.close_packet = true;
             if self.next_get(&mut cmd_rx, linger).await {
-                self.write(&mut Vec::new(), &mut None).await;
+                self.write(&mut Vec::new(), &mut wire);
             }
         }
         self.ctx.sessions.borrow_mut().remove(&self.sid);
         tracing::debug!(sid = %self.sid, %reason, "session closed");
     }
-}
 
-impl Session {
     /// While closing: waits until a polling GET is pending (true), answering other
     /// requests, or until `deadline` (false).
     async fn next_get(
@@ -560,7 +602,9 @@ impl Session {
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Cmd::PollGet(reply)) => self.pending_get = Some(reply),
                     Some(Cmd::PollPost(_, reply)) => { let _ = reply.send(Ok(())); }
-                    Some(Cmd::CanUpgrade(reply)) => { let _ = reply.send(Err(EioError::BadRequest)); }
+                    Some(Cmd::PollPostBegin(reply) | Cmd::CanUpgrade(reply)) => {
+                        let _ = reply.send(Err(EioError::BadRequest));
+                    }
                     Some(_) => {}
                     None => return false,
                 },
@@ -571,17 +615,16 @@ impl Session {
     }
 }
 
-fn ws_error_reason(e: &tungstenite::Error) -> DisconnectReason {
+fn ws_error_reason(e: &WsError) -> DisconnectReason {
     match e {
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            DisconnectReason::TransportClose
-        }
-        tungstenite::Error::Io(io)
+        WsError::Closed => DisconnectReason::TransportClose,
+        WsError::Io(io)
             if matches!(
                 io.kind(),
                 std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::BrokenPipe
                     | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionAborted
             ) =>
         {
             DisconnectReason::TransportClose
