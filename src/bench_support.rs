@@ -2,7 +2,7 @@
 //! hidden from the docs and free to change).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -44,6 +44,8 @@ impl Shard {
                 outbox: tx,
                 cmd,
                 condemned: AtomicBool::new(false),
+                queued_bytes: AtomicUsize::new(0),
+                max_bytes: usize::MAX,
                 writable: AtomicBool::new(true),
             });
             let handshake = Handshake {

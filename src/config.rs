@@ -53,6 +53,10 @@ pub struct Config {
     /// Packets a connection may have queued for writing before the slow-consumer policy
     /// applies (the connection is closed with `slow consumer`). Default 4096.
     pub max_outbox: usize,
+    /// Bytes a connection may have queued for writing (packets waiting in its outbox)
+    /// before the slow-consumer policy applies. With the WebSocket writer's own bound
+    /// (256 KiB in flight), this caps what one stalled client can pin. Default 8 MiB.
+    pub max_outbox_bytes: usize,
     /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
     pub max_attachments: usize,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
@@ -83,6 +87,7 @@ impl Default for Config {
             cors: None,
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_outbox: 4096,
+            max_outbox_bytes: 8 * 1024 * 1024,
             max_attachments: 10,
             max_connections: 100_000,
             tcp_nodelay: true,
@@ -156,6 +161,8 @@ impl ConfigBuilder {
         shards: usize);
     setter!(/// See [`Config::max_outbox`].
         max_outbox: usize);
+    setter!(/// See [`Config::max_outbox_bytes`].
+        max_outbox_bytes: usize);
     setter!(/// See [`Config::max_attachments`].
         max_attachments: usize);
     setter!(/// See [`Config::max_connections`].
@@ -188,6 +195,7 @@ impl ConfigBuilder {
             ("upgrade_timeout", c.upgrade_timeout.is_zero()),
             ("max_payload", c.max_payload == 0),
             ("max_outbox", c.max_outbox == 0),
+            ("max_outbox_bytes", c.max_outbox_bytes == 0),
             ("max_connections", c.max_connections == 0),
         ] {
             if zero {

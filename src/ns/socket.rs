@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -81,34 +81,65 @@ pub(crate) struct ConnHandle {
     pub cmd: mpsc::UnboundedSender<Cmd>,
     /// Set once the slow-consumer policy has condemned the connection.
     pub condemned: AtomicBool,
+    /// Bytes of the packets in the outbox.
+    pub queued_bytes: AtomicUsize,
+    /// `max_outbox_bytes`.
+    pub max_bytes: usize,
     /// The transport can take a packet now (a polling GET is pending, or the WebSocket
     /// writer is not blocked). Maintained by the session; read for volatile packets.
     pub writable: AtomicBool,
 }
 
 impl ConnHandle {
-    /// Queues a frame. When the outbox is full the slow-consumer policy applies: the
-    /// connection is closed with `slow consumer`. Returns false when the frame was not queued.
+    /// Queues a packet. When the outbox is full (`max_outbox` packets, or `max_outbox_bytes`
+    /// bytes) the slow-consumer policy applies: the connection is closed with
+    /// `slow consumer`. Returns false when the packet was not queued.
     pub(crate) fn send(&self, out: Out) -> bool {
+        let size = out.wire_len();
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        // One packet alone is always allowed (max_payload bounds what a client can make us
+        // echo): the byte limit is on what piles up.
+        if before > 0 && before + size > self.max_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.condemn();
+            return false;
+        }
         match self.outbox.try_send(out) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Once only: the command channel is unbounded and must not grow per drop.
-                if !self.condemned.swap(true, Ordering::AcqRel) {
-                    let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
+            Err(e) => {
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    self.condemn();
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    fn condemn(&self) {
+        // Once only: the command channel is unbounded and must not grow per drop.
+        if !self.condemned.swap(true, Ordering::AcqRel) {
+            let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
+        }
+    }
+
+    /// The writer took these packets out of the outbox.
+    pub(crate) fn taken(&self, batch: &[Out]) {
+        let size: usize = batch.iter().map(Out::wire_len).sum();
+        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
     }
 
     /// Queues a volatile packet only when the transport is ready and nothing is waiting;
     /// otherwise drops it and counts the drop. Never condemns the connection.
     pub(crate) fn send_volatile(&self, out: Out, server: &ServerShared) -> bool {
         let idle = self.outbox.capacity() == self.outbox.max_capacity();
-        if self.writable.load(Ordering::Acquire) && idle && self.outbox.try_send(out).is_ok() {
-            return true;
+        if self.writable.load(Ordering::Acquire) && idle {
+            let size = out.wire_len();
+            self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+            if self.outbox.try_send(out).is_ok() {
+                return true;
+            }
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
         }
         server.volatile_dropped.fetch_add(1, Ordering::Relaxed);
         false

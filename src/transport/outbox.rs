@@ -127,6 +127,11 @@ impl Out {
         Out::new(buf, Vec::new(), Encoding::default())
     }
 
+    /// Bytes this packet puts on the wire (uncompressed), for the outbox byte limit.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.0.text.len() + self.0.binary.iter().map(Bytes::len).sum::<usize>()
+    }
+
     /// The text part (long-polling).
     pub(crate) fn text(&self) -> &Bytes {
         &self.0.text

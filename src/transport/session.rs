@@ -11,7 +11,7 @@
 //! consumer).
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -146,6 +146,8 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         outbox: out_tx,
         cmd: cmd_tx.clone(),
         condemned: AtomicBool::new(false),
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes: cfg.max_outbox_bytes,
         writable: AtomicBool::new(ws.is_some()),
     });
     let now = Instant::now();
@@ -496,6 +498,7 @@ impl Session {
     /// Hands queued control packets and `batch` to the transport: their shared frames to the
     /// WebSocket writer (flushed by the loop), or one payload to the pending polling GET.
     fn write(&mut self, batch: &mut Vec<Out>, wire: &mut Wire) {
+        self.conn.taken(batch);
         if let Some(w) = wire.writer.as_mut() {
             for c in self.ctrl.drain(..) {
                 w.queue(c.frame());
