@@ -146,7 +146,7 @@ impl Server {
     {
         let mut dynamic = self.0.dynamic.write().unwrap_or_else(|p| p.into_inner());
         let label = format!("dynamic#{}", dynamic.len());
-        let inner = Arc::new(NamespaceInner::new(Arc::from(label.as_str()), None));
+        let inner = Arc::new(NamespaceInner::pattern(Arc::from(label.as_str())));
         dynamic.push((Arc::new(accept), inner.clone()));
         Namespace { inner, server: self.0.clone() }
     }

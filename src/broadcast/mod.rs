@@ -218,6 +218,7 @@ impl BroadcastOperator {
 
     fn prepare(
         &self,
+        nsp: &NamespaceInner,
         event: &str,
         args: Args,
         ack: Option<(u64, AckSink)>,
@@ -226,7 +227,7 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent(event.to_owned()));
         }
         let packet = Out::event(
-            &self.nsp.name,
+            &nsp.name,
             event,
             args.values(),
             args.binary().to_vec(),
@@ -235,7 +236,7 @@ impl BroadcastOperator {
         );
         ENCODINGS.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(BroadcastMsg {
-            nsp: self.nsp.name.clone(),
+            nsp: nsp.name.clone(),
             sel: self.sel.clone(),
             packet,
             volatile: self.volatile,
@@ -245,10 +246,17 @@ impl BroadcastOperator {
         }))
     }
 
-    /// Emits `event` to every selected socket on every shard. The packet is encoded once.
+    /// Emits `event` to every selected socket on every shard. The packet is encoded once
+    /// (once per namespace on a dynamic pattern's namespace).
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let msg = self.prepare(event, args.into_args(), None)?;
-        dispatch(&self.server, msg);
+        if sio::is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        let args = args.into_args();
+        for nsp in self.nsp.targets() {
+            let msg = self.prepare(&nsp, event, args.clone(), None)?;
+            dispatch(&self.server, msg);
+        }
         Ok(())
     }
 
@@ -262,10 +270,18 @@ impl BroadcastOperator {
         event: &str,
         args: impl IntoArgs,
     ) -> Result<AckResponses, BroadcastAckError> {
+        if sio::is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()).into());
+        }
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let id = self.nsp.next_ack_id();
-        let msg = self.prepare(event, args.into_args(), Some((id, tx)))?;
-        let shards = dispatch(&self.server, msg);
+        let args = args.into_args();
+        let mut shards = 0;
+        for nsp in self.nsp.targets() {
+            let id = nsp.next_ack_id();
+            let msg = self.prepare(&nsp, event, args.clone(), Some((id, tx.clone())))?;
+            shards += dispatch(&self.server, msg);
+        }
+        drop(tx);
         let mut delivered_shards = 0;
         let mut expected: AHashSet<Sid> = AHashSet::new();
         let mut replies: HashMap<Sid, Args> = HashMap::new();
@@ -317,11 +333,13 @@ impl BroadcastOperator {
     /// The selected sockets, from every shard. Each is a full handle: it can emit, join,
     /// leave and disconnect wherever it lives.
     pub async fn fetch_sockets(self) -> Vec<Socket> {
-        let nsp = self.nsp.name.clone();
+        let names: Vec<Arc<str>> = self.nsp.targets().iter().map(|n| n.name.clone()).collect();
         let sel = self.sel.clone();
         map_reduce(&self.server, move |ctx| {
             let mut out = Vec::new();
-            select_local(ctx, &nsp, &sel, |s| out.push(s.clone()));
+            for nsp in &names {
+                select_local(ctx, nsp, &sel, |s| out.push(s.clone()));
+            }
             out
         })
         .await
@@ -361,11 +379,13 @@ impl BroadcastOperator {
     /// of the messages this thread sends (a later broadcast from here sees the effect).
     fn for_each_selected(self, f: impl Fn(&ShardCtx, &Socket) + Send + Sync + 'static) {
         let f = Arc::new(f);
-        let nsp = self.nsp.name.clone();
+        let names: Vec<Arc<str>> = self.nsp.targets().iter().map(|n| n.name.clone()).collect();
         let sel = self.sel.clone();
         invoke_on_all(&self.server, move |ctx| {
             let mut targets: Vec<Socket> = Vec::new();
-            select_local(ctx, &nsp, &sel, |s| targets.push(s.clone()));
+            for nsp in &names {
+                select_local(ctx, nsp, &sel, |s| targets.push(s.clone()));
+            }
             for s in &targets {
                 f(ctx, s);
             }

@@ -54,10 +54,23 @@ pub(crate) struct NamespaceInner {
     parent: Option<Arc<NamespaceInner>>,
     /// For a dynamic pattern's namespace: the namespaces it created.
     children: RwLock<Vec<Arc<NamespaceInner>>>,
+    /// This is a dynamic pattern's namespace: it has no sockets of its own, and broadcasts
+    /// and operations on it apply to each namespace it created (socket.io's
+    /// `ParentNamespace`).
+    pattern: bool,
 }
 
 impl NamespaceInner {
     pub(crate) fn new(name: Arc<str>, parent: Option<Arc<NamespaceInner>>) -> Self {
+        Self::build(name, parent, false)
+    }
+
+    /// A dynamic pattern's namespace.
+    pub(crate) fn pattern(name: Arc<str>) -> Self {
+        Self::build(name, None, true)
+    }
+
+    fn build(name: Arc<str>, parent: Option<Arc<NamespaceInner>>, pattern: bool) -> Self {
         NamespaceInner {
             name,
             on_connection: RwLock::new(None),
@@ -67,6 +80,17 @@ impl NamespaceInner {
             ack_ids: AtomicU64::new(0),
             parent,
             children: RwLock::new(Vec::new()),
+            pattern,
+        }
+    }
+
+    /// The namespaces a broadcast or an operation on this one reaches: itself, or for a
+    /// dynamic pattern, every namespace it has created so far.
+    pub(crate) fn targets(self: &Arc<Self>) -> Vec<Arc<NamespaceInner>> {
+        if self.pattern {
+            read(&self.children).clone()
+        } else {
+            vec![self.clone()]
         }
     }
 
@@ -204,24 +228,15 @@ impl Namespace {
     }
 
     /// Emits to every socket of this namespace, on every shard. On a dynamic pattern's
-    /// namespace, emits to every namespace it created.
+    /// namespace (as every broadcast and operation on it), reaches every namespace it
+    /// created.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        let children = self.children();
-        if children.is_empty() {
-            return self.op().emit(event, args);
-        }
-        let args = args.into_args();
-        children.iter().try_for_each(|c| c.op().emit(event, args.clone()))
+        self.op().emit(event, args)
     }
 
-    /// Every socket of this namespace (of the namespaces it created, for a dynamic
-    /// pattern), from every shard.
+    /// Every socket of this namespace, from every shard.
     pub async fn fetch_sockets(&self) -> Vec<Socket> {
-        let mut out = self.op().fetch_sockets().await;
-        for c in self.children() {
-            out.extend(c.op().fetch_sockets().await);
-        }
-        out
+        self.op().fetch_sockets().await
     }
 
     /// Makes every socket of this namespace join `rooms`.

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use ahash::AHashMap;
 use hyper::HeaderMap;
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broadcast::{AckEvent, AckSink, BroadcastOperator, IntoRooms};
@@ -162,6 +163,8 @@ pub(crate) struct SocketInner {
     on_error: Mutex<Vec<ErrorHandler>>,
     acks: Mutex<AHashMap<u64, AckSlot>>,
     data: Mutex<Value>,
+    /// The rooms this socket is in, in join order. Written only by the owning shard.
+    pub(crate) rooms: Mutex<SmallVec<[Room; 4]>>,
 }
 
 /// A client's socket in one namespace. Clone it freely; all clones are the same socket.
@@ -219,6 +222,7 @@ impl Socket {
             on_error: Mutex::new(Vec::new()),
             acks: Mutex::new(AHashMap::new()),
             data: Mutex::new(Value::Null),
+            rooms: Mutex::new(SmallVec::new()),
         }))
     }
 
@@ -341,8 +345,8 @@ impl Socket {
         Ok((id, rx))
     }
 
-    /// Registers a catch-all listener for incoming events (after the per-event handler is
-    /// looked up; it runs before it).
+    /// Registers a catch-all listener for incoming events. It runs before the socket's
+    /// middlewares (so it also sees the events they refuse) and before the event's handler.
     pub fn on_any<F>(&self, listener: F)
     where
         F: Fn(&Socket, &str, &Args) + Send + Sync + 'static,
@@ -401,14 +405,11 @@ impl Socket {
         self.on_shard(move |ctx, s| ctx.leave(&s.0.nsp.name, s.sid(), &room));
     }
 
-    /// The rooms this socket is in (its own id included, as in socket.io). Exact when called
-    /// on the socket's shard (in its handlers); elsewhere it is empty, as the rooms map is
-    /// owned by that shard.
+    /// The rooms this socket is in, in join order (its own id first, as in socket.io), from
+    /// any thread. A `join`/`leave` called off the socket's shard shows here once that shard
+    /// has applied it.
     pub fn rooms(&self) -> Vec<Room> {
-        match shard::current(&self.0.server) {
-            Some(ctx) if ctx.id == self.0.conn.shard => ctx.rooms_of(&self.0.nsp.name, self.sid()),
-            _ => Vec::new(),
-        }
+        lock(&self.0.rooms).to_vec()
     }
 
     /// A broadcast from this socket to everyone else in its namespace
@@ -495,8 +496,13 @@ impl Socket {
         }
     }
 
-    /// An incoming event: middlewares, then catch-all listeners, then the event's handler.
+    /// An incoming event: catch-all listeners, then middlewares, then the event's handler
+    /// (socket.io's `onevent` calls the `onAny` listeners before `dispatch` runs `socket.use`).
     pub(crate) fn dispatch_event(&self, event: &str, args: Args, ack: Option<AckSender>) {
+        let any = lock(&self.0.any).clone();
+        for l in any {
+            l(self, event, &args);
+        }
         let mws = lock(&self.0.middlewares).clone();
         for mw in mws {
             if let Err(e) = mw(self, event, &args) {
@@ -509,10 +515,6 @@ impl Socket {
                 }
                 return;
             }
-        }
-        let any = lock(&self.0.any).clone();
-        for l in any {
-            l(self, event, &args);
         }
         if let Some(h) = self.handler(event) {
             h(self.clone(), args, ack);

@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{AHashMap, AHashSet};
-use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use crate::broadcast;
 use crate::error::DisconnectReason;
 use crate::mesh::{Mesh, ShardMsg};
-use crate::ns::socket::Socket;
+use crate::ns::socket::{lock, Socket};
 use crate::ns::{NamespaceInner, Room, RoomEvent};
 use crate::proto::sid::Sid;
 use crate::server::ServerShared;
@@ -47,10 +46,10 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A local socket and the rooms it is in.
+/// A local socket. The rooms it is in are kept on the socket itself (behind its own
+/// mutex, written only here, on the owning shard) so `Socket::rooms` answers from any thread.
 pub(crate) struct SocketEntry {
     pub socket: Socket,
-    pub rooms: SmallVec<[Room; 4]>,
 }
 
 /// One namespace's sockets on one shard.
@@ -157,7 +156,7 @@ impl ShardCtx {
                 sockets: AHashMap::new(),
                 rooms: AHashMap::new(),
             });
-            ns.sockets.insert(sid, SocketEntry { socket, rooms: SmallVec::new() });
+            ns.sockets.insert(sid, SocketEntry { socket });
         }
         self.join(&inner.name, sid, own);
     }
@@ -168,7 +167,8 @@ impl ShardCtx {
             let mut nsps = self.nsps.borrow_mut();
             let Some(ns) = nsps.get_mut(&nsp.name) else { return };
             let Some(entry) = ns.sockets.remove(&sid) else { return };
-            for room in &entry.rooms {
+            let rooms = std::mem::take(&mut *lock(&entry.socket.0.rooms));
+            for room in &rooms {
                 if let Some(members) = ns.rooms.get_mut(room) {
                     members.remove(&sid);
                     if members.is_empty() {
@@ -176,7 +176,7 @@ impl ShardCtx {
                     }
                 }
             }
-            entry.rooms
+            rooms
         };
         if nsp.wants_room_events() {
             for room in left {
@@ -190,10 +190,13 @@ impl ShardCtx {
             let mut nsps = self.nsps.borrow_mut();
             let Some(ns) = nsps.get_mut(nsp) else { return };
             let Some(entry) = ns.sockets.get_mut(&sid) else { return };
-            if entry.rooms.contains(&room) {
-                return;
+            {
+                let mut rooms = lock(&entry.socket.0.rooms);
+                if rooms.contains(&room) {
+                    return;
+                }
+                rooms.push(room.clone());
             }
-            entry.rooms.push(room.clone());
             ns.rooms.entry(room.clone()).or_default().insert(sid);
             ns.inner.clone()
         };
@@ -207,8 +210,11 @@ impl ShardCtx {
             let mut nsps = self.nsps.borrow_mut();
             let Some(ns) = nsps.get_mut(nsp) else { return };
             let Some(entry) = ns.sockets.get_mut(&sid) else { return };
-            let Some(pos) = entry.rooms.iter().position(|r| r == room) else { return };
-            entry.rooms.swap_remove(pos);
+            {
+                let mut rooms = lock(&entry.socket.0.rooms);
+                let Some(pos) = rooms.iter().position(|r| r == room) else { return };
+                rooms.remove(pos);
+            }
             if let Some(members) = ns.rooms.get_mut(room) {
                 members.remove(&sid);
                 if members.is_empty() {
@@ -270,14 +276,6 @@ impl ShardCtx {
                 nsp.fire_room_event(&RoomEvent::DeleteRoom(room));
             }
         }
-    }
-
-    pub(crate) fn rooms_of(&self, nsp: &str, sid: Sid) -> Vec<Room> {
-        let nsps = self.nsps.borrow();
-        nsps.get(nsp)
-            .and_then(|ns| ns.sockets.get(&sid))
-            .map(|e| e.rooms.to_vec())
-            .unwrap_or_default()
     }
 
     fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {

@@ -59,11 +59,7 @@ for (const mode of ["websocket", "polling"]) {
 
     test(
       "on_any also sees the events a middleware refuses (socket.io runs onAny before socket.use)",
-      {
-        skip:
-          "bug: Socket::dispatch_event (src/ns/socket.rs) runs the per-socket middlewares before " +
-          "the on_any listeners, so a refused event is never seen by on_any (count is 1, expected 2)",
-      },
+      {},
       async (t) => {
       // socket.io's Socket#onevent calls the catch-all listeners, then dispatch() runs the
       // middlewares: an event refused by socket.use is still seen by onAny.

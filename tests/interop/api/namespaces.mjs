@@ -88,11 +88,7 @@ for (const mode of ["websocket", "polling"]) {
 
     test(
       "the parent namespace's to(room).emit reaches the room's members in every child",
-      {
-        skip:
-          "bug: Namespace::to/except/local/... on a dynamic pattern's namespace (src/ns/mod.rs) " +
-          "select the sockets of the pattern's own (empty) namespace, not of its children: nobody receives",
-      },
+      {},
       async (t) => {
       // socket.io: ParentNamespace uses a ParentBroadcastAdapter whose broadcast() runs the
       // child namespaces' broadcast with the same rooms / except, so

@@ -77,11 +77,7 @@ for (const mode of ["websocket", "polling", "mixed"]) {
 
     test(
       "the fetched handles know their rooms, wherever their socket lives",
-      {
-        skip:
-          "known limitation (documented on Socket::rooms): a handle fetched from another shard " +
-          "reports no rooms, where socket.io's RemoteSocket.rooms lists them",
-      },
+      {},
       async (t) => {
         const clients = await connectMany(5, mode, { t });
         const room = uid("remote-rooms");
