@@ -621,7 +621,11 @@ fn official_js_client_drives_the_broadcast_api() {
     let files = scenario_files(&dir);
     assert!(!files.is_empty(), "no scenario in tests/interop/api");
 
-    let io = Server::new(Config::builder().shards(4).build().expect("valid config"));
+    // Per-message deflate on, with a low threshold: the official Node client (its `ws`
+    // transport offers permessage-deflate by default) then exchanges compressed frames with
+    // our WebSocket layer in every websocket scenario (api/deflate.mjs checks it).
+    let config = Config::builder().shards(4).per_message_deflate(true).deflate_threshold(64);
+    let io = Server::new(config.build().expect("valid config"));
     playground(&io);
     let running = io.listen("127.0.0.1:0".parse().expect("address")).expect("listen");
     let url = format!("http://{}", running.local_addr());
