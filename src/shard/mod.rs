@@ -75,6 +75,8 @@ pub(crate) struct ShardCtx {
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
     /// Shard 0 only: members of each room across all shards, for the room events.
     room_counts: RefCell<AHashMap<(Arc<str>, Room), usize>>,
+    /// When to give freed memory back to the system.
+    trim: RefCell<Trim>,
 }
 
 thread_local! {
@@ -109,8 +111,33 @@ impl ShardCtx {
             sessions: RefCell::new(AHashMap::new()),
             nsps: RefCell::new(AHashMap::new()),
             room_counts: RefCell::new(AHashMap::new()),
+            trim: RefCell::new(Trim::default()),
             overflow: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
         }
+    }
+
+    /// Registers a new session.
+    pub(crate) fn add_session(&self, sid: Sid, handle: SessionHandle) {
+        let n = {
+            let mut sessions = self.sessions.borrow_mut();
+            sessions.insert(sid, handle);
+            sessions.len()
+        };
+        self.trim.borrow_mut().maybe_trim(n);
+    }
+
+    /// Forgets a closed session; gives memory back after many have closed.
+    pub(crate) fn remove_session(&self, sid: &Sid) {
+        let n = {
+            let mut sessions = self.sessions.borrow_mut();
+            sessions.remove(sid);
+            if sessions.is_empty() {
+                // Release the table itself too once the shard is empty.
+                sessions.shrink_to_fit();
+            }
+            sessions.len()
+        };
+        self.trim.borrow_mut().maybe_trim(n);
     }
 
     /// Sends to another shard over this shard's lane, keeping order when the lane is full.
@@ -293,6 +320,34 @@ impl ShardCtx {
             ShardMsg::Shutdown => return false,
         }
         true
+    }
+}
+
+/// Gives memory back to the system after many connections have closed. glibc's malloc
+/// keeps what is freed in its arenas, so without this the memory of closed connections is
+/// never returned; `malloc_trim` releases it. Checked as sessions open and close; it trims
+/// only when the count has fallen by a margin since its high mark: a rare call.
+#[derive(Default)]
+pub(crate) struct Trim {
+    high: usize,
+}
+
+impl Trim {
+    const MARGIN: usize = 256;
+
+    pub(crate) fn maybe_trim(&mut self, sessions: usize) {
+        if sessions > self.high {
+            self.high = sessions;
+        } else if self.high - sessions >= Self::MARGIN {
+            tracing::debug!(from = self.high, to = sessions, "returning freed memory");
+            self.high = sessions;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim has no preconditions; it only walks the allocator's own
+            // free lists.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 }
 

@@ -177,7 +177,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         close_code: 1000,
         guards,
     };
-    ctx.sessions.borrow_mut().insert(sid, SessionHandle { cmd: cmd_tx });
+    ctx.add_session(sid, SessionHandle { cmd: cmd_tx });
     tokio::task::spawn_local(run(session, cmd_rx, out_rx, wire));
     sid
 }
@@ -589,7 +589,7 @@ impl Session {
                 self.write(&mut Vec::new(), &mut wire);
             }
         }
-        self.ctx.sessions.borrow_mut().remove(&self.sid);
+        self.ctx.remove_session(&self.sid);
         tracing::debug!(sid = %self.sid, %reason, "session closed");
     }
 
