@@ -1,0 +1,594 @@
+//! One client connection: the transports (WebSocket through tokio-tungstenite; HTTP/1.1
+//! long-polling over raw `TcpStream`s, one for the held GET and one for POSTs), the Engine.IO
+//! handshake and the namespace CONNECT. Errors carry a short reason that is counted as is.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::plan::Plan;
+use crate::proto::{self, Eio, Kind};
+use crate::sys::mono_ns;
+
+/// Why a connection failed or ended; the text is the reason counted in `errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnError(pub String);
+
+impl ConnError {
+    fn new(s: impl Into<String>) -> ConnError {
+        ConnError(s.into())
+    }
+}
+
+fn io_reason(stage: &str, e: &std::io::Error) -> ConnError {
+    ConnError(format!("{stage}: {}", io_kind(e)))
+}
+
+fn io_kind(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset".into(),
+        ConnectionAborted => "connection aborted".into(),
+        AddrInUse => "address in use".into(),
+        AddrNotAvailable => "address not available (ephemeral ports exhausted?)".into(),
+        TimedOut => "timed out".into(),
+        BrokenPipe => "broken pipe".into(),
+        UnexpectedEof => "unexpected eof".into(),
+        _ => match e.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".into(),
+            _ => format!("{:?}", e.kind()).to_lowercase(),
+        },
+    }
+}
+
+/// How to reach the server, shared by every connection of a process.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// `Host` header.
+    pub host: String,
+    /// Engine.IO path (`/socket.io/`).
+    pub path: String,
+    /// Namespace.
+    pub nsp: String,
+    /// Auth JSON for CONNECT.
+    pub auth: Option<String>,
+    /// WebSocket read buffer size.
+    pub read_buffer: usize,
+}
+
+impl Endpoint {
+    /// From a plan.
+    pub fn of(plan: &Plan) -> Endpoint {
+        Endpoint {
+            addr: plan.addr,
+            host: plan.host_header.clone(),
+            path: plan.path.clone(),
+            nsp: plan.namespace.clone(),
+            auth: plan.auth.clone(),
+            read_buffer: (plan.payload + 512).clamp(4096, 64 * 1024),
+        }
+    }
+}
+
+/// Handshake timings of a new connection, in nanoseconds since the attempt started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handshake {
+    /// Until the Engine.IO OPEN packet arrived.
+    pub eio_open_ns: u64,
+    /// Until the namespace CONNECT was acknowledged.
+    pub ns_connect_ns: u64,
+}
+
+async fn tcp_connect(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream, ConnError> {
+    let stream = match bind {
+        None => TcpStream::connect(addr).await.map_err(|e| io_reason("connect", &e))?,
+        Some(ip) => {
+            let sock = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+                .map_err(|e| io_reason("socket", &e))?;
+            sock.bind(SocketAddr::new(ip, 0)).map_err(|e| io_reason("bind", &e))?;
+            sock.connect(addr).await.map_err(|e| io_reason("connect", &e))?
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One payload from the server: a WebSocket text frame (one packet) or a polling response body
+/// (packets separated by 0x1e).
+pub struct Payload {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Whether it may hold several packets.
+    pub multi: bool,
+}
+
+impl Payload {
+    /// The Engine.IO packets in it.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        let (one, many) = if self.multi {
+            (None, Some(proto::split_payload(&self.bytes)))
+        } else {
+            (Some(&self.bytes[..]), None)
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// What [`Conn::recv`] got.
+pub enum Incoming {
+    /// Text.
+    Text(Payload),
+    /// A binary frame (attachments; ignored by the harness).
+    Binary,
+}
+
+/// An established connection.
+pub enum Conn {
+    /// WebSocket.
+    Ws(WsConn),
+    /// HTTP long-polling.
+    Poll(PollConn),
+}
+
+/// WebSocket transport.
+pub struct WsConn {
+    ws: WebSocketStream<TcpStream>,
+    pending: Vec<Bytes>,
+}
+
+/// Long-polling transport: the GET loop runs in its own task and hands bodies over a channel.
+pub struct PollConn {
+    post: Http,
+    target: String,
+    rx: mpsc::Receiver<Result<Bytes, ConnError>>,
+    get_task: tokio::task::JoinHandle<()>,
+    pending: BytesMut,
+}
+
+impl Drop for PollConn {
+    fn drop(&mut self) {
+        self.get_task.abort();
+    }
+}
+
+impl Conn {
+    /// Connects: TCP, transport, Engine.IO OPEN, namespace CONNECT (with auth). Time-bounded by
+    /// the caller.
+    pub async fn open(
+        ep: &Endpoint,
+        polling: bool,
+        bind: Option<IpAddr>,
+    ) -> Result<(Conn, Handshake), ConnError> {
+        let t0 = mono_ns();
+        let mut conn = if polling {
+            Conn::open_polling(ep, bind).await?
+        } else {
+            Conn::open_ws(ep, bind).await?
+        };
+        let eio_open_ns = mono_ns() - t0;
+        conn.queue(proto::connect_packet(&ep.nsp, ep.auth.as_deref()).freeze());
+        conn.flush().await?;
+        loop {
+            let Incoming::Text(payload) = conn.recv().await? else { continue };
+            for p in payload.packets() {
+                match proto::eio(p).map_err(|m| ConnError::new(format!("malformed: {}", m.0)))? {
+                    Eio::Ping(data) => conn.queue_pong(data),
+                    Eio::Close => return Err(ConnError::new("closed by server during connect")),
+                    Eio::Message(m) => {
+                        let sio = proto::sio(m, &ep.nsp)
+                            .map_err(|e| ConnError::new(format!("malformed: {}", e.0)))?;
+                        match sio.map(|s| (s.kind, s.data)) {
+                            Some((Kind::Connect, _)) => {
+                                conn.flush().await?;
+                                return Ok((
+                                    conn,
+                                    Handshake { eio_open_ns, ns_connect_ns: mono_ns() - t0 },
+                                ));
+                            }
+                            Some((Kind::ConnectError, data)) => return Err(connect_error(data)),
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            conn.flush().await?;
+        }
+    }
+
+    async fn open_ws(ep: &Endpoint, bind: Option<IpAddr>) -> Result<Conn, ConnError> {
+        let stream = tcp_connect(ep.addr, bind).await?;
+        let url = format!("ws://{}{}?EIO=4&transport=websocket", ep.host, ep.path);
+        // tungstenite's default 128 KiB read buffer is zero-filled on every read: per delivery,
+        // that memset was most of the harness's CPU. A few KiB fit any demo packet; bigger
+        // messages are read in several chunks.
+        let config =
+            WebSocketConfig::default().read_buffer_size(ep.read_buffer).write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+            .await
+            .map_err(|e| ws_reason("websocket handshake", &e))?;
+        let mut conn = Conn::Ws(WsConn { ws, pending: Vec::new() });
+        loop {
+            if let Incoming::Text(p) = conn.recv().await? {
+                return match proto::eio(&p.bytes) {
+                    Ok(Eio::Open(json)) => {
+                        proto::parse_open(json)
+                            .map_err(|m| ConnError::new(format!("malformed: {}", m.0)))?;
+                        Ok(conn)
+                    }
+                    _ => Err(ConnError::new("malformed: first packet is not OPEN")),
+                };
+            }
+        }
+    }
+
+    async fn open_polling(ep: &Endpoint, bind: Option<IpAddr>) -> Result<Conn, ConnError> {
+        let base = format!("{}?EIO=4&transport=polling", ep.path);
+        let mut get = Http::new(ep.addr, bind, ep.host.clone());
+        let body = get.expect_ok("GET", &base, b"").await?;
+        let first = proto::split_payload(&body).next().unwrap_or(b"");
+        let open = match proto::eio(first) {
+            Ok(Eio::Open(json)) => proto::parse_open(json)
+                .map_err(|m| ConnError::new(format!("malformed: {}", m.0)))?,
+            _ => return Err(ConnError::new("malformed: first packet is not OPEN")),
+        };
+        if open.sid.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+            return Err(ConnError::new("malformed: sid needs URL escaping"));
+        }
+        let target = format!("{base}&sid={}", open.sid);
+        let (tx, rx) = mpsc::channel(16);
+        let get_target = target.clone();
+        let get_task = tokio::spawn(async move {
+            loop {
+                let r = get.expect_ok("GET", &get_target, b"").await;
+                let stop = r.is_err();
+                if tx.send(r).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(Conn::Poll(PollConn {
+            post: Http::new(ep.addr, bind, ep.host.clone()),
+            target,
+            rx,
+            get_task,
+            pending: BytesMut::new(),
+        }))
+    }
+
+    /// Whether this is a long-polling connection.
+    pub fn is_polling(&self) -> bool {
+        matches!(self, Conn::Poll(_))
+    }
+
+    /// Next payload. Cancel-safe (used in `select!`).
+    pub async fn recv(&mut self) -> Result<Incoming, ConnError> {
+        match self {
+            Conn::Ws(c) => loop {
+                match c.ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        return Ok(Incoming::Text(Payload { bytes: Bytes::from(t), multi: false }))
+                    }
+                    Some(Ok(Message::Binary(_))) => return Ok(Incoming::Binary),
+                    Some(Ok(Message::Close(_))) | None => {
+                        return Err(ConnError::new("closed by server"))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(ws_reason("websocket", &e)),
+                }
+            },
+            Conn::Poll(c) => match c.rx.recv().await {
+                Some(Ok(bytes)) => Ok(Incoming::Text(Payload { bytes, multi: true })),
+                Some(Err(e)) => Err(e),
+                None => Err(ConnError::new("polling: GET loop ended")),
+            },
+        }
+    }
+
+    /// Queues one Engine.IO packet (already encoded); nothing is written before [`Conn::flush`].
+    pub fn queue(&mut self, packet: Bytes) {
+        match self {
+            Conn::Ws(c) => c.pending.push(packet),
+            Conn::Poll(c) => {
+                if !c.pending.is_empty() {
+                    c.pending.extend_from_slice(&[proto::RECORD_SEPARATOR]);
+                }
+                c.pending.extend_from_slice(&packet);
+            }
+        }
+    }
+
+    /// Queues the PONG for a PING with `data`.
+    pub fn queue_pong(&mut self, data: &[u8]) {
+        let mut b = BytesMut::with_capacity(1 + data.len());
+        b.extend_from_slice(b"3");
+        b.extend_from_slice(data);
+        self.queue(b.freeze());
+    }
+
+    /// Whether packets are waiting for [`Conn::flush`].
+    pub fn has_pending(&self) -> bool {
+        match self {
+            Conn::Ws(c) => !c.pending.is_empty(),
+            Conn::Poll(c) => !c.pending.is_empty(),
+        }
+    }
+
+    /// Writes everything queued: WebSocket frames then one flush, or one POST.
+    pub async fn flush(&mut self) -> Result<(), ConnError> {
+        match self {
+            Conn::Ws(c) => {
+                if c.pending.is_empty() {
+                    return Ok(());
+                }
+                for b in c.pending.drain(..) {
+                    let text = Utf8Bytes::try_from(b)
+                        .map_err(|_| ConnError::new("bug: non-UTF-8 packet"))?;
+                    c.ws.feed(Message::Text(text))
+                        .await
+                        .map_err(|e| ws_reason("websocket write", &e))?;
+                }
+                c.ws.flush().await.map_err(|e| ws_reason("websocket write", &e))
+            }
+            Conn::Poll(c) => {
+                if c.pending.is_empty() {
+                    return Ok(());
+                }
+                let body = c.pending.split();
+                c.post.expect_ok("POST", &c.target, &body).await.map(|_| ())
+            }
+        }
+    }
+
+    /// Leaves the namespace and closes the transport, politely and briefly.
+    pub async fn close(mut self, nsp: &str) {
+        let mut b = BytesMut::new();
+        proto::write_header(&mut b, b'1', nsp, None);
+        self.queue(b.freeze());
+        if let Conn::Poll(_) = self {
+            self.queue(Bytes::from_static(b"1"));
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = self.flush().await;
+            if let Conn::Ws(c) = &mut self {
+                let _ = c.ws.close(None).await;
+            }
+        })
+        .await;
+    }
+}
+
+fn connect_error(data: &[u8]) -> ConnError {
+    let msg = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    ConnError::new(format!("namespace refused: {}", msg.chars().take(80).collect::<String>()))
+}
+
+fn ws_reason(stage: &str, e: &tungstenite::Error) -> ConnError {
+    use tungstenite::Error as E;
+    let what = match e {
+        E::Io(io) => io_kind(io),
+        E::ConnectionClosed | E::AlreadyClosed => "closed".into(),
+        E::Http(r) => format!("HTTP {}", r.status().as_u16()),
+        E::Protocol(p) => format!("protocol: {p}"),
+        E::Capacity(c) => format!("capacity: {c}"),
+        E::Utf8(_) => "invalid UTF-8".into(),
+        other => format!("{other}").chars().take(60).collect(),
+    };
+    ConnError(format!("{stage}: {what}"))
+}
+
+/// A minimal HTTP/1.1 client on one keep-alive connection, reopened when the server closes it.
+pub struct Http {
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    host: String,
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+    out: BytesMut,
+}
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+impl Http {
+    /// A client for `addr`; connects on first use.
+    pub fn new(addr: SocketAddr, bind: Option<IpAddr>, host: String) -> Http {
+        Http {
+            addr,
+            bind,
+            host,
+            stream: None,
+            buf: BytesMut::with_capacity(4096),
+            out: BytesMut::new(),
+        }
+    }
+
+    /// A request that must answer 200; returns the body.
+    pub async fn expect_ok(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Bytes, ConnError> {
+        let (status, body) = self.request(method, target, body).await?;
+        if status != 200 {
+            return Err(ConnError(format!("polling: HTTP {status} on {method}")));
+        }
+        Ok(body)
+    }
+
+    /// One request and its response.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<(u16, Bytes), ConnError> {
+        use std::fmt::Write as _;
+        if self.stream.is_none() {
+            self.stream = Some(tcp_connect(self.addr, self.bind).await?);
+            self.buf.clear();
+        }
+        self.out.clear();
+        let _ = write!(
+            self.out,
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\nAccept: */*\r\n",
+            self.host
+        );
+        if method == "POST" {
+            let _ = write!(
+                self.out,
+                "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(body);
+        let r = self.exchange().await;
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    async fn exchange(&mut self) -> Result<(u16, Bytes), ConnError> {
+        let stream = self.stream.as_mut().expect("connected above");
+        stream.write_all(&self.out).await.map_err(|e| io_reason("polling write", &e))?;
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(ConnError::new("polling: response head too large"));
+            }
+            read_more(stream, &mut self.buf).await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| ConnError::new("malformed: non-UTF-8 HTTP head"))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let mut parts = status_line.splitn(3, ' ');
+        let (version, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if !version.starts_with("HTTP/1.") || code.len() != 3 {
+            return Err(ConnError::new("malformed: bad HTTP status line"));
+        }
+        let status: u16 = code.parse().map_err(|_| ConnError::new("malformed: bad HTTP status"))?;
+        let (mut length, mut chunked, mut close) = (None, false, version == "HTTP/1.0");
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else { continue };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| ConnError::new("malformed: bad Content-Length"))?,
+                );
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+        self.buf.advance(head_end);
+        let body = if chunked {
+            let mut body = BytesMut::new();
+            loop {
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    if self.buf.len() > 1024 {
+                        return Err(ConnError::new("malformed: bad chunk header"));
+                    }
+                    read_more(stream, &mut self.buf).await?;
+                };
+                let size_text = std::str::from_utf8(&self.buf[..line_end]).unwrap_or("");
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| ConnError::new("malformed: bad chunk size"))?;
+                self.buf.advance(line_end + 2);
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    loop {
+                        let i = loop {
+                            if let Some(i) = find(&self.buf, b"\r\n") {
+                                break i;
+                            }
+                            if self.buf.len() > MAX_HEAD {
+                                return Err(ConnError::new("malformed: bad trailers"));
+                            }
+                            read_more(stream, &mut self.buf).await?;
+                        };
+                        self.buf.advance(i + 2);
+                        if i == 0 {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                if body.len() + size > MAX_BODY {
+                    return Err(ConnError::new("polling: body too large"));
+                }
+                while self.buf.len() < size + 2 {
+                    read_more(stream, &mut self.buf).await?;
+                }
+                body.extend_from_slice(&self.buf[..size]);
+                self.buf.advance(size + 2);
+            }
+            body.freeze()
+        } else if let Some(n) = length {
+            if n > MAX_BODY {
+                return Err(ConnError::new("polling: body too large"));
+            }
+            while self.buf.len() < n {
+                read_more(stream, &mut self.buf).await?;
+            }
+            self.buf.split_to(n).freeze()
+        } else {
+            // Until the server closes.
+            close = true;
+            loop {
+                if self.buf.len() > MAX_BODY {
+                    return Err(ConnError::new("polling: body too large"));
+                }
+                match stream.read_buf(&mut self.buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(io_reason("polling read", &e)),
+                }
+            }
+            self.buf.split().freeze()
+        };
+        if close {
+            self.stream = None;
+        }
+        Ok((status, body))
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ConnError> {
+    buf.reserve(4096);
+    match stream.read_buf(buf).await {
+        Ok(0) => Err(ConnError::new("polling: connection closed by server")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_reason("polling read", &e)),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

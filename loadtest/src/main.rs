@@ -1,0 +1,34 @@
+//! `shardcast-loadtest`: the command line. See `--help` and docs/loadtest.md.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shardcast_loadtest::plan::{Cli, Command, Plan};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let r = match &cli.command {
+        Command::Worker => shardcast_loadtest::link::worker_main(),
+        cmd => match Plan::from_command(cmd) {
+            // Flags that parse but do not validate are usage errors too.
+            Err(e) => {
+                eprintln!("shardcast-loadtest: {e:#}");
+                return ExitCode::from(2);
+            }
+            Ok((plan, out)) => shardcast_loadtest::run_plan(plan, &out).map(|_| ()),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardcast-loadtest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
