@@ -228,8 +228,7 @@ impl Server {
 
     /// Binds `addr` and starts the shard threads. Returns once the server accepts connections.
     pub fn listen(&self, addr: SocketAddr) -> io::Result<RunningServer> {
-        let listener = StdListener::bind(addr)?;
-        self.listen_on(listener)
+        self.listen_on(bind(addr)?)
     }
 
     /// Starts serving on an already bound listener.
@@ -363,6 +362,21 @@ fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<Atomi
         }
     });
 }
+
+/// Binds with a deep accept backlog: std's default of 128 overflows when thousands of
+/// clients connect at once, and the kernel then drops SYNs, which clients retry only after a
+/// second. `SO_REUSEADDR` lets a restarted server bind its port again at once.
+fn bind(addr: SocketAddr) -> io::Result<StdListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The accept backlog asked for (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc_emfile) if [23, 24, 105, 12].contains(&libc_emfile))
