@@ -12,7 +12,7 @@ use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::ns::args::Args;
-use crate::ns::socket::{ConnHandle, Handshake, Socket};
+use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
 use crate::ns::Room;
 use crate::proto::sid::Sid;
 use crate::server::Server;
@@ -50,11 +50,13 @@ impl Shard {
             });
             let handshake = Handshake {
                 auth: serde_json::json!({}),
-                headers: Default::default(),
-                query: Vec::new(),
-                address: SocketAddr::from(([127, 0, 0, 1], 0)),
-                url: String::new(),
-                issued: SystemTime::now(),
+                info: Arc::new(HandshakeInfo {
+                    headers: Default::default(),
+                    query: Vec::new(),
+                    address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    url: String::new(),
+                    issued: SystemTime::now(),
+                }),
             };
             let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake);
             s.0.connected.store(true, std::sync::atomic::Ordering::Release);

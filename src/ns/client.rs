@@ -3,34 +3,24 @@
 //!
 //! Owned by the connection's session task on its shard; never shared.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
-use hyper::HeaderMap;
 use serde_json::{json, Value};
 use smallvec::SmallVec;
 
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
-use crate::ns::socket::{ConnHandle, Handshake, Socket};
+use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
 use crate::server::ServerShared;
 use crate::shard::ShardCtx;
 use crate::transport::outbox::Out;
 
-/// What the first HTTP request of a connection said; copied into each socket's handshake.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub headers: HeaderMap,
-    pub query: Vec<(String, String)>,
-    pub address: SocketAddr,
-    pub url: String,
-    pub issued: SystemTime,
-}
+/// What the first HTTP request of a connection said (shared by its sockets' handshakes).
+pub(crate) type ConnInfo = HandshakeInfo;
 
 /// What the session must do after a packet.
 #[derive(Debug, PartialEq, Eq)]
@@ -162,14 +152,7 @@ impl Client {
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
         };
-        let handshake = Handshake {
-            auth,
-            headers: self.info.headers.clone(),
-            query: self.info.query.clone(),
-            address: self.info.address,
-            url: self.info.url.clone(),
-            issued: self.info.issued,
-        };
+        let handshake = Handshake { auth, info: self.info.clone() };
         let id = Sid::generate(ctx.id as u8);
         let socket =
             Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);

@@ -27,11 +27,10 @@ use crate::shard;
 use crate::transport::outbox::Out;
 use crate::transport::session::Cmd;
 
-/// What the client sent when it connected.
-#[derive(Debug, Clone)]
-pub struct Handshake {
-    /// The `auth` payload of the namespace CONNECT packet (`{}` when none was sent).
-    pub auth: Value,
+/// What the first HTTP request of a connection said. One copy per connection, shared by
+/// the handshakes of all its namespace sockets.
+#[derive(Debug)]
+pub struct HandshakeInfo {
     /// HTTP headers of the first request of the connection.
     pub headers: HeaderMap,
     /// Query parameters of the first request, in order.
@@ -44,10 +43,27 @@ pub struct Handshake {
     pub issued: SystemTime,
 }
 
-impl Handshake {
+impl HandshakeInfo {
     /// The first query parameter named `key`.
     pub fn query_param(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the client sent when it connected: the namespace's `auth` payload, and (through
+/// `Deref`) the connection's [`HandshakeInfo`]: `handshake.headers`, `handshake.address`, ...
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The `auth` payload of the namespace CONNECT packet (`{}` when none was sent).
+    pub auth: Value,
+    pub(crate) info: Arc<HandshakeInfo>,
+}
+
+impl std::ops::Deref for Handshake {
+    type Target = HandshakeInfo;
+
+    fn deref(&self) -> &HandshakeInfo {
+        &self.info
     }
 }
 

@@ -234,7 +234,8 @@ async fn run(
     mut outbox: mpsc::Receiver<Out>,
     mut wire: Wire,
 ) {
-    let mut batch: Vec<Out> = Vec::with_capacity(64);
+    // Grown on first use: an idle connection holds no batch buffer.
+    let mut batch: Vec<Out> = Vec::new();
     if let Some(w) = wire.writer.as_mut() {
         w.queue(ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false)));
     }

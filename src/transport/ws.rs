@@ -64,9 +64,6 @@ const READ_MIN: usize = 512;
 const READ_GROW_MIN: usize = 16 * 1024;
 /// At most this many frames go to one `writev`.
 const MAX_IOV: usize = 64;
-/// A write queue whose capacity exceeds this many frames is released once drained, so a
-/// burst does not leave an idle connection holding a large queue.
-const QUEUE_KEEP: usize = 16;
 
 thread_local! {
     /// The thread's raw-deflate compressor, reset before each message.
@@ -868,9 +865,9 @@ impl WsWriter {
                 Err(e) => return Err(WsError::Io(e)),
             }
         }
-        if self.queue.capacity() > QUEUE_KEEP {
-            self.queue = VecDeque::new();
-        }
+        // An idle connection keeps no queue: reallocating a few slots on the next burst
+        // costs far less than the write syscall that follows.
+        self.queue = VecDeque::new();
         Ok(())
     }
 
