@@ -239,6 +239,10 @@ async fn run(
     if let Some(w) = wire.writer.as_mut() {
         w.queue(ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false)));
     }
+    // One timer for the session's life, moved when the next deadline changes: creating a
+    // new one per loop turn would insert into and cancel from the timer wheel per packet.
+    let sleep = tokio::time::sleep_until(s.deadline());
+    tokio::pin!(sleep);
     while s.closing.is_none() {
         let pending = wire.pending();
         let polling_ready = wire.writer.is_none() && s.pending_get.is_some();
@@ -248,6 +252,9 @@ async fn run(
             .writable
             .store(polling_ready || (wire.writer.is_some() && pending == 0), Ordering::Release);
         let deadline = s.deadline();
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
                 Some(cmd) => s.on_cmd(cmd, &mut wire, &mut outbox),
@@ -257,13 +264,22 @@ async fn run(
             msg = read_probe(&mut wire.probe), if wire.probe.is_some() => {
                 s.on_probe(msg, &mut wire).await;
             }
-            _ = outbox.recv_many(&mut batch, 256), if take => s.write(&mut batch, &mut wire),
+            _ = outbox.recv_many(&mut batch, 256), if take => {
+                s.write(&mut batch, &mut wire);
+                // Everything queued goes out in one write now; only what the kernel refuses
+                // waits for the flush branch.
+                if let Some(w) = wire.writer.as_mut() {
+                    if let Err(e) = w.try_flush() {
+                        s.on_ws_error(&e);
+                    }
+                }
+            }
             r = flush(&mut wire.writer), if pending > 0 => {
                 if let Err(e) = r {
                     s.on_ws_error(&e);
                 }
             }
-            _ = sleep_until(deadline) => s.on_timer(&mut wire),
+            _ = &mut sleep => s.on_timer(&mut wire),
             _ = poll_abandoned(&mut s.pending_get), if s.pending_get.is_some() => {
                 // As the reference: "poll connection closed prematurely".
                 s.pending_get = None;
