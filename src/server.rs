@@ -327,6 +327,7 @@ fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<Atomi
         };
         let Some(mesh) = server.mesh().cloned() else { return };
         let mut next = 0usize;
+        let mut last_warning: Option<std::time::Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
             let (stream, addr) = match accepted {
@@ -334,7 +335,11 @@ fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<Atomi
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
                     if is_resource_exhaustion(&e) {
-                        tracing::warn!(error = %e, "accept failed: out of resources; backing off");
+                        // At most one line a second: the condition can last.
+                        if last_warning.is_none_or(|t: std::time::Instant| t.elapsed().as_secs() >= 1) {
+                            tracing::warn!(error = %e, "accept failed: out of resources; backing off");
+                            last_warning = Some(std::time::Instant::now());
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     } else {
                         tracing::debug!(error = %e, "accept failed");
