@@ -98,28 +98,47 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot resolve {}: {e}", args.host))?
         .next()
         .ok_or_else(|| format!("cannot resolve {}", args.host))?;
+    // Signal handlers first: installing them needs descriptors, which clients connecting as
+    // soon as we listen could otherwise exhaust.
+    let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let io = Server::new(config);
     shardcast::app::install(&io);
     let running = io.listen(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = running.local_addr();
     println!("listening on {}:{}", args.host, bound.port());
     let _ = std::io::stdout().flush();
-    wait_for_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    signals.wait();
     running.shutdown();
     Ok(())
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
+/// SIGINT and SIGTERM, registered on a small runtime of their own.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
-    })
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (term, int) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(Signals { rt, term, int })
+    }
+
+    /// Blocks until SIGINT or SIGTERM.
+    fn wait(mut self) {
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        });
+    }
 }

@@ -241,20 +241,38 @@ impl Server {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut threads = Vec::with_capacity(n + 1);
-        for id in 0..n {
-            let (server, mesh) = (self.0.clone(), mesh.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("shard-{id}"))
-                    .spawn(move || shard::run(id, server, mesh))?,
-            );
-        }
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let (server, stop2) = (self.0.clone(), stop.clone());
-        let acceptor = std::thread::Builder::new()
-            .name("acceptor".into())
-            .spawn(move || accept_loop(listener, server, stop2))?;
-        Ok(RunningServer { local_addr, mesh, threads, acceptor: Some(acceptor), stop })
+        // Every thread builds its runtime before anything is accepted: a runtime needs
+        // descriptors, which a flood of connections must not take first.
+        let started = (|| -> io::Result<JoinHandle<()>> {
+            for id in 0..n {
+                let (server, mesh, ready) = (self.0.clone(), mesh.clone(), ready_tx.clone());
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("shard-{id}"))
+                        .spawn(move || shard::run(id, server, mesh, ready))?,
+                );
+            }
+            for _ in 0..n {
+                ready_rx.recv().map_err(|_| io::Error::other("a shard thread died"))??;
+            }
+            let (server, stop2) = (self.0.clone(), stop.clone());
+            let acceptor = std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || accept_loop(listener, server, stop2, ready_tx))?;
+            ready_rx.recv().map_err(|_| io::Error::other("the acceptor thread died"))??;
+            Ok(acceptor)
+        })();
+        let mut running = RunningServer { local_addr, mesh, threads, acceptor: None, stop };
+        match started {
+            Ok(acceptor) => {
+                running.acceptor = Some(acceptor);
+                Ok(running)
+            }
+            // Dropping `running` stops the shards that did start.
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -309,11 +327,16 @@ impl Drop for RunningServer {
 /// Accepts connections and deals them round-robin to the shards. On running out of file
 /// descriptors (or memory) it backs off instead of spinning: the pending connection stays
 /// in the kernel's backlog until a descriptor is free.
-fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: StdListener,
+    server: Arc<ServerShared>,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<io::Result<()>>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start acceptor runtime");
+            let _ = ready.send(Err(e));
             return;
         }
     };
@@ -321,10 +344,11 @@ fn accept_loop(listener: StdListener, server: Arc<ServerShared>, stop: Arc<Atomi
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "cannot register listener");
+                let _ = ready.send(Err(e));
                 return;
             }
         };
+        let _ = ready.send(Ok(()));
         let Some(mesh) = server.mesh().cloned() else { return };
         let mut next = 0usize;
         let mut last_warning: Option<std::time::Instant> = None;

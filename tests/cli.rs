@@ -1,61 +1,15 @@
 //! `shardcast serve` as a process: flags, the `listening on` line, signals, one-line errors,
 //! and surviving the open-file limit without a busy accept loop.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+#[path = "common/process.rs"]
+mod process;
+use process::{handshake, signal, start, wait_exit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
-
-/// Starts `cmd` and returns the child and the port from its `listening on HOST:PORT` line.
-fn start(mut cmd: Command) -> (Child, u16) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-    let rest = line.trim().strip_prefix("listening on 127.0.0.1:").unwrap_or_else(|| {
-        panic!("unexpected first line {line:?}");
-    });
-    (child, rest.parse().expect("port"))
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("process did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill");
-    assert!(st.success());
-}
-
-/// One polling handshake on a fresh connection; `None` when any step fails.
-fn try_handshake(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-fn handshake(port: u16) -> String {
-    try_handshake(port).expect("handshake")
-}
 
 #[test]
 fn help_documents_every_flag() {

@@ -1,53 +1,19 @@
 //! Surviving the open-file limit: at the limit the server backs off instead of spinning in
-//! its accept loop, and serves again once descriptors are free. In its own test binary: it
-//! runs the server under a tiny descriptor limit and must not share the process with other
-//! tests spawning servers.
+//! its accept loop, and serves again once descriptors are free. It also pins down a startup
+//! race this test found: every runtime and signal handler must exist before the server
+//! accepts (a flood of early connections used to leave a shard or the signal handlers
+//! without descriptors).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "common/process.rs"]
+mod process;
+use process::{signal, start, try_handshake, wait_exit};
+
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
-
-fn start(mut cmd: Command) -> (Child, u16) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-    let rest = line.trim().strip_prefix("listening on 127.0.0.1:").unwrap_or_else(|| {
-        panic!("unexpected first line {line:?}");
-    });
-    (child, rest.parse().expect("port"))
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("process did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One polling handshake on a fresh connection; `None` when any step fails.
-fn try_handshake(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
 
 /// Reads utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -82,12 +48,16 @@ fn survives_the_open_file_limit_without_spinning() {
         if resp.starts_with("HTTP/1.1 200") {
             break;
         }
-        assert!(Instant::now() < deadline, "server did not recover: {resp:?}");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let mut log = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut log));
+            panic!("server did not recover: {resp:?}; its log:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(child.try_wait().expect("try_wait").is_none(), "server exited");
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(st.success());
+    signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
     let mut log = String::new();
     child.stderr.take().expect("stderr").read_to_string(&mut log).expect("read stderr");

@@ -5,20 +5,14 @@
 //! runs `node --test` in tests/interop with `SERVER_CMD` pointing at the binary built by
 //! cargo. It fails when Node.js is missing: the interop suite is part of the test command.
 
-use std::path::Path;
 use std::process::Command;
+
+#[path = "common/process.rs"]
+mod process;
 
 #[test]
 fn official_js_client_against_shardcast_serve() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is needed for the interop suite (Node.js 20+)");
-        assert!(status.success(), "npm ci failed in tests/interop");
-    }
+    let dir = process::interop_dir();
     let server_cmd = serde_json::json!([env!("CARGO_BIN_EXE_shardcast"), "serve"]).to_string();
     let out = Command::new("node")
         .args(["--test", "--test-reporter=spec"])

@@ -62,6 +62,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Command, ExitStatus, Stdio};
+
+#[path = "common/process.rs"]
+mod process;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -609,15 +612,7 @@ fn scenario_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn official_js_client_drives_the_broadcast_api() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules/socket.io-client").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is needed for the interop API suite (Node.js 20+)");
-        assert!(status.success(), "npm ci failed in tests/interop");
-    }
+    let dir = process::interop_dir();
     let files = scenario_files(&dir);
     assert!(!files.is_empty(), "no scenario in tests/interop/api");
 

@@ -352,14 +352,23 @@ impl Trim {
 }
 
 /// Body of a shard thread: runs until told to shut down, then closes its sessions.
-pub(crate) fn run(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) {
+/// `ready` hears once whether the shard's runtime could be built: the server accepts
+/// nothing before every shard is up (a runtime needs descriptors, which a flood of early
+/// connections could otherwise take first).
+pub(crate) fn run(
+    id: usize,
+    server: Arc<ServerShared>,
+    mesh: Arc<Mesh>,
+    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(shard = id, error = %e, "cannot start shard runtime");
+            let _ = ready.send(Err(e));
             return;
         }
     };
+    let _ = ready.send(Ok(()));
     let ctx = Rc::new(ShardCtx::new(id, server, mesh.clone()));
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let local = tokio::task::LocalSet::new();

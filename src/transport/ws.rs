@@ -852,6 +852,16 @@ impl WsWriter {
     /// written a prefix of the queue and the next one resumes after it, without loss or
     /// duplication.
     pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
+        while !self.try_flush()? {
+            self.write.writable().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what it can of the queue now, without waiting: the common case of a socket
+    /// with room in its send buffer costs one `writev` and no extra wake-up. What the kernel
+    /// does not take stays queued for [`WsWriter::flush`]. True once the queue is empty.
+    pub(crate) fn try_flush(&mut self) -> Result<bool, WsError> {
         while !self.queue.is_empty() {
             let result = {
                 let slices: SmallVec<[IoSlice<'_>; MAX_IOV]> =
@@ -861,35 +871,14 @@ impl WsWriter {
             match result {
                 Ok(0) => return Err(WsError::Io(io::ErrorKind::WriteZero.into())),
                 Ok(written) => self.consume(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(WsError::Io(e)),
             }
         }
         // An idle connection keeps no queue: reallocating a few slots on the next burst
         // costs far less than the write syscall that follows.
         self.queue = VecDeque::new();
-        Ok(())
-    }
-
-    /// Writes what it can of the queue now, without waiting: the common case of a socket
-    /// with room in its send buffer costs one `writev` and no extra wake-up. What the kernel
-    /// does not take stays queued for [`WsWriter::flush`].
-    pub(crate) fn try_flush(&mut self) -> Result<(), WsError> {
-        while !self.queue.is_empty() {
-            let result = {
-                let slices: SmallVec<[IoSlice<'_>; MAX_IOV]> =
-                    self.queue.iter().take(MAX_IOV).map(|frame| IoSlice::new(frame)).collect();
-                self.write.try_write_vectored(&slices)
-            };
-            match result {
-                Ok(0) => return Err(WsError::Io(io::ErrorKind::WriteZero.into())),
-                Ok(written) => self.consume(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(WsError::Io(e)),
-            }
-        }
-        self.queue = VecDeque::new();
-        Ok(())
+        Ok(true)
     }
 
     /// Drops `written` bytes off the front of the queue.
