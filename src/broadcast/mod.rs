@@ -252,12 +252,10 @@ impl BroadcastOperator {
         if sio::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent(event.to_owned()));
         }
-        let args = args.into_args();
-        for nsp in self.nsp.targets() {
-            let msg = self.prepare(&nsp, event, args.clone(), None)?;
-            dispatch(&self.server, msg);
-        }
-        Ok(())
+        for_each_target(&self.nsp, args.into_args(), |nsp, args| {
+            dispatch(&self.server, self.prepare(nsp, event, args, None)?);
+            Ok(())
+        })
     }
 
     /// Emits `event` to every selected socket and collects each one's acknowledgement, like
@@ -274,13 +272,13 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent(event.to_owned()).into());
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let args = args.into_args();
         let mut shards = 0;
-        for nsp in self.nsp.targets() {
+        for_each_target(&self.nsp, args.into_args(), |nsp, args| {
             let id = nsp.next_ack_id();
-            let msg = self.prepare(&nsp, event, args.clone(), Some((id, tx.clone())))?;
-            shards += dispatch(&self.server, msg);
-        }
+            shards +=
+                dispatch(&self.server, self.prepare(nsp, event, args, Some((id, tx.clone())))?);
+            Ok(())
+        })?;
         drop(tx);
         let mut delivered_shards = 0;
         let mut expected: AHashSet<Sid> = AHashSet::new();
@@ -391,6 +389,21 @@ impl BroadcastOperator {
             }
         });
     }
+}
+
+/// Calls `f` for each namespace a broadcast on `nsp` reaches, handing the arguments over:
+/// copied only when a dynamic pattern has several namespaces, moved in the usual case of one.
+fn for_each_target(
+    nsp: &Arc<NamespaceInner>,
+    args: Args,
+    mut f: impl FnMut(&NamespaceInner, Args) -> Result<(), EmitError>,
+) -> Result<(), EmitError> {
+    let targets = nsp.targets();
+    let Some((last, rest)) = targets.split_last() else { return Ok(()) };
+    for t in rest {
+        f(t, args.clone())?;
+    }
+    f(last, args)
 }
 
 /// Runs `f` on every shard: here at once, elsewhere by one mesh message each.
