@@ -2,7 +2,6 @@
 //! hidden from the docs and free to change).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,13 +16,15 @@ use crate::ns::Room;
 use crate::proto::sid::Sid;
 use crate::server::Server;
 use crate::shard::ShardCtx;
+use crate::transport::link::Link;
 use crate::transport::outbox::{Encoding, Out};
 
-/// One shard's state holding `n` connected sockets of `/`, each with a real outbox.
+/// One shard's state holding `n` connected sockets of `/`, each with a real link (a
+/// long-polling one: packets are queued, not written).
 pub struct Shard {
     ctx: ShardCtx,
     sockets: Vec<Socket>,
-    outboxes: Vec<mpsc::Receiver<Out>>,
+    slots: Vec<usize>,
 }
 
 impl Shard {
@@ -34,20 +35,12 @@ impl Shard {
         let ctx = ShardCtx::new(0, server.0.clone(), mesh);
         let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
         let mut sockets = Vec::with_capacity(n);
-        let mut outboxes = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel(64);
             let (cmd, _) = mpsc::unbounded_channel();
-            let conn = Arc::new(ConnHandle {
-                sid: Sid::generate(0),
-                shard: 0,
-                outbox: tx,
-                cmd,
-                condemned: AtomicBool::new(false),
-                queued_bytes: AtomicUsize::new(0),
-                max_bytes: usize::MAX,
-                writable: AtomicBool::new(true),
-            });
+            let sid = Sid::generate(0);
+            let slot = ctx.add_link(Link::new(sid, None));
+            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone(), cmd });
             let handshake = Handshake {
                 auth: serde_json::json!({}),
                 info: Arc::new(HandshakeInfo {
@@ -63,13 +56,13 @@ impl Shard {
             ctx.add_socket(s.clone());
             ctx.join("/", s.sid(), Room::from(room));
             sockets.push(s);
-            outboxes.push(rx);
+            slots.push(slot);
         }
-        Shard { ctx, sockets, outboxes }
+        Shard { ctx, sockets, slots }
     }
 
     /// Encodes one event once and queues it on every member of `room`, then empties the
-    /// outboxes as a writer would. Returns the number of packets delivered.
+    /// links as a polling GET would. Returns the number of packets delivered.
     pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
         let enc = Encoding::default();
         let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, enc);
@@ -85,7 +78,7 @@ impl Shard {
             ack: None,
         };
         deliver_local(&self.ctx, &msg);
-        self.outboxes.iter_mut().map(|rx| usize::from(rx.try_recv().is_ok())).sum()
+        self.slots.iter().map(|&slot| self.ctx.with_link(slot, |l| l.take_polled(16).len())).sum()
     }
 
     /// Socket `i` joins `room` then leaves it.

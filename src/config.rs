@@ -57,6 +57,12 @@ pub struct Config {
     /// before the slow-consumer policy applies. With the WebSocket writer's own bound
     /// (256 KiB in flight), this caps what one stalled client can pin. Default 8 MiB.
     pub max_outbox_bytes: usize,
+    /// Write coalescing window. A connection written to less than this long ago gets its
+    /// next frames in one write when the window ends, instead of one write per frame: an
+    /// idle connection is written to at once, a busy one at most once per window with
+    /// everything queued meanwhile. Bounds the latency it adds; zero writes on every loop
+    /// turn. Default 5 ms.
+    pub write_coalesce: Duration,
     /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
     pub max_attachments: usize,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
@@ -88,6 +94,7 @@ impl Default for Config {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_outbox: 4096,
             max_outbox_bytes: 8 * 1024 * 1024,
+            write_coalesce: Duration::from_millis(5),
             max_attachments: 10,
             max_connections: 100_000,
             tcp_nodelay: true,
@@ -163,6 +170,8 @@ impl ConfigBuilder {
         max_outbox: usize);
     setter!(/// See [`Config::max_outbox_bytes`].
         max_outbox_bytes: usize);
+    setter!(/// See [`Config::write_coalesce`].
+        write_coalesce: Duration);
     setter!(/// See [`Config::max_attachments`].
         max_attachments: usize);
     setter!(/// See [`Config::max_connections`].

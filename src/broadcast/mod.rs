@@ -507,12 +507,7 @@ pub(crate) fn deliver_local(ctx: &ShardCtx, msg: &BroadcastMsg) {
     let mut delivered = Vec::new();
     let mut outgoing: SmallVec<[Socket; 4]> = SmallVec::new();
     select_local(ctx, &msg.nsp, &msg.sel, |s| {
-        let queued = if msg.volatile {
-            s.0.conn.send_volatile(msg.packet.clone(), &ctx.server)
-        } else {
-            s.0.conn.send(msg.packet.clone())
-        };
-        if !queued {
+        if !s.0.conn.push_on(ctx, &msg.packet, msg.volatile) {
             return;
         }
         if let Some((id, sink)) = &msg.ack {

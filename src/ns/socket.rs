@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +23,7 @@ use crate::ns::args::{Args, IntoArgs};
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::{sid::Sid, sio};
 use crate::server::ServerShared;
-use crate::shard;
+use crate::shard::{self, ShardCtx};
 use crate::transport::outbox::Out;
 use crate::transport::session::Cmd;
 
@@ -94,72 +94,43 @@ pub(crate) struct ConnHandle {
     pub sid: Sid,
     /// Owning shard.
     pub shard: usize,
-    pub outbox: mpsc::Sender<Out>,
+    /// The session's link (write side) in its shard's slab.
+    pub slot: usize,
+    pub server: Arc<ServerShared>,
     pub cmd: mpsc::UnboundedSender<Cmd>,
-    /// Set once the slow-consumer policy has condemned the connection.
-    pub condemned: AtomicBool,
-    /// Bytes of the packets in the outbox.
-    pub queued_bytes: AtomicUsize,
-    /// `max_outbox_bytes`.
-    pub max_bytes: usize,
-    /// The transport can take a packet now (a polling GET is pending, or the WebSocket
-    /// writer is not blocked). Maintained by the session; read for volatile packets.
-    pub writable: AtomicBool,
 }
 
 impl ConnHandle {
-    /// Queues a packet. When the outbox is full (`max_outbox` packets, or `max_outbox_bytes`
-    /// bytes) the slow-consumer policy applies: the connection is closed with
-    /// `slow consumer`. Returns false when the packet was not queued.
+    /// Queues a packet on the connection (see [`ShardCtx::push`] for the slow-consumer
+    /// policy). From another thread the packet travels to the owning shard through the
+    /// mesh, behind whatever this thread sent there before. Returns false when it was
+    /// refused on the spot (it is known only on the owning shard).
     pub(crate) fn send(&self, out: Out) -> bool {
-        let size = out.wire_len();
-        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        // One packet alone is always allowed (max_payload bounds what a client can make us
-        // echo): the byte limit is on what piles up.
-        if before > 0 && before + size > self.max_bytes {
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            self.condemn();
-            return false;
+        self.send_as(out, false)
+    }
+
+    /// Queues a volatile packet only when the transport is ready for it; otherwise drops it
+    /// and counts the drop. Never condemns the connection.
+    pub(crate) fn send_volatile(&self, out: Out) -> bool {
+        self.send_as(out, true)
+    }
+
+    fn send_as(&self, out: Out, volatile: bool) -> bool {
+        if let Some(ctx) = shard::current(&self.server).filter(|c| c.id == self.shard) {
+            return ctx.push(self.slot, self.sid, &out, volatile);
         }
-        match self.outbox.try_send(out) {
-            Ok(()) => true,
-            Err(e) => {
-                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                    self.condemn();
-                }
-                false
+        let (slot, sid, server) = (self.slot, self.sid, self.server.clone());
+        shard::submit_to(&self.server, self.shard, move || {
+            if let Some(ctx) = shard::current(&server) {
+                ctx.push(slot, sid, &out, volatile);
             }
-        }
+        });
+        true
     }
 
-    fn condemn(&self) {
-        // Once only: the command channel is unbounded and must not grow per drop.
-        if !self.condemned.swap(true, Ordering::AcqRel) {
-            let _ = self.cmd.send(Cmd::Close(DisconnectReason::SlowConsumer));
-        }
-    }
-
-    /// The writer took these packets out of the outbox.
-    pub(crate) fn taken(&self, batch: &[Out]) {
-        let size: usize = batch.iter().map(Out::wire_len).sum();
-        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-    }
-
-    /// Queues a volatile packet only when the transport is ready and nothing is waiting;
-    /// otherwise drops it and counts the drop. Never condemns the connection.
-    pub(crate) fn send_volatile(&self, out: Out, server: &ServerShared) -> bool {
-        let idle = self.outbox.capacity() == self.outbox.max_capacity();
-        if self.writable.load(Ordering::Acquire) && idle {
-            let size = out.wire_len();
-            self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-            if self.outbox.try_send(out).is_ok() {
-                return true;
-            }
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        }
-        server.volatile_dropped.fetch_add(1, Ordering::Relaxed);
-        false
+    /// Queues on the owning shard, `ctx` (the broadcast path).
+    pub(crate) fn push_on(&self, ctx: &ShardCtx, out: &Out, volatile: bool) -> bool {
+        ctx.push(self.slot, self.sid, out, volatile)
     }
 }
 
@@ -309,7 +280,7 @@ impl Socket {
             self.0.server.encoding(flags.compress),
         );
         if flags.volatile {
-            self.0.conn.send_volatile(out, &self.0.server);
+            self.0.conn.send_volatile(out);
         } else {
             self.0.conn.send(out);
         }

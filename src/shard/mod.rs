@@ -22,6 +22,7 @@ use crate::ns::socket::{lock, Socket};
 use crate::ns::{NamespaceInner, Room, RoomEvent};
 use crate::proto::sid::Sid;
 use crate::server::ServerShared;
+use crate::transport::link::{self, Flush, Link};
 use crate::transport::session::Cmd;
 
 /// Counts an open TCP connection against `max_connections` until dropped. It travels with
@@ -71,6 +72,10 @@ pub(crate) struct ShardCtx {
     pub mesh: Arc<Mesh>,
     pub sessions: RefCell<AHashMap<Sid, SessionHandle>>,
     pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
+    /// The write side of each session (see [`crate::transport::link`]).
+    pub(crate) links: RefCell<slab::Slab<Link>>,
+    /// The flusher's dirty and deferred lists.
+    pub(crate) flush: RefCell<Flush>,
     /// Messages for other shards whose lane was full, kept in order and retried.
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
     /// Shard 0 only: members of each room across all shards, for the room events.
@@ -110,6 +115,8 @@ impl ShardCtx {
             mesh,
             sessions: RefCell::new(AHashMap::new()),
             nsps: RefCell::new(AHashMap::new()),
+            links: RefCell::new(slab::Slab::new()),
+            flush: RefCell::new(Flush::default()),
             room_counts: RefCell::new(AHashMap::new()),
             trim: RefCell::new(Trim::default()),
             overflow: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
@@ -372,6 +379,7 @@ pub(crate) fn run(
     let ctx = Rc::new(ShardCtx::new(id, server, mesh.clone()));
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let local = tokio::task::LocalSet::new();
+    local.spawn_local(link::flusher(ctx.clone()));
     local.block_on(&rt, async {
         loop {
             let pending = ctx.flush_overflow();

@@ -1,7 +1,9 @@
 //! Transports: the HTTP/1.1 front (long-polling, WebSocket upgrades, CORS), the Engine.IO
-//! session task, and the per-connection outbox.
+//! session task, the per-connection write side (links and the shard's flush pass) and the
+//! encoded packets they carry.
 
 pub(crate) mod http;
+pub(crate) mod link;
 pub(crate) mod outbox;
 pub(crate) mod session;
 pub(crate) mod ws;

@@ -2,16 +2,16 @@
 //! WebSocket), the heartbeat, the polling → WebSocket upgrade, and the Socket.IO client of
 //! the connection.
 //!
-//! Everything that reaches a session comes through its command channel (HTTP requests,
-//! upgrades, server-side disconnects) or its outbox (packets to write). Over WebSocket, the
-//! writer takes everything queued in the outbox, queues the packets' shared frames and
-//! flushes them with vectored writes, once per loop turn: many frames per syscall when busy,
-//! no added delay when idle. Flushing is its own `select!` branch, so a peer that stops
-//! reading never stops the session from handling commands (and being closed as a slow
-//! consumer).
+//! Commands reach a session through its command channel (HTTP requests, upgrades,
+//! server-side disconnects). Packets for the client do not pass through the session: they
+//! are queued on its [`Link`](crate::transport::link) in the shard, and the shard's flush
+//! pass writes WebSocket frames. The session hears from its link only when it must act: a
+//! fault (slow consumer, write error), packets for the GET it holds open, or a blocked
+//! writer to drain as the socket becomes writable. A peer that stops reading never stops the
+//! session from handling commands (and being closed as a slow consumer).
 
+use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use crate::ns::socket::ConnHandle;
 use crate::proto::eio::{self, PayloadEncoder};
 use crate::proto::sid::Sid;
 use crate::shard::{ConnGuard, SessionHandle, ShardCtx};
+use crate::transport::link::{Link, LinkEvent};
 use crate::transport::outbox::Out;
 use crate::transport::ws::{self, WsError, WsMessage, WsReader, WsWriter};
 use crate::transport::EioError;
@@ -31,9 +32,8 @@ use crate::transport::EioError;
 /// Reply to a polling GET: the payload to send, or the error to answer with.
 pub(crate) type PollReply = Result<Bytes, EioError>;
 
-/// Above this many bytes waiting in the WebSocket writer, the session stops taking packets
-/// from the outbox, which then fills up and triggers the slow-consumer policy.
-const WRITER_HIGH_WATER: usize = 256 * 1024;
+/// Most packets in one long-polling response.
+const POLL_BATCH: usize = 256;
 
 /// A session's WebSocket: both halves, and whether per-message deflate was negotiated.
 pub(crate) struct Ws {
@@ -92,28 +92,23 @@ impl Ctrl {
     }
 }
 
-/// The WebSocket side of a session, split so that reading, flushing and probing can each be
-/// a `select!` branch.
+/// The read side of a session's WebSocket (its writer is in the link), split so that
+/// reading and probing can each be a `select!` branch.
 #[derive(Default)]
 struct Wire {
     reader: Option<WsReader>,
-    writer: Option<WsWriter>,
-    deflate: bool,
     /// The WebSocket of an upgrade in progress.
     probe: Option<Ws>,
-}
-
-impl Wire {
-    fn pending(&self) -> usize {
-        self.writer.as_ref().map_or(0, WsWriter::pending_bytes)
-    }
 }
 
 struct Session {
     ctx: Rc<ShardCtx>,
     sid: Sid,
+    /// The session's link in the shard's slab.
+    slot: usize,
+    /// The session runs over WebSocket (its writer is in the link).
+    over_ws: bool,
     client: Client,
-    conn: Arc<ConnHandle>,
     pending_get: Option<oneshot::Sender<PollReply>>,
     /// Engine packets waiting for the next write.
     ctrl: Vec<Ctrl>,
@@ -138,37 +133,35 @@ struct Session {
 pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuard)>) -> Sid {
     let cfg = &ctx.server.config;
     let sid = Sid::generate(ctx.id as u8);
-    let (out_tx, out_rx) = mpsc::channel(cfg.max_outbox);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let conn = Arc::new(ConnHandle {
-        sid,
-        shard: ctx.id,
-        outbox: out_tx,
-        cmd: cmd_tx.clone(),
-        condemned: AtomicBool::new(false),
-        queued_bytes: AtomicUsize::new(0),
-        max_bytes: cfg.max_outbox_bytes,
-        writable: AtomicBool::new(ws.is_some()),
-    });
     let now = Instant::now();
     let mut wire = Wire::default();
     let mut guards = Vec::new();
-    if let Some((w, g)) = ws {
+    let over_ws = ws.is_some();
+    let writer = ws.map(|(w, g)| {
         wire.reader = Some(w.reader);
-        wire.writer = Some(w.writer);
-        wire.deflate = w.deflate;
         guards.push(g);
-    }
+        (w.writer, w.deflate)
+    });
+    let slot = ctx.add_link(Link::new(sid, writer));
+    let conn = Arc::new(ConnHandle {
+        sid,
+        shard: ctx.id,
+        slot,
+        server: ctx.server.clone(),
+        cmd: cmd_tx.clone(),
+    });
     let session = Session {
         ctx: ctx.clone(),
         sid,
-        client: Client::new(ctx.server.clone(), conn.clone(), Arc::new(info)),
-        conn,
+        slot,
+        over_ws,
+        client: Client::new(ctx.server.clone(), conn, Arc::new(info)),
         pending_get: None,
         ctrl: Vec::new(),
         close_packet: false,
         post_in_progress: false,
-        upgrade: if wire.writer.is_some() { Upgrade::Done } else { Upgrade::None },
+        upgrade: if over_ws { Upgrade::Done } else { Upgrade::None },
         upgrade_deadline: None,
         next_ping: Some(now + cfg.ping_interval),
         pong_deadline: None,
@@ -178,7 +171,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         guards,
     };
     ctx.add_session(sid, SessionHandle { cmd: cmd_tx });
-    tokio::task::spawn_local(run(session, cmd_rx, out_rx, wire));
+    tokio::task::spawn_local(run(session, cmd_rx, wire));
     sid
 }
 
@@ -213,13 +206,6 @@ async fn read_probe(probe: &mut Option<Ws>) -> Result<WsMessage, WsError> {
     }
 }
 
-async fn flush(writer: &mut Option<WsWriter>) -> Result<(), WsError> {
-    match writer.as_mut() {
-        Some(w) => w.flush().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Resolves when the client dropped its pending poll.
 async fn poll_abandoned(get: &mut Option<oneshot::Sender<PollReply>>) {
     match get.as_mut() {
@@ -228,67 +214,42 @@ async fn poll_abandoned(get: &mut Option<oneshot::Sender<PollReply>>) {
     }
 }
 
-async fn run(
-    mut s: Session,
-    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
-    mut outbox: mpsc::Receiver<Out>,
-    mut wire: Wire,
-) {
-    // Grown on first use: an idle connection holds no batch buffer.
-    let mut batch: Vec<Out> = Vec::new();
-    if let Some(w) = wire.writer.as_mut() {
-        w.queue(ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false)));
+async fn run(mut s: Session, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>, mut wire: Wire) {
+    if s.over_ws {
+        let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
+        s.ctx.with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
     }
     // One timer for the session's life, moved when the next deadline changes: creating a
     // new one per loop turn would insert into and cancel from the timer wheel per packet.
     let sleep = tokio::time::sleep_until(s.deadline());
     tokio::pin!(sleep);
+    let ctx = s.ctx.clone();
+    let slot = s.slot;
     while s.closing.is_none() {
-        let pending = wire.pending();
-        let polling_ready = wire.writer.is_none() && s.pending_get.is_some();
-        let take = polling_ready || (wire.writer.is_some() && pending < WRITER_HIGH_WATER);
-        // Volatile packets go only to a connection that is not backed up.
-        s.conn
-            .writable
-            .store(polling_ready || (wire.writer.is_some() && pending == 0), Ordering::Release);
         let deadline = s.deadline();
         if sleep.deadline() != deadline {
             sleep.as_mut().reset(deadline);
         }
         tokio::select! {
             cmd = cmd_rx.recv() => match cmd {
-                Some(cmd) => s.on_cmd(cmd, &mut wire, &mut outbox),
+                Some(cmd) => s.on_cmd(cmd, &mut wire),
                 None => s.close(DisconnectReason::TransportClose),
             },
-            msg = read(&mut wire.reader), if wire.reader.is_some() => s.on_ws(msg, &mut wire),
+            msg = read(&mut wire.reader), if wire.reader.is_some() => s.on_ws(msg),
             msg = read_probe(&mut wire.probe), if wire.probe.is_some() => {
                 s.on_probe(msg, &mut wire).await;
             }
-            _ = outbox.recv_many(&mut batch, 256), if take => {
-                s.write(&mut batch, &mut wire);
-                // Everything queued goes out in one write now; only what the kernel refuses
-                // waits for the flush branch.
-                if let Some(w) = wire.writer.as_mut() {
-                    if let Err(e) = w.try_flush() {
-                        s.on_ws_error(&e);
-                    }
-                }
-            }
-            r = flush(&mut wire.writer), if pending > 0 => {
-                if let Err(e) = r {
-                    s.on_ws_error(&e);
-                }
-            }
+            ev = poll_fn(|cx| ctx.poll_link(slot, cx)) => s.on_link(ev),
             _ = &mut sleep => s.on_timer(&mut wire),
             _ = poll_abandoned(&mut s.pending_get), if s.pending_get.is_some() => {
                 // As the reference: "poll connection closed prematurely".
-                s.pending_get = None;
+                s.take_get();
                 s.close(DisconnectReason::TransportError);
             }
         }
     }
     let reason = s.closing.unwrap_or(DisconnectReason::TransportClose);
-    s.finish(reason, wire, cmd_rx, outbox).await;
+    s.finish(reason, wire, cmd_rx).await;
 }
 
 impl Session {
@@ -307,7 +268,25 @@ impl Session {
         }
     }
 
-    fn on_cmd(&mut self, cmd: Cmd, wire: &mut Wire, outbox: &mut mpsc::Receiver<Out>) {
+    /// The pending GET, handed out (the link no longer counts polling as writable).
+    fn take_get(&mut self) -> Option<oneshot::Sender<PollReply>> {
+        let get = self.pending_get.take();
+        if get.is_some() {
+            self.ctx.with_link(self.slot, |l| l.set_get_waiting(false));
+        }
+        get
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Fault(_, Some(e)) => self.on_ws_error(&e),
+            LinkEvent::Fault(reason, None) => self.close(reason),
+            LinkEvent::Polled => self.write(),
+            LinkEvent::Drained => {}
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd, wire: &mut Wire) {
         match cmd {
             Cmd::PollGet(reply) => {
                 if self.upgrade == Upgrade::Done {
@@ -321,15 +300,12 @@ impl Session {
                     let _ = reply.send(Ok(Bytes::from_static(b"6")));
                 } else {
                     self.pending_get = Some(reply);
-                    let mut batch = Vec::new();
-                    while batch.len() < 256 {
-                        match outbox.try_recv() {
-                            Ok(out) => batch.push(out),
-                            Err(_) => break,
-                        }
-                    }
-                    if !batch.is_empty() || !self.ctrl.is_empty() {
-                        self.write(&mut batch, wire);
+                    let backlog = self.ctx.with_link(self.slot, |l| {
+                        l.set_get_waiting(true);
+                        l.has_backlog()
+                    });
+                    if backlog || !self.ctrl.is_empty() {
+                        self.write();
                     }
                 }
             }
@@ -410,7 +386,7 @@ impl Session {
         }
     }
 
-    fn on_ws(&mut self, msg: Result<WsMessage, WsError>, wire: &mut Wire) {
+    fn on_ws(&mut self, msg: Result<WsMessage, WsError>) {
         match msg {
             Ok(WsMessage::Text(t)) => match eio::Packet::decode_text(t) {
                 Ok(p) => self.on_packet(p),
@@ -421,9 +397,8 @@ impl Session {
             },
             Ok(WsMessage::Binary(b)) => self.on_packet(eio::Packet::decode_binary(b)),
             Ok(WsMessage::Ping(p)) => {
-                if let Some(w) = wire.writer.as_mut() {
-                    w.queue(ws::encode_pong_frame(&p));
-                }
+                let pong = ws::encode_pong_frame(&p);
+                self.ctx.with_link(self.slot, |l| l.ws().map(|w| w.queue(pong)));
             }
             Ok(WsMessage::Pong(_)) => {}
             Ok(WsMessage::Close(_)) => self.close(DisconnectReason::TransportClose),
@@ -463,22 +438,24 @@ impl Session {
                 }
                 self.upgrade = Upgrade::Probed;
                 // Release the pending poll so the client can finish pausing.
-                if let Some(get) = self.pending_get.take() {
+                if let Some(get) = self.take_get() {
                     let _ = get.send(Ok(Bytes::from_static(b"6")));
                 }
             }
             (Some(eio::Packet::Upgrade), Upgrade::Probed) => {
                 let Some(probe) = wire.probe.take() else { return };
                 wire.reader = Some(probe.reader);
-                wire.writer = Some(probe.writer);
-                wire.deflate = probe.deflate;
-                self.upgrade = Upgrade::Done;
-                self.upgrade_deadline = None;
-                if let Some(get) = self.pending_get.take() {
+                let (writer, deflate) = (probe.writer, probe.deflate);
+                if let Some(get) = self.take_get() {
                     let _ = get.send(Ok(Bytes::from_static(b"6")));
                 }
+                // What was held for polling goes first on the WebSocket.
+                self.ctx.with_link(self.slot, |l| l.set_ws(writer, deflate));
+                self.over_ws = true;
+                self.upgrade = Upgrade::Done;
+                self.upgrade_deadline = None;
                 // A PING queued for polling goes over the WebSocket now.
-                self.write(&mut Vec::new(), wire);
+                self.write();
             }
             _ => self.abort_upgrade(wire),
         }
@@ -506,44 +483,50 @@ impl Session {
             self.next_ping = None;
             self.pong_deadline = Some(now + self.ctx.server.config.ping_timeout);
             self.ctrl.push(Ctrl::Ping);
-            if wire.writer.is_some() || self.pending_get.is_some() {
-                self.write(&mut Vec::new(), wire);
+            if self.over_ws || self.pending_get.is_some() {
+                self.write();
             }
         }
     }
 
-    /// Hands queued control packets and `batch` to the transport: their shared frames to the
-    /// WebSocket writer (flushed by the loop), or one payload to the pending polling GET.
-    fn write(&mut self, batch: &mut Vec<Out>, wire: &mut Wire) {
-        self.conn.taken(batch);
-        if let Some(w) = wire.writer.as_mut() {
-            for c in self.ctrl.drain(..) {
-                w.queue(c.frame());
-            }
-            for out in batch.drain(..) {
-                for f in out.frames(wire.deflate) {
-                    w.queue(f.clone());
+    /// Hands queued control packets to the WebSocket writer (flushed by the shard's next
+    /// pass), or answers the pending polling GET with them and what the link holds.
+    fn write(&mut self) {
+        if self.over_ws {
+            let ctrl = &mut self.ctrl;
+            self.ctx.with_link(self.slot, |l| {
+                if let Some(w) = l.ws() {
+                    for c in ctrl.drain(..) {
+                        w.queue(c.frame());
+                    }
                 }
+            });
+            return;
+        }
+        let Some(get) = self.take_get() else { return };
+        let batch = self.ctx.with_link(self.slot, |l| l.take_polled(POLL_BATCH));
+        self.answer(get, batch);
+    }
+
+    /// Answers a polling GET with the control packets and `batch` (and CLOSE when closing).
+    fn answer(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
+        let mut payload = PayloadEncoder::new();
+        for c in self.ctrl.drain(..) {
+            payload.push_encoded_text(c.text());
+        }
+        for out in &batch {
+            payload.push_encoded_text(out.text());
+            for b in out.binary() {
+                payload.push_binary(b);
             }
-        } else if let Some(get) = self.pending_get.take() {
-            let mut payload = PayloadEncoder::new();
-            for c in self.ctrl.drain(..) {
-                payload.push_encoded_text(c.text());
-            }
-            for out in batch.drain(..) {
-                payload.push_encoded_text(out.text());
-                for b in out.binary() {
-                    payload.push_binary(b);
-                }
-            }
-            if self.close_packet {
-                payload.push_encoded_text(b"1");
-            }
-            if get.send(Ok(payload.finish())).is_err() {
-                // The client dropped the poll while it waited: what it carried is lost, so
-                // the session ends, as the reference's "poll connection closed prematurely".
-                self.close(DisconnectReason::TransportError);
-            }
+        }
+        if self.close_packet {
+            payload.push_encoded_text(b"1");
+        }
+        if get.send(Ok(payload.finish())).is_err() {
+            // The client dropped the poll while it waited: what it carried is lost, so
+            // the session ends, as the reference's "poll connection closed prematurely".
+            self.close(DisconnectReason::TransportError);
         }
     }
 
@@ -555,7 +538,6 @@ impl Session {
         reason: DisconnectReason,
         mut wire: Wire,
         mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
-        mut outbox: mpsc::Receiver<Out>,
     ) {
         self.client.close(&self.ctx, reason);
         let transport_alive = !matches!(
@@ -565,29 +547,24 @@ impl Session {
                 | DisconnectReason::PingTimeout
                 | DisconnectReason::SlowConsumer
         );
-        let mut rest = Vec::new();
-        if transport_alive {
-            while let Ok(out) = outbox.try_recv() {
-                rest.push(out);
-            }
-        }
         self.ctrl.clear();
         wire.probe = None;
-        if wire.writer.is_some() {
-            if transport_alive {
-                self.write(&mut rest, &mut wire);
+        let rest = if transport_alive && !self.over_ws {
+            self.ctx.with_link(self.slot, |l| l.take_polled(usize::MAX))
+        } else {
+            Vec::new()
+        };
+        // From here on nothing more is queued for this connection.
+        let writer = self.ctx.remove_link(self.slot);
+        if let Some(mut w) = writer {
+            if !transport_alive {
+                // Nobody will read the backlog (a slow consumer's may be megabytes): only
+                // a frame already partly written is finished, so the close frame parses.
+                w.truncate_unsent();
             }
             let code = self.close_code;
-            if let Some(w) = wire.writer.as_mut() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    if transport_alive {
-                        w.flush().await?;
-                    }
-                    w.close(code).await
-                })
-                .await;
-            }
-        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(1), w.close(code)).await;
+        } else if !self.over_ws {
             // Polling: what is queued goes in one response and CLOSE in the next, as the
             // reference does after "drain": socket.io-client handles decoded packets on the
             // next tick, so a CLOSE in the same payload would overtake a DISCONNECT. Wait a
@@ -599,11 +576,15 @@ impl Session {
                 _ => now,
             };
             if !rest.is_empty() && self.next_get(&mut cmd_rx, linger).await {
-                self.write(&mut rest, &mut wire);
+                if let Some(get) = self.pending_get.take() {
+                    self.answer(get, rest);
+                }
             }
             self.close_packet = true;
             if self.next_get(&mut cmd_rx, linger).await {
-                self.write(&mut Vec::new(), &mut wire);
+                if let Some(get) = self.pending_get.take() {
+                    self.answer(get, Vec::new());
+                }
             }
         }
         self.ctx.remove_session(&self.sid);

@@ -62,6 +62,8 @@ const COMPRESSION_LEVEL: u32 = 6;
 const READ_MIN: usize = 512;
 /// How much a read buffer may grow by in one step before holding that much data itself.
 const READ_GROW_MIN: usize = 16 * 1024;
+/// A drained write queue keeps its allocation up to this many slots.
+const KEEP_QUEUE: usize = 8;
 /// At most this many frames go to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -844,6 +846,32 @@ impl WsWriter {
         self.pending
     }
 
+    /// Frames queued (the front one possibly partly written).
+    pub(crate) fn queued_frames(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// [`WsWriter::flush`] as a poll: writes what the socket takes and, when it takes no
+    /// more, registers the task for writability.
+    pub(crate) fn poll_flush(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), WsError>> {
+        use std::task::Poll;
+        loop {
+            match self.try_flush() {
+                Ok(true) => return Poll::Ready(Ok(())),
+                Ok(false) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            match self.write.as_ref().poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(WsError::Io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
     /// Writes everything queued, in as few syscalls as possible (up to [`MAX_IOV`] frames per
     /// `writev`, going on from where a partial write stopped).
     ///
@@ -875,10 +903,19 @@ impl WsWriter {
                 Err(e) => return Err(WsError::Io(e)),
             }
         }
-        // An idle connection keeps no queue: reallocating a few slots on the next burst
-        // costs far less than the write syscall that follows.
-        self.queue = VecDeque::new();
+        // An idle connection keeps at most a few slots (reused by every flush); a queue that
+        // grew under a burst is released.
+        if self.queue.capacity() > KEEP_QUEUE {
+            self.queue = VecDeque::new();
+        }
         Ok(true)
+    }
+
+    /// Drops every queued frame but the front one (which may be partly written already), so
+    /// a close frame queued next still follows whole frames.
+    pub(crate) fn truncate_unsent(&mut self) {
+        self.queue.truncate(1);
+        self.pending = self.queue.front().map_or(0, Bytes::len);
     }
 
     /// Drops `written` bytes off the front of the queue.
