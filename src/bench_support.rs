@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
-
 use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
 use crate::mesh::{Mesh, ShardMsg};
@@ -37,15 +35,14 @@ impl Shard {
         let mut sockets = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
-            let (cmd, _) = mpsc::unbounded_channel();
             let sid = Sid::generate(0);
             let slot = ctx.add_link(Link::new(sid, None));
-            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone(), cmd });
+            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
             let handshake = Handshake {
                 auth: serde_json::json!({}),
                 info: Arc::new(HandshakeInfo {
                     headers: Default::default(),
-                    query: Vec::new(),
+                    query: Default::default(),
                     address: SocketAddr::from(([127, 0, 0, 1], 0)),
                     url: String::new(),
                     issued: SystemTime::now(),

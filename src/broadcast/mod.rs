@@ -469,9 +469,7 @@ fn dispatch(server: &Arc<ServerShared>, msg: Arc<BroadcastMsg>) -> usize {
 pub(crate) fn select_local(ctx: &ShardCtx, nsp: &str, sel: &Selection, mut f: impl FnMut(&Socket)) {
     let nsps = ctx.nsps.borrow();
     let Some(ns) = nsps.get(nsp) else { return };
-    let excluded = |sid: &Sid| {
-        sel.except.iter().any(|r| ns.rooms.get(r).is_some_and(|members| members.contains(sid)))
-    };
+    let excluded = |sid: &Sid| sel.except.iter().any(|r| ns.is_member(r, sid));
     let mut visit = |sid: &Sid| {
         if !excluded(sid) {
             if let Some(e) = ns.sockets.get(sid) {
@@ -481,21 +479,15 @@ pub(crate) fn select_local(ctx: &ShardCtx, nsp: &str, sel: &Selection, mut f: im
     };
     match sel.rooms.as_slice() {
         [] => ns.sockets.keys().for_each(visit),
-        [room] => {
-            if let Some(members) = ns.rooms.get(room) {
-                members.iter().for_each(visit);
-            }
-        }
+        [room] => ns.for_members(room, visit),
         rooms => {
             let mut seen = AHashSet::new();
             for r in rooms {
-                if let Some(members) = ns.rooms.get(r) {
-                    for sid in members {
-                        if seen.insert(*sid) {
-                            visit(sid);
-                        }
+                ns.for_members(r, |sid| {
+                    if seen.insert(*sid) {
+                        visit(sid);
                     }
-                }
+                });
             }
         }
     }

@@ -34,7 +34,9 @@ pub(crate) struct Client {
     conn: Arc<ConnHandle>,
     info: Arc<ConnInfo>,
     sockets: SmallVec<[Socket; 2]>,
-    partial: Option<sio::Reassembler>,
+    /// A binary packet waiting for its attachments (boxed: rare, and kept out of every
+    /// idle session).
+    partial: Option<Box<sio::Reassembler>>,
 }
 
 impl Client {
@@ -65,7 +67,7 @@ impl Client {
             }
         };
         if packet.attachments > 0 {
-            self.partial = Some(sio::Reassembler::new(packet));
+            self.partial = Some(Box::new(sio::Reassembler::new(packet)));
             return Flow::Continue;
         }
         self.dispatch(ctx, packet, Vec::new())

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ahash::AHashMap;
-use hyper::HeaderMap;
 use serde_json::Value;
 use smallvec::SmallVec;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::broadcast::{AckEvent, AckSink, BroadcastOperator, IntoRooms};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
+use crate::ns::pairs::{Headers, Pairs};
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::{sid::Sid, sio};
 use crate::server::ServerShared;
@@ -32,9 +32,9 @@ use crate::transport::session::Cmd;
 #[derive(Debug)]
 pub struct HandshakeInfo {
     /// HTTP headers of the first request of the connection.
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// Query parameters of the first request, in order.
-    pub query: Vec<(String, String)>,
+    pub query: Pairs,
     /// The peer's address.
     pub address: SocketAddr,
     /// The request URL (path and query) of the first request.
@@ -46,7 +46,7 @@ pub struct HandshakeInfo {
 impl HandshakeInfo {
     /// The first query parameter named `key`.
     pub fn query_param(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query.get(key)
     }
 }
 
@@ -97,7 +97,6 @@ pub(crate) struct ConnHandle {
     /// The session's link (write side) in its shard's slab.
     pub slot: usize,
     pub server: Arc<ServerShared>,
-    pub cmd: mpsc::UnboundedSender<Cmd>,
 }
 
 impl ConnHandle {
@@ -141,7 +140,9 @@ pub(crate) struct SocketInner {
     pub conn: Arc<ConnHandle>,
     pub handshake: Handshake,
     pub connected: AtomicBool,
-    handlers: Mutex<AHashMap<String, EventHandler>>,
+    /// Event handlers by name: a short list searched linearly (a handful per socket, and
+    /// far smaller than a map, which an idle connection would carry for its whole life).
+    handlers: Mutex<Vec<(Box<str>, EventHandler)>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
     any: Mutex<Vec<AnyHandler>>,
     any_outgoing: Mutex<Vec<AnyHandler>>,
@@ -149,7 +150,8 @@ pub(crate) struct SocketInner {
     middlewares: Mutex<Vec<EventMiddleware>>,
     on_error: Mutex<Vec<ErrorHandler>>,
     acks: Mutex<AHashMap<u64, AckSlot>>,
-    data: Mutex<Value>,
+    /// Boxed once set: a `Value` is large and most sockets never get data.
+    data: Mutex<Option<Box<Value>>>,
     /// The rooms this socket is in, in join order. Written only by the owning shard.
     pub(crate) rooms: Mutex<SmallVec<[Room; 4]>>,
 }
@@ -200,7 +202,7 @@ impl Socket {
             conn,
             handshake,
             connected: AtomicBool::new(false),
-            handlers: Mutex::new(AHashMap::new()),
+            handlers: Mutex::new(Vec::new()),
             on_disconnect: Mutex::new(Vec::new()),
             any: Mutex::new(Vec::new()),
             any_outgoing: Mutex::new(Vec::new()),
@@ -208,7 +210,7 @@ impl Socket {
             middlewares: Mutex::new(Vec::new()),
             on_error: Mutex::new(Vec::new()),
             acks: Mutex::new(AHashMap::new()),
-            data: Mutex::new(Value::Null),
+            data: Mutex::new(None),
             rooms: Mutex::new(SmallVec::new()),
         }))
     }
@@ -242,7 +244,13 @@ impl Socket {
     where
         F: Fn(Socket, Args, Option<AckSender>) + Send + Sync + 'static,
     {
-        lock(&self.0.handlers).insert(event.into(), Arc::new(handler));
+        let event: String = event.into();
+        let handler: EventHandler = Arc::new(handler);
+        let mut handlers = lock(&self.0.handlers);
+        match handlers.iter_mut().find(|(name, _)| **name == *event) {
+            Some((_, h)) => *h = handler,
+            None => handlers.push((event.into_boxed_str(), handler)),
+        }
     }
 
     /// Registers a handler called once when the socket leaves the namespace.
@@ -372,12 +380,12 @@ impl Socket {
     /// Arbitrary data attached to the socket (socket.io's `socket.data`), visible on the
     /// handles returned by `fetch_sockets`.
     pub fn data(&self) -> Value {
-        lock(&self.0.data).clone()
+        lock(&self.0.data).as_deref().cloned().unwrap_or(Value::Null)
     }
 
     /// Replaces the socket's data.
     pub fn set_data(&self, data: Value) {
-        *lock(&self.0.data) = data;
+        *lock(&self.0.data) = (!data.is_null()).then(|| Box::new(data));
     }
 
     /// Joins `room`.
@@ -429,7 +437,13 @@ impl Socket {
     /// of it has been disconnected the same way.
     pub fn disconnect(&self, close: bool) {
         if self.connected() {
-            let _ = self.0.conn.cmd.send(Cmd::DisconnectSocket { sid: self.sid(), close });
+            let (conn, sid) = (self.0.conn.sid, self.sid());
+            let server = self.0.server.clone();
+            shard::submit_to(&self.0.server, self.0.conn.shard, move || {
+                if let Some(ctx) = shard::current(&server) {
+                    ctx.send_cmd(&conn, Cmd::DisconnectSocket { sid, close });
+                }
+            });
         }
     }
 
@@ -444,7 +458,7 @@ impl Socket {
     }
 
     pub(crate) fn handler(&self, event: &str) -> Option<EventHandler> {
-        lock(&self.0.handlers).get(event).cloned()
+        lock(&self.0.handlers).iter().find(|(name, _)| **name == *event).map(|(_, h)| h.clone())
     }
 
     pub(crate) fn ack_sender(&self, id: u64) -> AckSender {

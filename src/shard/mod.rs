@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{AHashMap, AHashSet};
-use tokio::sync::mpsc;
 
 use crate::broadcast;
 use crate::error::DisconnectReason;
@@ -54,15 +53,48 @@ pub(crate) struct SocketEntry {
 }
 
 /// One namespace's sockets on one shard.
+///
+/// A socket's own room (its id) is not in `rooms`: it would be a map entry and a set per
+/// socket, for the life of every connection, to find one socket whose id is the room name.
+/// The socket's room list says whether it is still in it (it may leave it), and
+/// [`NspLocal::for_members`] / [`NspLocal::is_member`] answer for both kinds.
 pub(crate) struct NspLocal {
     pub inner: Arc<NamespaceInner>,
     pub sockets: AHashMap<Sid, SocketEntry>,
     pub rooms: AHashMap<Room, AHashSet<Sid>>,
 }
 
-/// The handle a shard keeps on each of its sessions.
+impl NspLocal {
+    /// The local socket whose own room is `room`, while it is in it.
+    fn own_room_member(&self, room: &str) -> Option<Sid> {
+        let sid = Sid::parse(room)?;
+        let entry = self.sockets.get(&sid)?;
+        lock(&entry.socket.0.rooms).iter().any(|r| &**r == room).then_some(sid)
+    }
+
+    /// Calls `f` once for each local member of `room`.
+    pub(crate) fn for_members(&self, room: &str, mut f: impl FnMut(&Sid)) {
+        let members = self.rooms.get(room);
+        if let Some(m) = members {
+            m.iter().for_each(&mut f);
+        }
+        if let Some(sid) = self.own_room_member(room) {
+            if !members.is_some_and(|m| m.contains(&sid)) {
+                f(&sid);
+            }
+        }
+    }
+
+    /// Whether local socket `sid` is in `room`.
+    pub(crate) fn is_member(&self, room: &str, sid: &Sid) -> bool {
+        self.rooms.get(room).is_some_and(|m| m.contains(sid))
+            || (sid.as_str() == room && self.own_room_member(room).is_some())
+    }
+}
+
+/// The handle a shard keeps on each of its sessions: its link's slot (commands go there).
 pub(crate) struct SessionHandle {
-    pub cmd: mpsc::UnboundedSender<Cmd>,
+    pub slot: usize,
 }
 
 /// Everything one shard owns.
@@ -190,9 +222,12 @@ impl ShardCtx {
                 sockets: AHashMap::new(),
                 rooms: AHashMap::new(),
             });
+            lock(&socket.0.rooms).push(own.clone());
             ns.sockets.insert(sid, SocketEntry { socket });
         }
-        self.join(&inner.name, sid, own);
+        if inner.wants_room_events() {
+            self.room_changed(&inner, own, sid, true);
+        }
     }
 
     /// Removes a socket and its memberships.
@@ -397,9 +432,9 @@ pub(crate) fn run(
             }
         }
         // Shut down: close every session, then give them a moment to say goodbye.
-        let cmds: Vec<_> = ctx.sessions.borrow().values().map(|h| h.cmd.clone()).collect();
-        for c in cmds {
-            let _ = c.send(Cmd::Close(DisconnectReason::ServerShuttingDown));
+        let sids: Vec<Sid> = ctx.sessions.borrow().keys().copied().collect();
+        for sid in sids {
+            ctx.send_cmd(&sid, Cmd::Close(DisconnectReason::ServerShuttingDown));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         while !ctx.sessions.borrow().is_empty() && tokio::time::Instant::now() < deadline {

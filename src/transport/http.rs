@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use crate::config::{Config, CorsOrigins};
 use crate::error::DisconnectReason;
 use crate::ns::client::ConnInfo;
+use crate::ns::pairs::{Headers, Pairs};
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
 use crate::shard::{self, ConnGuard, ShardCtx};
@@ -154,9 +155,9 @@ async fn route(
                 return eio_error(EioError::UnsupportedProtocolVersion);
             }
             let info = ConnInfo {
-                headers: req.headers().clone(),
+                headers: Headers::from_header_map(req.headers()),
                 url: req.uri().path_and_query().map_or_else(String::new, |p| p.to_string()),
-                query: q.all,
+                query: Pairs::new(q.all),
                 address: addr,
                 issued: SystemTime::now(),
             };
@@ -189,10 +190,7 @@ async fn ask_session<T: Send + 'static>(
     let server = ctx.server.clone();
     shard::submit_to(&ctx.server, sid.shard() as usize, move || {
         let Some(owner) = shard::current(&server) else { return };
-        let cmd = owner.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
-        if let Some(cmd) = cmd {
-            let _ = cmd.send(make(tx));
-        }
+        owner.send_cmd(&sid, make(tx));
     });
     rx.await.map_err(|_| EioError::UnknownSid)
 }
@@ -202,9 +200,7 @@ fn close_session(ctx: &Rc<ShardCtx>, sid: Sid, reason: DisconnectReason) {
     let server = ctx.server.clone();
     shard::submit_to(&ctx.server, sid.shard() as usize, move || {
         if let Some(owner) = shard::current(&server) {
-            if let Some(h) = owner.sessions.borrow().get(&sid) {
-                let _ = h.cmd.send(Cmd::Close(reason));
-            }
+            owner.send_cmd(&sid, Cmd::Close(reason));
         }
     });
 }
@@ -373,10 +369,7 @@ async fn upgrade_session(
             let Some(ctx) = shard::current(&server2) else { return };
             let Ok(tcp) = TcpStream::from_std(std) else { return };
             let ws = websocket(tcp, rest, &ws_cfg);
-            let cmd = ctx.sessions.borrow().get(&sid).map(|h| h.cmd.clone());
-            if let Some(cmd) = cmd {
-                let _ = cmd.send(Cmd::Adopt(Box::new(ws), guard));
-            }
+            ctx.send_cmd(&sid, Cmd::Adopt(Box::new(ws), guard));
         });
     });
     resp

@@ -36,6 +36,7 @@ use crate::error::DisconnectReason;
 use crate::proto::sid::Sid;
 use crate::shard::ShardCtx;
 use crate::transport::outbox::Out;
+use crate::transport::session::Cmd;
 use crate::transport::ws::{WsError, WsWriter};
 
 /// A link with this many frames queued is flushed in the next pass whatever its window.
@@ -64,12 +65,16 @@ pub(crate) struct Link {
     fault: Option<DisconnectReason>,
     /// The error behind a write fault, for the close code.
     error: Option<WsError>,
-    /// The session task, woken for faults, polling data and writability.
+    /// Commands for the session, in order.
+    cmds: VecDeque<Cmd>,
+    /// The session task, woken for commands, faults, polling data and writability.
     waker: Option<Waker>,
 }
 
 /// What a session is told by its link.
 pub(crate) enum LinkEvent {
+    /// A command (HTTP request, upgrade, server-side disconnect, close).
+    Cmd(Cmd),
     /// The connection must close (slow consumer, write error).
     Fault(DisconnectReason, Option<WsError>),
     /// Packets are waiting for the GET the session holds.
@@ -96,6 +101,7 @@ impl Link {
             last_flush: None,
             fault: None,
             error: None,
+            cmds: VecDeque::new(),
             waker: None,
         }
     }
@@ -162,6 +168,31 @@ impl ShardCtx {
             links.shrink_to_fit();
         }
         link.ws
+    }
+
+    /// Hands a command to session `sid` of this shard. False when there is no such session
+    /// (the command is dropped, so a reply channel in it tells the asker).
+    pub(crate) fn send_cmd(&self, sid: &Sid, cmd: Cmd) -> bool {
+        let Some(slot) = self.sessions.borrow().get(sid).map(|h| h.slot) else { return false };
+        let mut links = self.links.borrow_mut();
+        let Some(link) = links.get_mut(slot).filter(|l| l.sid == *sid) else { return false };
+        link.cmds.push_back(cmd);
+        link.wake();
+        true
+    }
+
+    /// The next command for the session in `slot` (the session's closing phase listens
+    /// only to these).
+    pub(crate) fn poll_cmd(&self, slot: usize, cx: &mut Context<'_>) -> Poll<Cmd> {
+        let mut links = self.links.borrow_mut();
+        let link = &mut links[slot];
+        if let Some(cmd) = link.cmds.pop_front() {
+            return Poll::Ready(cmd);
+        }
+        if !link.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            link.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Queues a packet on the connection in `slot` (if it is still `sid`'s). When the
@@ -236,6 +267,12 @@ impl ShardCtx {
         let link = &mut links[slot];
         if let Some(reason) = link.fault.take() {
             return Poll::Ready(LinkEvent::Fault(reason, link.error.take()));
+        }
+        if let Some(cmd) = link.cmds.pop_front() {
+            if link.cmds.is_empty() {
+                link.cmds = VecDeque::new();
+            }
+            return Poll::Ready(LinkEvent::Cmd(cmd));
         }
         if link.get_waiting && !link.polled.is_empty() {
             return Poll::Ready(LinkEvent::Polled);

@@ -10,12 +10,13 @@
 //! writer to drain as the socket becomes writable. A peer that stops reading never stops the
 //! session from handling commands (and being closed as a slow consumer).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Duration, Instant};
 
 use crate::error::DisconnectReason;
@@ -98,7 +99,7 @@ impl Ctrl {
 struct Wire {
     reader: Option<WsReader>,
     /// The WebSocket of an upgrade in progress.
-    probe: Option<Ws>,
+    probe: Option<Box<Ws>>,
 }
 
 struct Session {
@@ -133,7 +134,6 @@ struct Session {
 pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuard)>) -> Sid {
     let cfg = &ctx.server.config;
     let sid = Sid::generate(ctx.id as u8);
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let mut wire = Wire::default();
     let mut guards = Vec::new();
@@ -144,13 +144,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         (w.writer, w.deflate)
     });
     let slot = ctx.add_link(Link::new(sid, writer));
-    let conn = Arc::new(ConnHandle {
-        sid,
-        shard: ctx.id,
-        slot,
-        server: ctx.server.clone(),
-        cmd: cmd_tx.clone(),
-    });
+    let conn = Arc::new(ConnHandle { sid, shard: ctx.id, slot, server: ctx.server.clone() });
     let session = Session {
         ctx: ctx.clone(),
         sid,
@@ -170,8 +164,8 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         close_code: 1000,
         guards,
     };
-    ctx.add_session(sid, SessionHandle { cmd: cmd_tx });
-    tokio::task::spawn_local(run(session, cmd_rx, wire));
+    ctx.add_session(sid, SessionHandle { slot });
+    tokio::task::spawn_local(run(session, wire));
     sid
 }
 
@@ -192,64 +186,82 @@ pub(crate) fn open_packet(ctx: &ShardCtx, sid: Sid, upgrades: bool) -> Bytes {
     buf.freeze()
 }
 
-async fn read(reader: &mut Option<WsReader>) -> Result<WsMessage, WsError> {
-    match reader.as_mut() {
-        Some(r) => r.read().await,
-        None => std::future::pending().await,
-    }
+/// What woke a session.
+enum Wake {
+    Link(LinkEvent),
+    Timer,
+    /// The client dropped the GET the session held.
+    Abandoned,
+    Probe(Result<WsMessage, WsError>),
+    Read(Result<WsMessage, WsError>),
 }
 
-async fn read_probe(probe: &mut Option<Ws>) -> Result<WsMessage, WsError> {
-    match probe.as_mut() {
-        Some(p) => p.reader.read().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the client dropped its pending poll.
-async fn poll_abandoned(get: &mut Option<oneshot::Sender<PollReply>>) {
-    match get.as_mut() {
-        Some(tx) => tx.closed().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn run(mut s: Session, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>, mut wire: Wire) {
-    if s.over_ws {
-        let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
-        s.ctx.with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
-    }
-    // One timer for the session's life, moved when the next deadline changes: creating a
-    // new one per loop turn would insert into and cancel from the timer wheel per packet.
-    let sleep = tokio::time::sleep_until(s.deadline());
-    tokio::pin!(sleep);
-    let ctx = s.ctx.clone();
-    let slot = s.slot;
-    while s.closing.is_none() {
-        let deadline = s.deadline();
-        if sleep.deadline() != deadline {
-            sleep.as_mut().reset(deadline);
+/// The session's life. Not an `async fn`: its parameters would be kept twice in the
+/// future (rust-lang/rust#62958); the block below works on its captures in place.
+fn run(s: Session, wire: Wire) -> impl Future<Output = ()> {
+    let (mut s, mut wire) = (s, wire);
+    async move {
+        if s.over_ws {
+            let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
+            s.ctx.with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
         }
-        tokio::select! {
-            cmd = cmd_rx.recv() => match cmd {
-                Some(cmd) => s.on_cmd(cmd, &mut wire),
-                None => s.close(DisconnectReason::TransportClose),
-            },
-            msg = read(&mut wire.reader), if wire.reader.is_some() => s.on_ws(msg),
-            msg = read_probe(&mut wire.probe), if wire.probe.is_some() => {
-                s.on_probe(msg, &mut wire).await;
+        // One timer for the session's life, moved when the next deadline changes: creating a
+        // new one per loop turn would insert into and cancel from the timer wheel per packet.
+        let sleep = tokio::time::sleep_until(s.deadline());
+        tokio::pin!(sleep);
+        let ctx = s.ctx.clone();
+        let slot = s.slot;
+        while s.closing.is_none() {
+            let deadline = s.deadline();
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
             }
-            ev = poll_fn(|cx| ctx.poll_link(slot, cx)) => s.on_link(ev),
-            _ = &mut sleep => s.on_timer(&mut wire),
-            _ = poll_abandoned(&mut s.pending_get), if s.pending_get.is_some() => {
-                // As the reference: "poll connection closed prematurely".
-                s.take_get();
-                s.close(DisconnectReason::TransportError);
+            // One poll over every source, in a fixed order, instead of `select!`: the waiting
+            // state is the sources' own (the link's waker, the socket registration, the timer),
+            // so an idle session's future is hardly bigger than the session. Commands and
+            // write-side faults come first, then the timer (a client flooding us cannot starve
+            // the heartbeat or the connect timeout), then the client's messages.
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(ev) = ctx.poll_link(slot, cx) {
+                    return Poll::Ready(Wake::Link(ev));
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+                if let Some(get) = s.pending_get.as_mut() {
+                    if get.poll_closed(cx).is_ready() {
+                        return Poll::Ready(Wake::Abandoned);
+                    }
+                }
+                if let Some(p) = wire.probe.as_mut() {
+                    if let Poll::Ready(m) = p.reader.poll_read(cx) {
+                        return Poll::Ready(Wake::Probe(m));
+                    }
+                }
+                if let Some(r) = wire.reader.as_mut() {
+                    if let Poll::Ready(m) = r.poll_read(cx) {
+                        return Poll::Ready(Wake::Read(m));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Link(ev) => s.on_link(ev, &mut wire),
+                Wake::Timer => s.on_timer(&mut wire),
+                Wake::Abandoned => {
+                    // As the reference: "poll connection closed prematurely".
+                    s.take_get();
+                    s.close(DisconnectReason::TransportError);
+                }
+                Wake::Probe(m) => s.on_probe(m, &mut wire),
+                Wake::Read(m) => s.on_ws(m),
             }
         }
+        let reason = s.closing.unwrap_or(DisconnectReason::TransportClose);
+        // Boxed: the closing phase's futures would otherwise be part of every idle session.
+        Box::pin(s.finish(reason, wire)).await;
     }
-    let reason = s.closing.unwrap_or(DisconnectReason::TransportClose);
-    s.finish(reason, wire, cmd_rx).await;
 }
 
 impl Session {
@@ -277,8 +289,9 @@ impl Session {
         get
     }
 
-    fn on_link(&mut self, ev: LinkEvent) {
+    fn on_link(&mut self, ev: LinkEvent, wire: &mut Wire) {
         match ev {
+            LinkEvent::Cmd(cmd) => self.on_cmd(cmd, wire),
             LinkEvent::Fault(_, Some(e)) => self.on_ws_error(&e),
             LinkEvent::Fault(reason, None) => self.close(reason),
             LinkEvent::Polled => self.write(),
@@ -346,7 +359,7 @@ impl Session {
             }
             Cmd::Adopt(sock, guard) => {
                 if self.upgrade == Upgrade::Reserved && wire.probe.is_none() {
-                    wire.probe = Some(*sock);
+                    wire.probe = Some(sock);
                     self.guards.push(guard);
                 }
             }
@@ -414,7 +427,7 @@ impl Session {
         self.close(ws_error_reason(e));
     }
 
-    async fn on_probe(&mut self, msg: Result<WsMessage, WsError>, wire: &mut Wire) {
+    fn on_probe(&mut self, msg: Result<WsMessage, WsError>, wire: &mut Wire) {
         let packet = match msg {
             Ok(WsMessage::Text(t)) => eio::Packet::decode_text(t).ok(),
             _ => None,
@@ -424,12 +437,9 @@ impl Session {
                 let ok = match wire.probe.as_mut() {
                     Some(probe) => {
                         probe.writer.queue(Bytes::from_static(b"\x81\x063probe"));
-                        // A fresh socket with 8 bytes to send: bounded anyway.
-                        matches!(
-                            tokio::time::timeout(Duration::from_secs(5), probe.writer.flush())
-                                .await,
-                            Ok(Ok(()))
-                        )
+                        // A fresh socket takes 8 bytes at once; one that does not is
+                        // not worth upgrading to.
+                        matches!(probe.writer.try_flush(), Ok(true))
                     }
                     None => false,
                 };
@@ -533,12 +543,7 @@ impl Session {
     /// Ends the session: sockets leave with `reason`; what is still queued is written when
     /// the transport is alive (so a server-side disconnect reaches the client); the session
     /// is forgotten by its shard.
-    async fn finish(
-        mut self,
-        reason: DisconnectReason,
-        mut wire: Wire,
-        mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
-    ) {
+    async fn finish(mut self, reason: DisconnectReason, mut wire: Wire) {
         self.client.close(&self.ctx, reason);
         let transport_alive = !matches!(
             reason,
@@ -554,8 +559,7 @@ impl Session {
         } else {
             Vec::new()
         };
-        // From here on nothing more is queued for this connection.
-        let writer = self.ctx.remove_link(self.slot);
+        let writer = if self.over_ws { self.ctx.remove_link(self.slot) } else { None };
         if let Some(mut w) = writer {
             if !transport_alive {
                 // Nobody will read the backlog (a slow consumer's may be megabytes): only
@@ -575,39 +579,37 @@ impl Session {
                 _ if transport_alive => now + Duration::from_secs(2),
                 _ => now,
             };
-            if !rest.is_empty() && self.next_get(&mut cmd_rx, linger).await {
+            if !rest.is_empty() && self.next_get(linger).await {
                 if let Some(get) = self.pending_get.take() {
                     self.answer(get, rest);
                 }
             }
             self.close_packet = true;
-            if self.next_get(&mut cmd_rx, linger).await {
+            if self.next_get(linger).await {
                 if let Some(get) = self.pending_get.take() {
                     self.answer(get, Vec::new());
                 }
             }
         }
+        // From here on nothing more is queued for this connection.
+        self.ctx.remove_link(self.slot);
         self.ctx.remove_session(&self.sid);
         tracing::debug!(sid = %self.sid, %reason, "session closed");
     }
 
     /// While closing: waits until a polling GET is pending (true), answering other
     /// requests, or until `deadline` (false).
-    async fn next_get(
-        &mut self,
-        cmd_rx: &mut mpsc::UnboundedReceiver<Cmd>,
-        deadline: Instant,
-    ) -> bool {
+    async fn next_get(&mut self, deadline: Instant) -> bool {
+        let (ctx, slot) = (self.ctx.clone(), self.slot);
         while self.pending_get.is_none() {
             tokio::select! {
-                cmd = cmd_rx.recv() => match cmd {
-                    Some(Cmd::PollGet(reply)) => self.pending_get = Some(reply),
-                    Some(Cmd::PollPost(_, reply)) => { let _ = reply.send(Ok(())); }
-                    Some(Cmd::PollPostBegin(reply) | Cmd::CanUpgrade(reply)) => {
+                cmd = poll_fn(|cx| ctx.poll_cmd(slot, cx)) => match cmd {
+                    Cmd::PollGet(reply) => self.pending_get = Some(reply),
+                    Cmd::PollPost(_, reply) => { let _ = reply.send(Ok(())); }
+                    Cmd::PollPostBegin(reply) | Cmd::CanUpgrade(reply) => {
                         let _ = reply.send(Err(EioError::BadRequest));
                     }
-                    Some(_) => {}
-                    None => return false,
+                    _ => {}
                 },
                 _ = sleep_until(deadline) => return false,
             }
@@ -631,5 +633,27 @@ fn ws_error_reason(e: &WsError) -> DisconnectReason {
             DisconnectReason::TransportClose
         }
         _ => DisconnectReason::TransportError,
+    }
+}
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// What every idle connection carries inline stays small: rare state (a binary packet
+    /// being reassembled, an upgrade's probe socket, the closing phase) is boxed. The
+    /// budgets leave some room; growing past them should be a decision, not an accident.
+    #[test]
+    fn per_connection_state_stays_small() {
+        for (what, size, budget) in [
+            ("Session", size_of::<super::Session>(), 256),
+            ("Wire", size_of::<super::Wire>(), 128),
+            ("Client", size_of::<crate::ns::client::Client>(), 64),
+            ("Link", size_of::<crate::transport::link::Link>(), 224),
+            ("WsReader", size_of::<crate::transport::ws::WsReader>(), 120),
+            ("WsWriter", size_of::<crate::transport::ws::WsWriter>(), 64),
+            ("SocketInner", size_of::<crate::ns::socket::SocketInner>(), 512),
+        ] {
+            assert!(size <= budget, "{what} is {size} bytes, budget {budget}");
+        }
     }
 }

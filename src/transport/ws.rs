@@ -62,8 +62,6 @@ const COMPRESSION_LEVEL: u32 = 6;
 const READ_MIN: usize = 512;
 /// How much a read buffer may grow by in one step before holding that much data itself.
 const READ_GROW_MIN: usize = 16 * 1024;
-/// A drained write queue keeps its allocation up to this many slots.
-const KEEP_QUEUE: usize = 8;
 /// At most this many frames go to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -773,28 +771,44 @@ impl WsReader {
     /// Cancel-safe: the only await is for the socket to become readable, and every byte
     /// read is kept in `self` (partial frames in the buffer, fragments in the parser), so a
     /// call dropped inside `select!` loses nothing and the next call goes on.
+    #[cfg(test)]
     pub(crate) async fn read(&mut self) -> Result<WsMessage, WsError> {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    /// [`WsReader::read`] as a poll. The waiting state lives in the socket's registration,
+    /// not in a future: a session waiting for its client's next message costs nothing
+    /// beyond the reader itself.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<WsMessage, WsError>> {
+        use std::task::Poll;
         if self.closed {
-            return Err(WsError::Closed);
+            return Poll::Ready(Err(WsError::Closed));
         }
         loop {
             if let Some(message) = self.parser.decode(&mut self.buf)? {
                 self.closed = matches!(message, WsMessage::Close(_));
-                return Ok(message);
+                return Poll::Ready(Ok(message));
             }
             if self.buf.is_empty() {
                 // Nothing half-received: release the buffer (messages already returned keep
                 // the part they were split from) so waiting, however long, holds none.
                 self.buf = BytesMut::new();
             }
-            self.read.readable().await?;
+            match self.read.as_ref().poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(WsError::Io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
             self.reserve();
             match self.read.try_read_buf(&mut self.buf) {
-                Ok(0) => return Err(WsError::Closed),
+                Ok(0) => return Poll::Ready(Err(WsError::Closed)),
                 Ok(_) => {}
-                // Readiness was stale: wait again.
+                // Readiness was stale (now cleared): poll again, which registers the task.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(WsError::Io(e)),
+                Err(e) => return Poll::Ready(Err(WsError::Io(e))),
             }
         }
     }
@@ -903,11 +917,9 @@ impl WsWriter {
                 Err(e) => return Err(WsError::Io(e)),
             }
         }
-        // An idle connection keeps at most a few slots (reused by every flush); a queue that
-        // grew under a burst is released.
-        if self.queue.capacity() > KEEP_QUEUE {
-            self.queue = VecDeque::new();
-        }
+        // An idle connection keeps no queue: reallocating a few slots for the next write
+        // costs far less than the write itself.
+        self.queue = VecDeque::new();
         Ok(true)
     }
 
