@@ -315,3 +315,40 @@ async fn a_disconnected_member_no_longer_receives() {
     assert_eq!(remaining.len(), 3);
     assert!(remaining.iter().all(|s| s.id() != gone_id));
 }
+
+/// A socket's own room (its id) is kept on the socket, not in the rooms map: `to(id)` and
+/// `except(id)` still find it on any shard, it can leave it (and is then no longer reached
+/// by id, as in socket.io), and another socket may join a room named after that id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_id_rooms_behave_as_rooms() {
+    let mut c = Crowd::new().await;
+    let (id2, id4) = (c.ids[2].clone(), c.ids[4].clone());
+    // Client 7 also joins the room named after client 2's id.
+    let join = format!(r#"421["join","{id2}"]"#);
+    c.clients[7].send(&join).await;
+    c.clients[7].expect("431[true]").await;
+    // Client 4 leaves its own room.
+    let leave = format!(r#"422["leave","{id4}"]"#);
+    c.clients[4].send(&leave).await;
+    c.clients[4].expect("432[true]").await;
+    c.clients[4].send(r#"423["rooms"]"#).await;
+    c.clients[4].expect("433[[]]").await;
+    c.server.io.to(id2.as_str()).emit("to-2", ()).unwrap();
+    c.server.io.to(id4.as_str()).emit("to-4", ()).unwrap();
+    c.server.io.to(id2.as_str()).to("r1").emit("2-or-r1", ()).unwrap();
+    c.server.io.except(id2.as_str()).emit("not-2", ()).unwrap();
+    let got = c.collect().await;
+    for (i, got) in got.iter().enumerate() {
+        let mut expected = Vec::new();
+        if i == 2 || i == 7 {
+            expected.push(r#"42["to-2"]"#.to_owned());
+        }
+        if i == 2 || i == 7 || c.is_member(i) {
+            expected.push(r#"42["2-or-r1"]"#.to_owned());
+        }
+        if i != 2 && i != 7 {
+            expected.push(r#"42["not-2"]"#.to_owned());
+        }
+        assert_eq!(got, &expected, "client {i}");
+    }
+}
