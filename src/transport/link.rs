@@ -18,7 +18,9 @@
 //! link is flushed at once; a link receiving a steady stream gets at most one write per
 //! `write_coalesce`, carrying everything that arrived meanwhile. Latency is bounded by the
 //! window (5 ms by default), and throughput per core grows with the load instead of
-//! collapsing under one syscall per frame.
+//! collapsing under one syscall per frame. When writing alone takes more than about half
+//! of the shard's time (a fan-out to tens of thousands of connections), the window widens
+//! ([`Duty`]), up to 20 times `write_coalesce`, and narrows back when the load falls.
 //!
 //! When the kernel refuses part of a write (the client reads slowly), the link is *blocked*:
 //! the flusher leaves it alone, and the session task waits for writability and drains it.
@@ -146,6 +148,69 @@ pub(crate) struct Flush {
     deferred: Vec<(Instant, usize)>,
     /// The flusher task, when it waits for work.
     waker: Option<Waker>,
+    /// The coalescing window in force (see [`Duty`]).
+    duty: Duty,
+}
+
+/// Keeps the share of the shard's time spent writing in check. Under a fan-out too large
+/// for one write per frame (10,000 connections at 50 messages/s is 500,000 writes/s, more
+/// than a core can do on loopback), a fixed window lets the shard saturate: every pass
+/// writes one frame per connection and the backlog, and so latency, grows until the
+/// batches are big enough. Instead the window widens while writing takes more than
+/// [`Duty::HIGH`] of the shard's time and narrows back to `write_coalesce` below
+/// [`Duty::LOW`]: more frames per write, fewer writes, and headroom left for the rest of
+/// the shard's work.
+#[derive(Debug)]
+pub(crate) struct Duty {
+    /// The window now; never below `write_coalesce`.
+    window: Duration,
+    /// Time spent in flush passes since `since`.
+    busy: Duration,
+    since: Option<Instant>,
+}
+
+impl Default for Duty {
+    fn default() -> Self {
+        Duty { window: Duration::ZERO, busy: Duration::ZERO, since: None }
+    }
+}
+
+impl Duty {
+    /// Above this share of time spent writing, the window widens.
+    const HIGH: f64 = 0.45;
+    /// Below this share, it narrows.
+    const LOW: f64 = 0.25;
+    /// How often the share is assessed.
+    const PERIOD: Duration = Duration::from_millis(50);
+    /// The widest window, as a multiple of `write_coalesce`.
+    const MAX_FACTOR: u32 = 20;
+
+    /// The window for a pass starting at `now`.
+    fn window(&mut self, base: Duration, now: Instant) -> Duration {
+        let since = *self.since.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed >= Self::PERIOD {
+            let share = self.busy.as_secs_f64() / elapsed.as_secs_f64();
+            let max = base * Self::MAX_FACTOR;
+            self.window = if share > Self::HIGH {
+                (self.window.max(base) * 3 / 2).min(max)
+            } else if share < Self::LOW && elapsed >= Self::PERIOD * 4 {
+                // Quiet for a while: back to the configured window at once.
+                base
+            } else if share < Self::LOW {
+                (self.window * 2 / 3).max(base)
+            } else {
+                self.window.clamp(base, max)
+            };
+            self.busy = Duration::ZERO;
+            self.since = Some(now);
+        }
+        self.window.max(base)
+    }
+
+    fn spent(&mut self, d: Duration) {
+        self.busy += d;
+    }
 }
 
 impl Flush {
@@ -304,8 +369,8 @@ impl ShardCtx {
     /// One flush pass: writes every dirty link whose coalescing window is over, defers the
     /// others.
     fn flush_pass(&self, now: Instant) {
-        let window = self.server.config.write_coalesce;
         let mut flush = self.flush.borrow_mut();
+        let window = flush.duty.window(self.server.config.write_coalesce, now);
         let mut todo = std::mem::take(&mut flush.dirty);
         if !flush.deferred.is_empty() {
             flush.deferred.retain(|&(t, slot)| {
@@ -355,6 +420,7 @@ impl ShardCtx {
                 }
             }
         }
+        flush.duty.spent(now.elapsed());
         // Keep the allocation for the next pass (it is swapped out above).
         todo.clear();
         if flush.dirty.is_empty() {
