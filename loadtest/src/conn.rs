@@ -1,4 +1,5 @@
-//! One client connection: the transports (WebSocket through tokio-tungstenite; HTTP/1.1
+//! One client connection: the transports (WebSocket through our lean client, see
+//! [`crate::wsclient`]; HTTP/1.1
 //! long-polling over raw `TcpStream`s, one for the held GET and one for POSTs), the Engine.IO
 //! handshake and the namespace CONNECT. Errors carry a short reason that is counted as is.
 
@@ -6,17 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::plan::Plan;
 use crate::proto::{self, Eio, Kind};
 use crate::sys::mono_ns;
+use crate::wsclient::{WsClient, WsIn};
 
 /// Why a connection failed or ended; the text is the reason counted in `errors`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +30,7 @@ fn io_reason(stage: &str, e: &std::io::Error) -> ConnError {
     ConnError(format!("{stage}: {}", io_kind(e)))
 }
 
-fn io_kind(e: &std::io::Error) -> String {
+pub(crate) fn io_kind(e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => "connection refused".into(),
@@ -143,8 +141,7 @@ pub enum Conn {
 
 /// WebSocket transport.
 pub struct WsConn {
-    ws: WebSocketStream<TcpStream>,
-    pending: Vec<Bytes>,
+    ws: WsClient,
 }
 
 /// Long-polling transport: the GET loop runs in its own task and hands bodies over a channel.
@@ -209,16 +206,9 @@ impl Conn {
 
     async fn open_ws(ep: &Endpoint, bind: Option<IpAddr>) -> Result<Conn, ConnError> {
         let stream = tcp_connect(ep.addr, bind).await?;
-        let url = format!("ws://{}{}?EIO=4&transport=websocket", ep.host, ep.path);
-        // tungstenite's default 128 KiB read buffer is zero-filled on every read: per delivery,
-        // that memset was most of the harness's CPU. A few KiB fit any demo packet; bigger
-        // messages are read in several chunks.
-        let config =
-            WebSocketConfig::default().read_buffer_size(ep.read_buffer).write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .map_err(|e| ws_reason("websocket handshake", &e))?;
-        let mut conn = Conn::Ws(WsConn { ws, pending: Vec::new() });
+        let target = format!("{}?EIO=4&transport=websocket", ep.path);
+        let ws = WsClient::connect(stream, &ep.host, &target, ep.read_buffer).await?;
+        let mut conn = Conn::Ws(WsConn { ws });
         loop {
             if let Incoming::Text(p) = conn.recv().await? {
                 return match proto::eio(&p.bytes) {
@@ -275,18 +265,9 @@ impl Conn {
     /// Next payload. Cancel-safe (used in `select!`).
     pub async fn recv(&mut self) -> Result<Incoming, ConnError> {
         match self {
-            Conn::Ws(c) => loop {
-                match c.ws.next().await {
-                    Some(Ok(Message::Text(t))) => {
-                        return Ok(Incoming::Text(Payload { bytes: Bytes::from(t), multi: false }))
-                    }
-                    Some(Ok(Message::Binary(_))) => return Ok(Incoming::Binary),
-                    Some(Ok(Message::Close(_))) | None => {
-                        return Err(ConnError::new("closed by server"))
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(ws_reason("websocket", &e)),
-                }
+            Conn::Ws(c) => match c.ws.recv().await? {
+                WsIn::Text(bytes) => Ok(Incoming::Text(Payload { bytes, multi: false })),
+                WsIn::Binary(_) => Ok(Incoming::Binary),
             },
             Conn::Poll(c) => match c.rx.recv().await {
                 Some(Ok(bytes)) => Ok(Incoming::Text(Payload { bytes, multi: true })),
@@ -299,7 +280,7 @@ impl Conn {
     /// Queues one Engine.IO packet (already encoded); nothing is written before [`Conn::flush`].
     pub fn queue(&mut self, packet: Bytes) {
         match self {
-            Conn::Ws(c) => c.pending.push(packet),
+            Conn::Ws(c) => c.ws.queue_text(&packet),
             Conn::Poll(c) => {
                 if !c.pending.is_empty() {
                     c.pending.extend_from_slice(&[proto::RECORD_SEPARATOR]);
@@ -320,7 +301,7 @@ impl Conn {
     /// Whether packets are waiting for [`Conn::flush`].
     pub fn has_pending(&self) -> bool {
         match self {
-            Conn::Ws(c) => !c.pending.is_empty(),
+            Conn::Ws(c) => c.ws.has_pending(),
             Conn::Poll(c) => !c.pending.is_empty(),
         }
     }
@@ -328,19 +309,7 @@ impl Conn {
     /// Writes everything queued: WebSocket frames then one flush, or one POST.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         match self {
-            Conn::Ws(c) => {
-                if c.pending.is_empty() {
-                    return Ok(());
-                }
-                for b in c.pending.drain(..) {
-                    let text = Utf8Bytes::try_from(b)
-                        .map_err(|_| ConnError::new("bug: non-UTF-8 packet"))?;
-                    c.ws.feed(Message::Text(text))
-                        .await
-                        .map_err(|e| ws_reason("websocket write", &e))?;
-                }
-                c.ws.flush().await.map_err(|e| ws_reason("websocket write", &e))
-            }
+            Conn::Ws(c) => c.ws.flush().await,
             Conn::Poll(c) => {
                 if c.pending.is_empty() {
                     return Ok(());
@@ -362,7 +331,7 @@ impl Conn {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             let _ = self.flush().await;
             if let Conn::Ws(c) = &mut self {
-                let _ = c.ws.close(None).await;
+                c.ws.close().await;
             }
         })
         .await;
@@ -375,20 +344,6 @@ fn connect_error(data: &[u8]) -> ConnError {
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "?".into());
     ConnError::new(format!("namespace refused: {}", msg.chars().take(80).collect::<String>()))
-}
-
-fn ws_reason(stage: &str, e: &tungstenite::Error) -> ConnError {
-    use tungstenite::Error as E;
-    let what = match e {
-        E::Io(io) => io_kind(io),
-        E::ConnectionClosed | E::AlreadyClosed => "closed".into(),
-        E::Http(r) => format!("HTTP {}", r.status().as_u16()),
-        E::Protocol(p) => format!("protocol: {p}"),
-        E::Capacity(c) => format!("capacity: {c}"),
-        E::Utf8(_) => "invalid UTF-8".into(),
-        other => format!("{other}").chars().take(60).collect(),
-    };
-    ConnError(format!("{stage}: {what}"))
 }
 
 /// A minimal HTTP/1.1 client on one keep-alive connection, reopened when the server closes it.

@@ -29,6 +29,7 @@ pub mod report;
 pub mod stats;
 pub mod sys;
 pub mod target;
+pub mod wsclient;
 
 use anyhow::Context;
 
