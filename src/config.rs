@@ -63,6 +63,12 @@ pub struct Config {
     /// everything queued meanwhile. Bounds the latency it adds; zero writes on every loop
     /// turn. Default 5 ms.
     pub write_coalesce: Duration,
+    /// The widest the coalescing window gets under load. When writing takes more than about
+    /// half of a shard's time (a fan-out to tens of thousands of connections), the window
+    /// widens from `write_coalesce` up to this, trading latency for fewer, fuller writes;
+    /// it narrows back when the load falls. Equal to `write_coalesce`: a fixed window.
+    /// Default 100 ms.
+    pub write_coalesce_max: Duration,
     /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
     pub max_attachments: usize,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
@@ -95,6 +101,7 @@ impl Default for Config {
             max_outbox: 4096,
             max_outbox_bytes: 8 * 1024 * 1024,
             write_coalesce: Duration::from_millis(5),
+            write_coalesce_max: Duration::from_millis(100),
             max_attachments: 10,
             max_connections: 100_000,
             tcp_nodelay: true,
@@ -172,6 +179,8 @@ impl ConfigBuilder {
         max_outbox_bytes: usize);
     setter!(/// See [`Config::write_coalesce`].
         write_coalesce: Duration);
+    setter!(/// See [`Config::write_coalesce_max`].
+        write_coalesce_max: Duration);
     setter!(/// See [`Config::max_attachments`].
         max_attachments: usize);
     setter!(/// See [`Config::max_connections`].

@@ -352,3 +352,29 @@ async fn own_id_rooms_behave_as_rooms() {
         assert_eq!(got, &expected, "client {i}");
     }
 }
+
+/// Per-emitter order across paths and threads: from a thread that is not a shard, direct
+/// emits on a socket and broadcasts that reach it (by its id, by a room) interleave, and
+/// the client receives them exactly in the order they were made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_emitter_keeps_its_order_across_emit_paths() {
+    let mut c = Crowd::new().await;
+    let s = c.probe.socket().await;
+    let i = c.ids.iter().position(|id| id == s.id()).expect("a crowd socket");
+    let (io, id) = (c.server.io.clone(), s.id().to_owned());
+    let room = if c.is_member(i) { "r1" } else { id.as_str() }.to_owned();
+    std::thread::spawn(move || {
+        for n in 0..300u32 {
+            match n % 3 {
+                0 => s.emit("n", (n,)).unwrap(),
+                1 => io.to(id.as_str()).emit("n", (n,)).unwrap(),
+                _ => io.to(room.as_str()).emit("n", (n,)).unwrap(),
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let got = c.collect().await;
+    let expected: Vec<String> = (0..300).map(|n| format!(r#"42["n",{n}]"#)).collect();
+    assert_eq!(got[i], expected);
+}

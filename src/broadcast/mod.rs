@@ -493,9 +493,42 @@ pub(crate) fn select_local(ctx: &ShardCtx, nsp: &str, sel: &Selection, mut f: im
     }
 }
 
+/// The common case, a broadcast to one room with no acks, no exceptions and no outgoing
+/// listeners in the namespace: each member's link is in the room's member map, so no socket
+/// is looked up. False when the broadcast needs the general path.
+fn deliver_plain(ctx: &ShardCtx, msg: &BroadcastMsg) -> bool {
+    let [room] = msg.sel.rooms.as_slice() else { return false };
+    if msg.ack.is_some() || !msg.sel.except.is_empty() {
+        return false;
+    }
+    let nsps = ctx.nsps.borrow();
+    let Some(ns) = nsps.get(&*msg.nsp) else { return true };
+    if ns.inner.has_outgoing_listeners() {
+        return false;
+    }
+    let members = ns.rooms.get(room);
+    if let Some(members) = members {
+        for m in members.values() {
+            ctx.push(m.slot, m.conn, &msg.packet, msg.volatile);
+        }
+    }
+    // The socket whose own room this is, unless it also joined it explicitly.
+    if let Some(sid) = ns.own_room_member(room) {
+        if !members.is_some_and(|m| m.contains_key(&sid)) {
+            if let Some(e) = ns.sockets.get(&sid) {
+                e.socket.0.conn.push_on(ctx, &msg.packet, msg.volatile);
+            }
+        }
+    }
+    true
+}
+
 /// Queues the packet on each local socket the broadcast selects, each socket once.
 /// Only called on the owning shard.
 pub(crate) fn deliver_local(ctx: &ShardCtx, msg: &BroadcastMsg) {
+    if deliver_plain(ctx, msg) {
+        return;
+    }
     let mut delivered = Vec::new();
     let mut outgoing: SmallVec<[Socket; 4]> = SmallVec::new();
     select_local(ctx, &msg.nsp, &msg.sel, |s| {

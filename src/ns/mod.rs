@@ -47,6 +47,9 @@ pub(crate) struct NamespaceInner {
     middlewares: RwLock<Vec<Middleware>>,
     room_handlers: RwLock<Vec<RoomHandler>>,
     has_room_handlers: AtomicBool,
+    /// Some socket of this namespace has (or had) an outgoing catch-all listener: plain
+    /// broadcasts then take the path that looks each recipient up.
+    has_outgoing_listeners: AtomicBool,
     /// socket.io uses one ack id counter per namespace, for socket and broadcast acks alike,
     /// so a broadcast's id never collides with a socket's pending one.
     ack_ids: AtomicU64,
@@ -78,6 +81,7 @@ impl NamespaceInner {
             middlewares: RwLock::new(Vec::new()),
             room_handlers: RwLock::new(Vec::new()),
             has_room_handlers: AtomicBool::new(false),
+            has_outgoing_listeners: AtomicBool::new(false),
             ack_ids: AtomicU64::new(0),
             parent,
             children: RwLock::new(Vec::new()),
@@ -114,6 +118,14 @@ impl NamespaceInner {
     }
 
     /// True when someone listens to room events (checked on every join/leave, so cheap).
+    pub(crate) fn note_outgoing_listener(&self) {
+        self.has_outgoing_listeners.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn has_outgoing_listeners(&self) -> bool {
+        self.has_outgoing_listeners.load(Ordering::Acquire)
+    }
+
     pub(crate) fn wants_room_events(&self) -> bool {
         self.root().has_room_handlers.load(Ordering::Acquire)
     }

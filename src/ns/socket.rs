@@ -357,6 +357,7 @@ impl Socket {
     {
         lock(&self.0.any_outgoing).push(Arc::new(listener));
         self.0.has_any_outgoing.store(true, Ordering::Release);
+        self.0.nsp.note_outgoing_listener();
     }
 
     /// Adds a middleware run on each incoming event before any listener, like socket.io's

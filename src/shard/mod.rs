@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 
 use crate::broadcast;
 use crate::error::DisconnectReason;
@@ -61,12 +61,22 @@ pub(crate) struct SocketEntry {
 pub(crate) struct NspLocal {
     pub inner: Arc<NamespaceInner>,
     pub sockets: AHashMap<Sid, SocketEntry>,
-    pub rooms: AHashMap<Room, AHashSet<Sid>>,
+    pub rooms: AHashMap<Room, AHashMap<Sid, Member>>,
+}
+
+/// Where a room member's packets go: its connection's link, so that a plain broadcast
+/// reaches each member without looking the socket up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member {
+    /// The Engine.IO session id of the member's connection.
+    pub conn: Sid,
+    /// Its link's slot.
+    pub slot: usize,
 }
 
 impl NspLocal {
     /// The local socket whose own room is `room`, while it is in it.
-    fn own_room_member(&self, room: &str) -> Option<Sid> {
+    pub(crate) fn own_room_member(&self, room: &str) -> Option<Sid> {
         let sid = Sid::parse(room)?;
         let entry = self.sockets.get(&sid)?;
         lock(&entry.socket.0.rooms).iter().any(|r| &**r == room).then_some(sid)
@@ -76,10 +86,10 @@ impl NspLocal {
     pub(crate) fn for_members(&self, room: &str, mut f: impl FnMut(&Sid)) {
         let members = self.rooms.get(room);
         if let Some(m) = members {
-            m.iter().for_each(&mut f);
+            m.keys().for_each(&mut f);
         }
         if let Some(sid) = self.own_room_member(room) {
-            if !members.is_some_and(|m| m.contains(&sid)) {
+            if !members.is_some_and(|m| m.contains_key(&sid)) {
                 f(&sid);
             }
         }
@@ -87,7 +97,7 @@ impl NspLocal {
 
     /// Whether local socket `sid` is in `room`.
     pub(crate) fn is_member(&self, room: &str, sid: &Sid) -> bool {
-        self.rooms.get(room).is_some_and(|m| m.contains(sid))
+        self.rooms.get(room).is_some_and(|m| m.contains_key(sid))
             || (sid.as_str() == room && self.own_room_member(room).is_some())
     }
 }
@@ -266,7 +276,9 @@ impl ShardCtx {
                 }
                 rooms.push(room.clone());
             }
-            ns.rooms.entry(room.clone()).or_default().insert(sid);
+            let conn = &entry.socket.0.conn;
+            let member = Member { conn: conn.sid, slot: conn.slot };
+            ns.rooms.entry(room.clone()).or_default().insert(sid, member);
             ns.inner.clone()
         };
         if inner.wants_room_events() {

@@ -20,7 +20,8 @@
 //! window (5 ms by default), and throughput per core grows with the load instead of
 //! collapsing under one syscall per frame. When writing alone takes more than about half
 //! of the shard's time (a fan-out to tens of thousands of connections), the window widens
-//! ([`Duty`]), up to 20 times `write_coalesce`, and narrows back when the load falls.
+//! ([`Duty`]), up to `write_coalesce_max` (100 ms by default), and narrows back when the load
+//! falls.
 //!
 //! When the kernel refuses part of a write (the client reads slowly), the link is *blocked*:
 //! the flusher leaves it alone, and the session task waits for writability and drains it.
@@ -177,31 +178,30 @@ impl Default for Duty {
 
 impl Duty {
     /// Above this share of time spent writing, the window widens.
-    const HIGH: f64 = 0.45;
+    const HIGH: f64 = 0.5;
     /// Below this share, it narrows.
-    const LOW: f64 = 0.25;
+    const LOW: f64 = 0.3;
     /// How often the share is assessed.
     const PERIOD: Duration = Duration::from_millis(50);
-    /// The widest window, as a multiple of `write_coalesce`.
-    const MAX_FACTOR: u32 = 20;
-
-    /// The window for a pass starting at `now`.
-    fn window(&mut self, base: Duration, now: Instant) -> Duration {
+    /// The window for a pass starting at `now`: between `base` (`write_coalesce`) and `max`
+    /// (`write_coalesce_max`).
+    fn window(&mut self, base: Duration, max: Duration, now: Instant) -> Duration {
+        let max = max.max(base);
         let since = *self.since.get_or_insert(now);
         let elapsed = now.saturating_duration_since(since);
         if elapsed >= Self::PERIOD {
             let share = self.busy.as_secs_f64() / elapsed.as_secs_f64();
-            let max = base * Self::MAX_FACTOR;
             self.window = if share > Self::HIGH {
-                (self.window.max(base) * 3 / 2).min(max)
+                (self.window.max(base) * 5 / 4).min(max)
             } else if share < Self::LOW && elapsed >= Self::PERIOD * 4 {
                 // Quiet for a while: back to the configured window at once.
                 base
             } else if share < Self::LOW {
-                (self.window * 2 / 3).max(base)
+                (self.window * 4 / 5).max(base)
             } else {
                 self.window.clamp(base, max)
             };
+            tracing::trace!(share, window_us = self.window.as_micros() as u64, "write window");
             self.busy = Duration::ZERO;
             self.since = Some(now);
         }
@@ -370,7 +370,8 @@ impl ShardCtx {
     /// others.
     fn flush_pass(&self, now: Instant) {
         let mut flush = self.flush.borrow_mut();
-        let window = flush.duty.window(self.server.config.write_coalesce, now);
+        let cfg = &self.server.config;
+        let window = flush.duty.window(cfg.write_coalesce, cfg.write_coalesce_max, now);
         let mut todo = std::mem::take(&mut flush.dirty);
         if !flush.deferred.is_empty() {
             flush.deferred.retain(|&(t, slot)| {
@@ -513,5 +514,56 @@ mod tests {
         f.deferred.push((now + Duration::from_millis(5), 1));
         f.deferred.push((now + Duration::from_millis(2), 2));
         assert_eq!(f.next_deadline(), Some(now + Duration::from_millis(2)));
+    }
+
+    const BASE: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_millis(100);
+
+    /// Runs `periods` assessment periods in which writing took `share` of the time.
+    fn drive(d: &mut Duty, t: &mut Instant, share: f64, periods: u32) -> Duration {
+        let mut w = d.window(BASE, MAX, *t);
+        for _ in 0..periods {
+            d.spent(Duty::PERIOD.mul_f64(share));
+            *t += Duty::PERIOD;
+            w = d.window(BASE, MAX, *t);
+        }
+        w
+    }
+
+    #[test]
+    fn window_widens_under_load_up_to_the_max_and_narrows_back() {
+        let mut d = Duty::default();
+        let mut t = Instant::now();
+        assert_eq!(drive(&mut d, &mut t, 0.1, 3), BASE, "light load keeps the base window");
+        let w1 = drive(&mut d, &mut t, 0.8, 1);
+        assert!(w1 > BASE, "heavy load widens ({w1:?})");
+        let w2 = drive(&mut d, &mut t, 0.8, 1);
+        assert!(w2 > w1);
+        assert_eq!(drive(&mut d, &mut t, 0.9, 40), MAX, "bounded by the max");
+        assert_eq!(drive(&mut d, &mut t, 0.4, 5), MAX, "between the thresholds it holds");
+        let w3 = drive(&mut d, &mut t, 0.1, 1);
+        assert!(w3 < MAX && w3 > BASE, "light load narrows step by step ({w3:?})");
+        assert_eq!(drive(&mut d, &mut t, 0.1, 40), BASE);
+    }
+
+    #[test]
+    fn a_quiet_spell_resets_the_window() {
+        let mut d = Duty::default();
+        let mut t = Instant::now();
+        assert_eq!(drive(&mut d, &mut t, 0.9, 40), MAX);
+        t += Duration::from_secs(2);
+        assert_eq!(d.window(BASE, MAX, t), BASE);
+    }
+
+    #[test]
+    fn a_max_below_the_base_means_a_fixed_window() {
+        let mut d = Duty::default();
+        let mut t = Instant::now();
+        d.window(BASE, Duration::ZERO, t);
+        for _ in 0..10 {
+            d.spent(Duty::PERIOD);
+            t += Duty::PERIOD;
+            assert_eq!(d.window(BASE, Duration::ZERO, t), BASE);
+        }
     }
 }
