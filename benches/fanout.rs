@@ -1,11 +1,13 @@
 //! Fan-out benchmarks: `fanout/encode_once_1k`, `fanout/encode_once_10k` (one event encoded
-//! once and queued on every member of a room, outboxes then drained as a writer would),
+//! once and queued on every member of a room's links, then taken as a polling GET would),
+//! `fanout/ws_write_1k` (the same to 1,000 loopback WebSocket links, written with one
+//! `writev` each by a flush pass),
 //! `rooms/join_leave`, and `mesh/lane_throughput` (messages per second over one lane between
 //! two threads).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
-use shardcast::__bench::{Lane, Shard};
+use shardcast::__bench::{Lane, Shard, WsShard};
 use shardcast::{Args, Room};
 
 fn fanout(c: &mut Criterion) {
@@ -21,6 +23,12 @@ fn fanout(c: &mut Criterion) {
             })
         });
     }
+    // The same broadcast to 1,000 real loopback WebSocket links, written by a flush pass.
+    let mut ws = WsShard::with_sockets(1_000, "r");
+    g.throughput(Throughput::Elements(1_000));
+    g.bench_function("ws_write_1k", |b| {
+        b.iter(|| assert!(ws.broadcast("r", "news", &args) > 0));
+    });
     g.finish();
 }
 

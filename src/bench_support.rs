@@ -86,6 +86,112 @@ impl Shard {
     }
 }
 
+/// One shard's state holding `n` sockets of `/` in one room, each on a real WebSocket link
+/// over a loopback TCP connection: a broadcast is queued on every link and written by a
+/// flush pass, as in the server (no coalescing window: every pass writes). The peers' ends
+/// are drained after each broadcast. Used by the criterion bench and by the instruction
+/// count (`scripts/instructions`).
+pub struct WsShard {
+    rt: tokio::runtime::Runtime,
+    ctx: ShardCtx,
+    peers: Vec<std::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl WsShard {
+    /// A shard with `n` WebSocket-linked sockets, all in room `room`.
+    pub fn with_sockets(n: usize, room: &str) -> WsShard {
+        use std::time::Duration;
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let config = Config::builder()
+            .shards(1)
+            .write_coalesce(Duration::ZERO)
+            .write_coalesce_max(Duration::ZERO)
+            .build()
+            .expect("config");
+        let server = Server::new(config);
+        let ctx = ShardCtx::new(0, server.0.clone(), Arc::new(Mesh::new(1)));
+        let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _guard = rt.enter();
+        let mut peers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let peer = std::net::TcpStream::connect(addr).expect("connect");
+            peer.set_nonblocking(true).expect("nonblocking");
+            let (ours, _) = listener.accept().expect("accept");
+            ours.set_nonblocking(true).expect("nonblocking");
+            let _ = ours.set_nodelay(true);
+            let (_, write) = tokio::net::TcpStream::from_std(ours).expect("register").into_split();
+            let sid = Sid::generate(0);
+            let slot = ctx.add_link(Link::new(
+                sid,
+                Some((crate::transport::ws::WsWriter::new(write), false)),
+            ));
+            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
+            let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake());
+            s.0.connected.store(true, std::sync::atomic::Ordering::Release);
+            ctx.add_socket(s.clone());
+            ctx.join("/", s.sid(), Room::from(room));
+            peers.push(peer);
+        }
+        drop(_guard);
+        // One turn of the I/O driver: the sockets learn they are writable.
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
+        WsShard { rt, ctx, peers, buf: vec![0; 64 * 1024] }
+    }
+
+    /// Encodes one event once, queues it on every member of `room`, runs a flush pass, and
+    /// drains the peers. Returns the bytes the peers received.
+    pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
+        use std::io::Read;
+        let msg = plain_broadcast(room, event, args);
+        let _guard = self.rt.enter();
+        deliver_local(&self.ctx, &msg);
+        self.ctx.flush_now();
+        let mut got = 0;
+        for p in &mut self.peers {
+            while let Ok(n) = p.read(&mut self.buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+        }
+        got
+    }
+}
+
+fn handshake() -> Handshake {
+    Handshake {
+        auth: serde_json::json!({}),
+        info: Arc::new(HandshakeInfo {
+            headers: Default::default(),
+            query: Default::default(),
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            url: String::new(),
+            issued: SystemTime::now(),
+        }),
+    }
+}
+
+fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
+    let enc = Encoding::default();
+    let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, enc);
+    let mut sel = Selection::default();
+    sel.rooms.push(Room::from(room));
+    BroadcastMsg {
+        nsp: Arc::from("/"),
+        sel,
+        packet,
+        volatile: false,
+        event: Arc::from(event),
+        args: Arc::new(args.clone()),
+        ack: None,
+    }
+}
+
 /// A two-shard mesh, to measure one lane.
 pub struct Lane(Arc<Mesh>);
 

@@ -366,6 +366,12 @@ impl ShardCtx {
         Poll::Pending
     }
 
+    /// Runs a flush pass now (benchmarks).
+    #[doc(hidden)]
+    pub(crate) fn flush_now(&self) {
+        self.flush_pass(Instant::now());
+    }
+
     /// One flush pass: writes every dirty link whose coalescing window is over, defers the
     /// others.
     fn flush_pass(&self, now: Instant) {
@@ -473,14 +479,42 @@ impl LinkMut<'_> {
     }
 }
 
+/// How often the flusher releases the write queues of links that went quiet.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl ShardCtx {
+    /// Releases the write-queue memory of every link not written to for [`SWEEP_EVERY`]:
+    /// busy links keep their queue from write to write, idle ones hold none. True when
+    /// some link still holds one (a later sweep is needed).
+    fn sweep_idle(&self, now: Instant) -> bool {
+        let mut left = false;
+        for (_, link) in self.links.borrow_mut().iter_mut() {
+            let Some(w) = link.ws.as_mut() else { continue };
+            let quiet = link.last_flush.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY);
+            if quiet && !link.dirty && !link.blocked {
+                w.release_idle();
+            }
+            left |= w.holds_queue();
+        }
+        left
+    }
+}
+
 /// The shard's flusher: waits for dirty links (or a deferred link's window), then runs a
 /// pass. As a task of its own it runs after the work that made links dirty in this turn.
+/// Every [`SWEEP_EVERY`] while there is traffic, it also releases the write queues of links
+/// that went quiet.
 pub(crate) async fn flusher(ctx: Rc<ShardCtx>) {
     let far = Duration::from_secs(3600);
     let sleep = tokio::time::sleep(far);
     tokio::pin!(sleep);
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+    let mut swept = true;
     loop {
-        let next = ctx.flush.borrow().next_deadline();
+        let mut next = ctx.flush.borrow().next_deadline();
+        if !swept {
+            next = Some(next.map_or(next_sweep, |n| n.min(next_sweep)));
+        }
         let deadline = next.unwrap_or_else(|| Instant::now() + far);
         if next.is_some() || sleep.is_elapsed() {
             sleep.as_mut().reset(deadline);
@@ -498,7 +532,14 @@ pub(crate) async fn flusher(ctx: Rc<ShardCtx>) {
             }) => {}
             () = &mut sleep => {}
         }
-        ctx.flush_pass(Instant::now());
+        let now = Instant::now();
+        ctx.flush_pass(now);
+        swept = false;
+        if now >= next_sweep {
+            // Until the next pass nothing new needs sweeping, unless a link was still busy.
+            swept = !ctx.sweep_idle(now);
+            next_sweep = now + SWEEP_EVERY;
+        }
     }
 }
 

@@ -62,6 +62,8 @@ const COMPRESSION_LEVEL: u32 = 6;
 const READ_MIN: usize = 512;
 /// How much a read buffer may grow by in one step before holding that much data itself.
 const READ_GROW_MIN: usize = 16 * 1024;
+/// Up to this many frames, the I/O vectors of a write are built in a plain array.
+const SMALL_IOV: usize = 8;
 /// At most this many frames go to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -905,10 +907,18 @@ impl WsWriter {
     /// does not take stays queued for [`WsWriter::flush`]. True once the queue is empty.
     pub(crate) fn try_flush(&mut self) -> Result<bool, WsError> {
         while !self.queue.is_empty() {
-            let result = {
-                let slices: SmallVec<[IoSlice<'_>; MAX_IOV]> =
-                    self.queue.iter().take(MAX_IOV).map(|frame| IoSlice::new(frame)).collect();
-                self.write.try_write_vectored(&slices)
+            // The I/O vectors are built in place, in an array just big enough for the common
+            // case (a collected `SmallVec` of 64 would be copied around: a kilobyte per write).
+            let result = if self.queue.len() <= SMALL_IOV {
+                let mut iov = [IoSlice::new(&[]); SMALL_IOV];
+                for (slot, frame) in iov.iter_mut().zip(self.queue.iter()) {
+                    *slot = IoSlice::new(frame);
+                }
+                self.write.try_write_vectored(&iov[..self.queue.len()])
+            } else {
+                let mut iov: SmallVec<[IoSlice<'_>; MAX_IOV]> = SmallVec::new();
+                iov.extend(self.queue.iter().take(MAX_IOV).map(|frame| IoSlice::new(frame)));
+                self.write.try_write_vectored(&iov)
             };
             match result {
                 Ok(0) => return Err(WsError::Io(io::ErrorKind::WriteZero.into())),
@@ -917,10 +927,22 @@ impl WsWriter {
                 Err(e) => return Err(WsError::Io(e)),
             }
         }
-        // An idle connection keeps no queue: reallocating a few slots for the next write
-        // costs far less than the write itself.
-        self.queue = VecDeque::new();
+        // The queue's allocation is kept for the next write (a busy connection would
+        // otherwise allocate and free it per write); the shard's idle sweep releases it
+        // ([`WsWriter::release_idle`]).
         Ok(true)
+    }
+
+    /// Releases the queue's memory if nothing is queued: an idle connection holds none.
+    pub(crate) fn release_idle(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+    }
+
+    /// Whether the queue holds memory.
+    pub(crate) fn holds_queue(&self) -> bool {
+        self.queue.capacity() > 0
     }
 
     /// Drops every queued frame but the front one (which may be partly written already), so

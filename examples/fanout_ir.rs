@@ -1,0 +1,21 @@
+//! Drives the broadcast hot path for the instruction count (`scripts/instructions`): a shard
+//! with 1,000 sockets on real loopback WebSocket links, one room, N broadcasts (each one
+//! encoding, queuing on every link, and a flush pass writing every link).
+//!
+//!     cargo run --release --example fanout_ir -- 100
+
+use serde_json::json;
+use shardcast::__bench::WsShard;
+use shardcast::Args;
+
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let conns = 1_000;
+    let mut shard = WsShard::with_sockets(conns, "r");
+    let args = Args::new().arg("room-1").arg(json!({"user": "alice", "text": "hello", "n": 42}));
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += shard.broadcast("r", "news", &args);
+    }
+    println!("{n} broadcasts to {conns} links, {bytes} bytes received");
+}
