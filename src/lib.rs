@@ -11,11 +11,12 @@
 //! 3. `shard`: N threads, each with a current-thread runtime, owning its sessions and its
 //!    per-namespace sockets and rooms maps; no lock on the per-message path.
 //! 4. `transport`: the HTTP/1.1 front (polling, WebSocket upgrade, CORS), the Engine.IO
-//!    session task of each connection, and its bounded outbox drained in batches.
+//!    session task of each connection, and its bounded write queue (its link), written by
+//!    the shard's flush pass in coalesced batches.
 //! 5. [`proto`]: the sans-IO Engine.IO and Socket.IO codecs and session ids.
 //! 6. [`ns`]: namespaces, middlewares, sockets, event handlers, acknowledgements.
 //! 7. [`broadcast`]: `to(room).emit(...)`: encoded once into shared bytes, one message per
-//!    shard over the `mesh`, fanned out to each matching socket's outbox.
+//!    shard over the `mesh`, fanned out to each matching socket's link.
 //! 8. [`app`]: the demo application of `shardcast serve`.
 //!
 //! ## Example
