@@ -16,6 +16,7 @@ use crate::server::Server;
 use crate::shard::ShardCtx;
 use crate::transport::link::Link;
 use crate::transport::outbox::{Encoding, Out};
+use crate::transport::ws::WsWriter;
 
 /// One shard's state holding `n` connected sockets of `/`, each with a real link (a
 /// long-polling one: packets are queued, not written).
@@ -35,23 +36,7 @@ impl Shard {
         let mut sockets = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
-            let sid = Sid::generate(0);
-            let slot = ctx.add_link(Link::new(sid, None));
-            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
-            let handshake = Handshake {
-                auth: serde_json::json!({}),
-                info: Arc::new(HandshakeInfo {
-                    headers: Default::default(),
-                    query: Default::default(),
-                    address: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    url: String::new(),
-                    issued: SystemTime::now(),
-                }),
-            };
-            let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake);
-            s.0.connected.store(true, std::sync::atomic::Ordering::Release);
-            ctx.add_socket(s.clone());
-            ctx.join("/", s.sid(), Room::from(room));
+            let (s, slot) = add_member(&ctx, &server, &nsp, room, None);
             sockets.push(s);
             slots.push(slot);
         }
@@ -61,20 +46,7 @@ impl Shard {
     /// Encodes one event once and queues it on every member of `room`, then empties the
     /// links as a polling GET would. Returns the number of packets delivered.
     pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
-        let enc = Encoding::default();
-        let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, enc);
-        let mut sel = Selection::default();
-        sel.rooms.push(Room::from(room));
-        let msg = BroadcastMsg {
-            nsp: Arc::from("/"),
-            sel,
-            packet,
-            volatile: false,
-            event: Arc::from(event),
-            args: Arc::new(args.clone()),
-            ack: None,
-        };
-        deliver_local(&self.ctx, &msg);
+        deliver_local(&self.ctx, &plain_broadcast(room, event, args));
         self.slots.iter().map(|&slot| self.ctx.with_link(slot, |l| l.take_polled(16).len())).sum()
     }
 
@@ -124,16 +96,7 @@ impl WsShard {
             ours.set_nonblocking(true).expect("nonblocking");
             let _ = ours.set_nodelay(true);
             let (_, write) = tokio::net::TcpStream::from_std(ours).expect("register").into_split();
-            let sid = Sid::generate(0);
-            let slot = ctx.add_link(Link::new(
-                sid,
-                Some((crate::transport::ws::WsWriter::new(write), false)),
-            ));
-            let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
-            let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake());
-            s.0.connected.store(true, std::sync::atomic::Ordering::Release);
-            ctx.add_socket(s.clone());
-            ctx.join("/", s.sid(), Room::from(room));
+            add_member(&ctx, &server, &nsp, room, Some(WsWriter::new(write)));
             peers.push(peer);
         }
         drop(_guard);
@@ -163,8 +126,19 @@ impl WsShard {
     }
 }
 
-fn handshake() -> Handshake {
-    Handshake {
+/// A connected socket of `/` in `room`, on a new link (a WebSocket one with `ws`, else a
+/// long-polling one). Returns it and its link's slot.
+fn add_member(
+    ctx: &ShardCtx,
+    server: &Server,
+    nsp: &Arc<crate::ns::NamespaceInner>,
+    room: &str,
+    ws: Option<WsWriter>,
+) -> (Socket, usize) {
+    let sid = Sid::generate(0);
+    let slot = ctx.add_link(Link::new(sid, ws.map(|w| (w, false))));
+    let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
+    let handshake = Handshake {
         auth: serde_json::json!({}),
         info: Arc::new(HandshakeInfo {
             headers: Default::default(),
@@ -173,7 +147,12 @@ fn handshake() -> Handshake {
             url: String::new(),
             issued: SystemTime::now(),
         }),
-    }
+    };
+    let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake);
+    s.0.connected.store(true, std::sync::atomic::Ordering::Release);
+    ctx.add_socket(s.clone());
+    ctx.join("/", s.sid(), Room::from(room));
+    (s, slot)
 }
 
 fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
