@@ -286,6 +286,7 @@ pub async fn run_process(
             per_thread[i % client_threads].push(g);
         }
     }
+    let publisher_thread = (!publishers.is_empty()).then_some(per_thread.len());
     if !publishers.is_empty() {
         per_thread.push(publishers);
     }
@@ -296,7 +297,13 @@ pub async fn run_process(
     let mut handles = Vec::new();
     for (t, gs) in per_thread.into_iter().enumerate() {
         let (plan, ctl, tx, gauge) = (plan.clone(), ctl_rx.clone(), ttx.clone(), gauges[t].clone());
+        let publisher = publisher_thread == Some(t);
         let h = std::thread::Builder::new().name(format!("client-{t}")).spawn(move || {
+            if publisher {
+                // On a core shared with the receiving threads, the publisher would otherwise
+                // send late whenever they are busy, and latency would measure the harness.
+                crate::sys::prioritize_current_thread();
+            }
             let tx2 = tx.clone();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 thread_main(plan, gs, gauge, ctl, tx)
