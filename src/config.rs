@@ -50,12 +50,13 @@ pub struct Config {
     pub cors: Option<Cors>,
     /// Number of shard threads. Default: the number of cores. At most 255.
     pub shards: usize,
-    /// Packets a connection may have queued for writing before the slow-consumer policy
-    /// applies (the connection is closed with `slow consumer`). Default 4096.
+    /// WebSocket frames (over long-polling: packets) a connection may have waiting to be
+    /// written before the slow-consumer policy applies (the connection is closed with
+    /// `slow consumer`). Default 4096.
     pub max_outbox: usize,
-    /// Bytes a connection may have queued for writing (packets waiting in its outbox)
-    /// before the slow-consumer policy applies. With the WebSocket writer's own bound
-    /// (256 KiB in flight), this caps what one stalled client can pin. Default 8 MiB.
+    /// Bytes a connection may have waiting to be written before the slow-consumer policy
+    /// applies: what one stalled client can pin. One packet alone is always accepted.
+    /// Default 8 MiB.
     pub max_outbox_bytes: usize,
     /// Write coalescing window. A connection written to less than this long ago gets its
     /// next frames in one write when the window ends, instead of one write per frame: an
