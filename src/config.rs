@@ -64,8 +64,8 @@ pub struct Config {
     /// everything queued meanwhile. Bounds the latency it adds; zero writes on every loop
     /// turn. Default 5 ms.
     pub write_coalesce: Duration,
-    /// The widest the coalescing window gets under load. When writing takes more than about
-    /// half of a shard's time (a fan-out to tens of thousands of connections), the window
+    /// The widest the coalescing window gets under load. When writing takes more than 80% of
+    /// a shard's time (near saturation: a fan-out to tens of thousands of connections), the window
     /// widens from `write_coalesce` up to this, trading latency for fewer, fuller writes;
     /// it narrows back when the load falls. Equal to `write_coalesce`: a fixed window.
     /// Default 100 ms.

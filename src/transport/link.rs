@@ -18,7 +18,7 @@
 //! link is flushed at once; a link receiving a steady stream gets at most one write per
 //! `write_coalesce`, carrying everything that arrived meanwhile. Latency is bounded by the
 //! window (5 ms by default), and throughput per core grows with the load instead of
-//! collapsing under one syscall per frame. When writing alone takes more than about half
+//! collapsing under one syscall per frame. When writing alone takes more than 80%
 //! of the shard's time (a fan-out to tens of thousands of connections), the window widens
 //! ([`Duty`]), up to `write_coalesce_max` (100 ms by default), and narrows back when the load
 //! falls.
@@ -178,9 +178,9 @@ impl Default for Duty {
 
 impl Duty {
     /// Above this share of time spent writing, the window widens.
-    const HIGH: f64 = 0.5;
+    const HIGH: f64 = 0.8;
     /// Below this share, it narrows.
-    const LOW: f64 = 0.3;
+    const LOW: f64 = 0.5;
     /// How often the share is assessed.
     const PERIOD: Duration = Duration::from_millis(50);
     /// The window for a pass starting at `now`: between `base` (`write_coalesce`) and `max`
@@ -576,12 +576,12 @@ mod tests {
         let mut d = Duty::default();
         let mut t = Instant::now();
         assert_eq!(drive(&mut d, &mut t, 0.1, 3), BASE, "light load keeps the base window");
-        let w1 = drive(&mut d, &mut t, 0.8, 1);
+        let w1 = drive(&mut d, &mut t, 0.9, 1);
         assert!(w1 > BASE, "heavy load widens ({w1:?})");
-        let w2 = drive(&mut d, &mut t, 0.8, 1);
+        let w2 = drive(&mut d, &mut t, 0.9, 1);
         assert!(w2 > w1);
         assert_eq!(drive(&mut d, &mut t, 0.9, 40), MAX, "bounded by the max");
-        assert_eq!(drive(&mut d, &mut t, 0.4, 5), MAX, "between the thresholds it holds");
+        assert_eq!(drive(&mut d, &mut t, 0.6, 5), MAX, "between the thresholds it holds");
         let w3 = drive(&mut d, &mut t, 0.1, 1);
         assert!(w3 < MAX && w3 > BASE, "light load narrows step by step ({w3:?})");
         assert_eq!(drive(&mut d, &mut t, 0.1, 40), BASE);
