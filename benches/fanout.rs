@@ -1,7 +1,7 @@
 //! Fan-out benchmarks: `fanout/encode_once_1k`, `fanout/encode_once_10k` (one event encoded
 //! once and queued on every member of a room's links, then taken as a polling GET would),
 //! `fanout/ws_write_1k` (the same to 1,000 loopback WebSocket links, written with one
-//! `writev` each by a flush pass),
+//! send each by a flush pass),
 //! `rooms/join_leave`, and `mesh/lane_throughput` (messages per second over one lane between
 //! two threads).
 

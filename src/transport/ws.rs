@@ -65,7 +65,7 @@ const READ_MIN: usize = 512;
 const READ_GROW_MIN: usize = 16 * 1024;
 /// Up to this many frames, the I/O vectors of a write are built in a plain array.
 const SMALL_IOV: usize = 8;
-/// At most this many frames go to one `writev`.
+/// At most this many frames go to one vectored send.
 const MAX_IOV: usize = 64;
 
 thread_local! {
@@ -829,7 +829,8 @@ impl WsReader {
     }
 }
 
-/// Write half: a queue of shared frames written with `writev`, many frames per syscall.
+/// Write half: a queue of shared frames written with vectored sends (`sendmsg`), many frames
+/// per syscall.
 #[derive(Debug)]
 pub(crate) struct WsWriter {
     /// The socket.
@@ -893,7 +894,7 @@ impl WsWriter {
     }
 
     /// Writes everything queued, in as few syscalls as possible (up to [`MAX_IOV`] frames per
-    /// `writev`, going on from where a partial write stopped).
+    /// vectored send, going on from where a partial write stopped).
     ///
     /// Cancel-safe: the only await is for the socket to become writable, and what each
     /// write took is removed from the queue before anything else, so a cancelled flush has
@@ -907,8 +908,9 @@ impl WsWriter {
     }
 
     /// Writes what it can of the queue now, without waiting: the common case of a socket
-    /// with room in its send buffer costs one `writev` and no extra wake-up. What the kernel
-    /// does not take stays queued for [`WsWriter::flush`]. True once the queue is empty.
+    /// with room in its send buffer costs one `send` or `sendmsg` and no extra wake-up. What
+    /// the kernel does not take stays queued for [`WsWriter::flush`]. True once the queue is
+    /// empty.
     pub(crate) fn try_flush(&mut self) -> Result<bool, WsError> {
         while !self.queue.is_empty() {
             // The I/O vectors are built in place, in an array just big enough for the common
