@@ -42,6 +42,14 @@ struct ServeArgs {
     /// Largest accepted message or polling body, in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     max_payload: usize,
+    /// Coalescing window of a busy connection's writes, in milliseconds (0: write on every
+    /// loop turn).
+    #[arg(long, default_value_t = 5)]
+    write_coalesce: u64,
+    /// The widest the coalescing window grows while writing saturates a shard, in
+    /// milliseconds (never below --write-coalesce; equal to it: a fixed window).
+    #[arg(long, default_value_t = 100)]
+    write_coalesce_max: u64,
 }
 
 fn main() -> ExitCode {
@@ -88,7 +96,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let mut builder = Config::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
-        .max_payload(args.max_payload);
+        .max_payload(args.max_payload)
+        .write_coalesce(Duration::from_millis(args.write_coalesce))
+        .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {
         builder = builder.shards(n);
     }

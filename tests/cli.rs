@@ -16,9 +16,16 @@ fn help_documents_every_flag() {
     let out = Command::new(BIN).args(["serve", "--help"]).output().expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in
-        ["--host", "--port", "--shards", "--ping-interval", "--ping-timeout", "--max-payload"]
-    {
+    for flag in [
+        "--host",
+        "--port",
+        "--shards",
+        "--ping-interval",
+        "--ping-timeout",
+        "--max-payload",
+        "--write-coalesce",
+        "--write-coalesce-max",
+    ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
 }
