@@ -277,6 +277,21 @@ impl Conn {
         }
     }
 
+    /// The next message already received, without waiting: `None` when there is none.
+    pub fn try_recv(&mut self) -> Result<Option<Incoming>, ConnError> {
+        match self {
+            Conn::Ws(c) => Ok(c.ws.try_recv()?.map(|m| match m {
+                WsIn::Text(bytes) => Incoming::Text(Payload { bytes, multi: false }),
+                WsIn::Binary(_) => Incoming::Binary,
+            })),
+            Conn::Poll(c) => match c.rx.try_recv() {
+                Ok(Ok(bytes)) => Ok(Some(Incoming::Text(Payload { bytes, multi: true }))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
     /// Queues one Engine.IO packet (already encoded); nothing is written before [`Conn::flush`].
     pub fn queue(&mut self, packet: Bytes) {
         match self {

@@ -748,14 +748,23 @@ async fn run_conn(
                 }
             }
             r = conn.recv() => {
-                match r {
-                    Ok(Incoming::Text(payload)) => {
-                        if let Err(e) = rx.handle(l, conn, &payload) {
-                            return End::Lost(e);
+                // Every message of this read is handled here, with one arrival time, before
+                // going back to waiting (the select and a clock read per message cost more
+                // than the message once a server writes several per segment).
+                let now = mono_ns();
+                let mut next = r.map(Some);
+                loop {
+                    match next {
+                        Ok(Some(Incoming::Text(payload))) => {
+                            if let Err(e) = rx.handle(l, conn, &payload, now) {
+                                return End::Lost(e);
+                            }
                         }
+                        Ok(Some(Incoming::Binary)) => l.st.borrow_mut().c.binary_frames += 1,
+                        Ok(None) => break,
+                        Err(e) => return End::Lost(e),
                     }
-                    Ok(Incoming::Binary) => l.st.borrow_mut().c.binary_frames += 1,
-                    Err(e) => return End::Lost(e),
+                    next = conn.try_recv();
                 }
                 if conn.has_pending() {
                     if let Err(e) = conn.flush().await {
@@ -783,10 +792,17 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn handle(&mut self, l: &Local, conn: &mut Conn, payload: &Payload) -> Result<(), ConnError> {
+    /// Handles one received message (`now`: when it arrived, in ns).
+    fn handle(
+        &mut self,
+        l: &Local,
+        conn: &mut Conn,
+        payload: &Payload,
+        now: u64,
+    ) -> Result<(), ConnError> {
         for p in payload.packets() {
             match proto::eio(p) {
-                Ok(Eio::Message(m)) => self.sio(l, m)?,
+                Ok(Eio::Message(m)) => self.sio(l, m, now)?,
                 Ok(Eio::Ping(d)) => {
                     conn.queue_pong(d);
                     l.st.borrow_mut().c.pings += 1;
@@ -803,7 +819,7 @@ impl Receiver {
         Ok(())
     }
 
-    fn sio(&mut self, l: &Local, m: &[u8]) -> Result<(), ConnError> {
+    fn sio(&mut self, l: &Local, m: &[u8], now: u64) -> Result<(), ConnError> {
         let s = match proto::sio(m, &l.plan.namespace) {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -818,17 +834,21 @@ impl Receiver {
         let echo = l.plan.shape == Scenario::Echo;
         match s.kind {
             Kind::Event if !echo => match proto::scan_event::<4>(s.data, &l.prefix) {
-                Ok(Scan::Hit([id, seq, at, sent])) => self.deliver(l, id, seq, at, sent, false),
-                Ok(Scan::SlowHit([id, seq, at, sent])) => self.deliver(l, id, seq, at, sent, true),
+                Ok(Scan::Hit([id, seq, at, sent])) => {
+                    self.deliver(l, id, seq, at, sent, false, now)
+                }
+                Ok(Scan::SlowHit([id, seq, at, sent])) => {
+                    self.deliver(l, id, seq, at, sent, true, now)
+                }
                 Ok(Scan::Other) => l.st.borrow_mut().c.other_packets += 1,
                 Err(e) => l.malformed(e),
             },
             Kind::Ack if echo && s.ack != Some(0) => match proto::scan_ack::<3>(s.data) {
                 Ok(Scan::Hit([seq, at, sent])) => {
-                    self.deliver(l, u64::from(self.own.unwrap_or(0)), seq, at, sent, false)
+                    self.deliver(l, u64::from(self.own.unwrap_or(0)), seq, at, sent, false, now)
                 }
                 Ok(Scan::SlowHit([seq, at, sent])) => {
-                    self.deliver(l, u64::from(self.own.unwrap_or(0)), seq, at, sent, true)
+                    self.deliver(l, u64::from(self.own.unwrap_or(0)), seq, at, sent, true, now)
                 }
                 Ok(Scan::Other) => l.st.borrow_mut().c.other_packets += 1,
                 Err(e) => l.malformed(e),
@@ -842,10 +862,10 @@ impl Receiver {
     }
 
     /// One delivery from publisher `id`, sequence `seq`, scheduled `at` and written `sent` ns
-    /// after the epoch.
-    fn deliver(&mut self, l: &Local, id: u64, seq: u64, at: u64, sent: u64, slow: bool) {
+    /// after the epoch, arriving at `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(&mut self, l: &Local, id: u64, seq: u64, at: u64, sent: u64, slow: bool, now: u64) {
         let plan = &l.plan;
-        let now = mono_ns();
         let mut st = l.st.borrow_mut();
         if slow {
             st.c.slow_path_parses += 1;
