@@ -395,9 +395,9 @@ impl ShardCtx {
     }
 
     /// One slice of a flush pass: writes dirty links whose coalescing window is over and
-    /// defers the others, until the pass is done or [`PASS_SLICE`] links were written. A new pass
-    /// starts from the dirty links and the deferred ones now due. True when the pass is not
-    /// done (the flusher yields, then calls again).
+    /// defers the others, until the pass is done or [`PASS_SLICE`] links were written. A new
+    /// pass starts from the dirty links and the deferred ones now due. True when the pass is
+    /// not done (the flusher yields, then calls again).
     pub(crate) fn flush_pass(&self, now: Instant) -> bool {
         let mut flush = self.flush.borrow_mut();
         let flush = &mut *flush;
