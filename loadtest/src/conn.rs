@@ -159,6 +159,19 @@ impl Drop for PollConn {
     }
 }
 
+/// A WebSocket message as the engine sees it.
+fn ws_incoming(m: WsIn) -> Incoming {
+    match m {
+        WsIn::Text(bytes) => Incoming::Text(Payload { bytes, multi: false }),
+        WsIn::Binary(_) => Incoming::Binary,
+    }
+}
+
+/// A polling response body (several packets) as the engine sees it.
+fn poll_incoming(bytes: Bytes) -> Incoming {
+    Incoming::Text(Payload { bytes, multi: true })
+}
+
 impl Conn {
     /// Connects: TCP, transport, Engine.IO OPEN, namespace CONNECT (with auth). Time-bounded by
     /// the caller.
@@ -265,13 +278,9 @@ impl Conn {
     /// Next payload. Cancel-safe (used in `select!`).
     pub async fn recv(&mut self) -> Result<Incoming, ConnError> {
         match self {
-            Conn::Ws(c) => match c.ws.recv().await? {
-                WsIn::Text(bytes) => Ok(Incoming::Text(Payload { bytes, multi: false })),
-                WsIn::Binary(_) => Ok(Incoming::Binary),
-            },
+            Conn::Ws(c) => Ok(ws_incoming(c.ws.recv().await?)),
             Conn::Poll(c) => match c.rx.recv().await {
-                Some(Ok(bytes)) => Ok(Incoming::Text(Payload { bytes, multi: true })),
-                Some(Err(e)) => Err(e),
+                Some(r) => r.map(poll_incoming),
                 None => Err(ConnError::new("polling: GET loop ended")),
             },
         }
@@ -280,13 +289,9 @@ impl Conn {
     /// The next message already received, without waiting: `None` when there is none.
     pub fn try_recv(&mut self) -> Result<Option<Incoming>, ConnError> {
         match self {
-            Conn::Ws(c) => Ok(c.ws.try_recv()?.map(|m| match m {
-                WsIn::Text(bytes) => Incoming::Text(Payload { bytes, multi: false }),
-                WsIn::Binary(_) => Incoming::Binary,
-            })),
+            Conn::Ws(c) => Ok(c.ws.try_recv()?.map(ws_incoming)),
             Conn::Poll(c) => match c.rx.try_recv() {
-                Ok(Ok(bytes)) => Ok(Some(Incoming::Text(Payload { bytes, multi: true }))),
-                Ok(Err(e)) => Err(e),
+                Ok(r) => r.map(|bytes| Some(poll_incoming(bytes))),
                 Err(_) => Ok(None),
             },
         }

@@ -1567,13 +1567,6 @@ mod tests {
         drop(client);
         assert!(matches!(reader.read().await, Err(WsError::Closed)));
     }
-}
-
-#[cfg(test)]
-mod write_tests {
-    use super::*;
-    use tokio::io::AsyncReadExt as _;
-
     /// Frames `0..n`, each 1 KiB of its own index byte.
     fn frames(n: usize) -> Vec<Bytes> {
         (0..n).map(|i| Bytes::from(vec![i as u8; 1024])).collect()
@@ -1585,12 +1578,9 @@ mod write_tests {
     /// stuck waiting for a readiness event tokio never saw).
     #[tokio::test]
     async fn refused_write_waits_for_the_peer_and_resumes_in_order() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let mut client = client.unwrap();
-        let (_read, write) = server.unwrap().0.into_split();
+        use tokio::io::AsyncReadExt as _;
+        let (mut client, server) = socket_pair().await;
+        let (_read, write) = server.into_split();
         let mut w = WsWriter::new(write);
         // Far more than loopback socket buffers hold (a few MiB at most).
         let sent = frames(16 * 1024);
