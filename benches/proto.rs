@@ -13,7 +13,7 @@ fn encode_event(c: &mut Criterion) {
         let mut buf = BytesMut::with_capacity(256);
         b.iter(|| {
             buf.clear();
-            sio::encode_event(&mut buf, "/", "chat", &args, None, 0);
+            sio::encode_event(&mut buf, "/", "chat", &args, &Default::default(), None, 0);
             std::hint::black_box(&buf);
         })
     });
@@ -33,7 +33,9 @@ fn decode_event(c: &mut Criterion) {
             else {
                 unreachable!("a message frame")
             };
-            std::hint::black_box(sio::Packet::decode(&text, 10).expect("valid packet"));
+            std::hint::black_box(
+                sio::Packet::decode(&text, sio::Limits::default()).expect("valid packet"),
+            );
         })
     });
     g.finish();

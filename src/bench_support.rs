@@ -140,6 +140,7 @@ fn add_member(
     let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
     let handshake = Handshake {
         auth: serde_json::json!({}),
+        auth_verbatim: None,
         info: Arc::new(HandshakeInfo {
             headers: Default::default(),
             query: Default::default(),
@@ -157,7 +158,8 @@ fn add_member(
 
 fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
     let enc = Encoding::default();
-    let packet = Out::event("/", event, args.values(), args.binary().to_vec(), None, enc);
+    let packet =
+        Out::event("/", event, args.values(), args.verbatim(), args.binary().to_vec(), None, enc);
     let mut sel = Selection::default();
     sel.rooms.push(Room::from(room));
     BroadcastMsg {

@@ -72,6 +72,12 @@ pub struct Config {
     pub write_coalesce_max: Duration,
     /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
     pub max_attachments: usize,
+    /// Deepest nesting of arrays and objects a client's JSON may have (the arguments array of
+    /// an event is level 1; an argument `[[1]]` in it is 3 deep). A deeper packet closes that
+    /// connection (`forced close`, logged as "nested deeper than max_json_depth"); the parser
+    /// does not recurse, and the shard threads' stacks are sized for handling values this
+    /// deep. From 2 to 100,000. Default 1,000.
+    pub max_json_depth: usize,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
     pub max_connections: usize,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
@@ -104,6 +110,7 @@ impl Default for Config {
             write_coalesce: Duration::from_millis(5),
             write_coalesce_max: Duration::from_millis(100),
             max_attachments: 10,
+            max_json_depth: 1000,
             max_connections: 100_000,
             tcp_nodelay: true,
             per_message_deflate: false,
@@ -134,7 +141,13 @@ pub enum ConfigError {
     /// Both transports were disabled.
     #[error("at least one transport (polling, websocket) must be enabled")]
     NoTransport,
+    /// `max_json_depth` must be 2..=100,000.
+    #[error("max_json_depth must be between 2 and {MAX_JSON_DEPTH}, got {0}")]
+    JsonDepth(usize),
 }
+
+/// The largest `max_json_depth` accepted (what the shard stack sizing is planned for).
+pub const MAX_JSON_DEPTH: usize = 100_000;
 
 /// Builder for [`Config`]; each setter documents nothing new: see the field of the same name.
 #[derive(Debug, Clone)]
@@ -184,6 +197,8 @@ impl ConfigBuilder {
         write_coalesce_max: Duration);
     setter!(/// See [`Config::max_attachments`].
         max_attachments: usize);
+    setter!(/// See [`Config::max_json_depth`].
+        max_json_depth: usize);
     setter!(/// See [`Config::max_connections`].
         max_connections: usize);
     setter!(/// See [`Config::tcp_nodelay`].
@@ -224,6 +239,9 @@ impl ConfigBuilder {
         if !c.polling && !c.websocket {
             return Err(ConfigError::NoTransport);
         }
+        if !(2..=MAX_JSON_DEPTH).contains(&c.max_json_depth) {
+            return Err(ConfigError::JsonDepth(c.max_json_depth));
+        }
         Ok(c)
     }
 }
@@ -256,5 +274,12 @@ mod tests {
             Config::builder().polling(false).websocket(false).build().unwrap_err(),
             ConfigError::NoTransport
         );
+        for bad in [0, 1, MAX_JSON_DEPTH + 1] {
+            assert_eq!(
+                Config::builder().max_json_depth(bad).build().unwrap_err(),
+                ConfigError::JsonDepth(bad)
+            );
+        }
+        assert_eq!(Config::builder().build().unwrap().max_json_depth, 1000);
     }
 }

@@ -38,7 +38,7 @@ pub fn install(io: &Server) {
 
 /// `auth` with the handshake's auth object, and `message` echoed as `message-back`.
 fn greet_and_echo(socket: &Socket) {
-    let _ = socket.emit("auth", socket.handshake().auth.clone());
+    let _ = socket.emit("auth", socket.handshake().auth_arg());
     socket.on("message", |s, args, _ack| {
         let _ = s.emit("message-back", args);
     });

@@ -230,6 +230,7 @@ impl BroadcastOperator {
             &nsp.name,
             event,
             args.values(),
+            args.verbatim(),
             args.binary().to_vec(),
             ack.as_ref().map(|a| a.0),
             self.server.encoding(self.compress),

@@ -9,13 +9,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::proto::json::Verbatim;
 use crate::proto::sio;
 
 /// The arguments of an event or an acknowledgement.
+///
+/// Received arguments are JavaScript values read as `JSON.parse` reads them (see
+/// `shardcast::proto::json`): a string holding a lone surrogate (`"\ud83d"`, half an
+/// emoji) is seen here with U+FFFD in its place, and the argument keeps the text the client
+/// sent, so emitting these `Args` again (relay, echo, ack, broadcast; also after
+/// [`Args::skip`]) sends the client's escape back unchanged. [`Args::original`] shows that
+/// text.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Args {
     values: Vec<Value>,
     binary: Vec<Bytes>,
+    verbatim: Verbatim,
 }
 
 impl Args {
@@ -24,8 +33,8 @@ impl Args {
         Args::default()
     }
 
-    pub(crate) fn from_parts(values: Vec<Value>, binary: Vec<Bytes>) -> Self {
-        Args { values, binary }
+    pub(crate) fn from_parts(values: Vec<Value>, binary: Vec<Bytes>, verbatim: Verbatim) -> Self {
+        Args { values, binary, verbatim }
     }
 
     /// Appends a JSON argument. A value that cannot be represented as JSON (a map with
@@ -75,6 +84,13 @@ impl Args {
         self.values.get(i).and_then(Value::as_str)
     }
 
+    /// The JSON text argument `i` is sent as when it differs from [`Args::values`]: a
+    /// received argument holding a lone surrogate, as the client wrote it (numbers as
+    /// JavaScript writes them, no whitespace). `None` for every other argument.
+    pub fn original(&self, i: usize) -> Option<&str> {
+        self.verbatim.get(i)
+    }
+
     /// Argument `i` as bytes, when it is a (top-level) binary argument.
     pub fn get_binary(&self, i: usize) -> Option<&Bytes> {
         let v = self.values.get(i)?;
@@ -90,11 +106,17 @@ impl Args {
     pub fn skip(mut self, n: usize) -> Self {
         let n = n.min(self.values.len());
         self.values.drain(..n);
+        self.verbatim.skip(n);
         self
     }
 
-    pub(crate) fn into_parts(self) -> (Vec<Value>, Vec<Bytes>) {
-        (self.values, self.binary)
+    /// The verbatim text of the arguments that have one (see [`Args::original`]).
+    pub(crate) fn verbatim(&self) -> &Verbatim {
+        &self.verbatim
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<Value>, Vec<Bytes>, Verbatim) {
+        (self.values, self.binary, self.verbatim)
     }
 }
 
@@ -120,7 +142,7 @@ impl IntoArgs for () {
 
 impl IntoArgs for Value {
     fn into_args(self) -> Args {
-        Args { values: vec![self], binary: Vec::new() }
+        Args { values: vec![self], ..Args::default() }
     }
 }
 

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
 use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
+use crate::proto::json;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
 use crate::server::ServerShared;
@@ -59,9 +60,14 @@ impl Client {
             tracing::debug!(sid = %self.conn.sid, "text packet while reassembling attachments");
             return Flow::Close(DisconnectReason::ForcedClose);
         }
-        let packet = match sio::Packet::decode(text, self.server.config.max_attachments) {
+        let limits = sio::Limits {
+            max_attachments: self.server.config.max_attachments,
+            max_json_depth: self.server.config.max_json_depth,
+        };
+        let packet = match sio::Packet::decode(text, limits) {
             Ok(p) => p,
             Err(e) => {
+                // Named in the log; the client sees the close, as from the reference.
                 tracing::debug!(sid = %self.conn.sid, error = %e, "undecodable packet");
                 return Flow::Close(DisconnectReason::ForcedClose);
             }
@@ -107,11 +113,18 @@ impl Client {
                 if values.is_empty() {
                     return Flow::Close(DisconnectReason::ForcedClose);
                 }
+                // A number as event name is its JavaScript string form ("7", "1.5").
                 let event = match values.remove(0) {
                     Value::String(s) => s,
-                    other => other.to_string(),
+                    other => {
+                        let mut text = bytes::BytesMut::new();
+                        json::write_value(&mut text, &other);
+                        String::from_utf8_lossy(&text).into_owned()
+                    }
                 };
-                let args = Args::from_parts(values, bins);
+                let mut verbatim = packet.verbatim;
+                verbatim.skip(1);
+                let args = Args::from_parts(values, bins, verbatim);
                 let ack = packet.id.map(|id| socket.ack_sender(id));
                 socket.dispatch_event(&event, args, ack);
                 Flow::Continue
@@ -120,7 +133,7 @@ impl Client {
                 let (Some(id), Some(Value::Array(values))) = (packet.id, packet.data) else {
                     return Flow::Close(DisconnectReason::ForcedClose);
                 };
-                socket.on_ack(id, Args::from_parts(values, bins));
+                socket.on_ack(id, Args::from_parts(values, bins, packet.verbatim));
                 Flow::Continue
             }
             (PacketType::Disconnect, Some(socket)) => {
@@ -138,23 +151,22 @@ impl Client {
     }
 
     fn connect(&mut self, ctx: &ShardCtx, packet: sio::Packet) -> Flow {
-        let auth = match packet.data {
-            Some(v @ Value::Object(_)) => v,
-            _ => json!({}),
+        let (auth, auth_verbatim) = match packet.data {
+            Some(v @ Value::Object(_)) => (v, packet.verbatim.get(0).map(Box::from)),
+            _ => (json!({}), None),
         };
         let nsp = self.server.namespace_for(&packet.nsp, &auth);
         let Some(nsp) = nsp else {
-            let err = sio::Packet {
-                kind: PacketType::ConnectError,
-                nsp: packet.nsp,
-                id: None,
-                data: Some(json!({"message": "Invalid namespace"})),
-                attachments: 0,
-            };
+            let err = sio::Packet::new(
+                PacketType::ConnectError,
+                packet.nsp,
+                None,
+                Some(json!({"message": "Invalid namespace"})),
+            );
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
         };
-        let handshake = Handshake { auth, info: self.info.clone() };
+        let handshake = Handshake { auth, auth_verbatim, info: self.info.clone() };
         let id = Sid::generate(ctx.id as u8);
         let socket =
             Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);
@@ -163,26 +175,19 @@ impl Client {
             if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
                 m.insert("data".into(), d);
             }
-            let err = sio::Packet {
-                kind: PacketType::ConnectError,
-                nsp: packet.nsp,
-                id: None,
-                data: Some(data),
-                attachments: 0,
-            };
+            let err = sio::Packet::new(PacketType::ConnectError, packet.nsp, None, Some(data));
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
         }
         socket.0.connected.store(true, Ordering::Release);
         ctx.add_socket(socket.clone());
         self.sockets.push(socket.clone());
-        let ok = sio::Packet {
-            kind: PacketType::Connect,
-            nsp: packet.nsp,
-            id: None,
-            data: Some(json!({"sid": id.as_str()})),
-            attachments: 0,
-        };
+        let ok = sio::Packet::new(
+            PacketType::Connect,
+            packet.nsp,
+            None,
+            Some(json!({"sid": id.as_str()})),
+        );
         self.conn.send(Out::packet(&ok));
         if let Some(h) = nsp.connect_handler() {
             h(socket);
@@ -209,13 +214,7 @@ impl Client {
             self.sockets.iter().filter(|s| s.sid() == sid).cloned().collect()
         };
         for s in targets {
-            let p = sio::Packet {
-                kind: PacketType::Disconnect,
-                nsp: s.ns().to_owned(),
-                id: None,
-                data: None,
-                attachments: 0,
-            };
+            let p = sio::Packet::new(PacketType::Disconnect, s.ns(), None, None);
             self.conn.send(Out::packet(&p));
             self.remove(ctx, &s, DisconnectReason::ServerNamespaceDisconnect);
         }

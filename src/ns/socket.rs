@@ -21,6 +21,7 @@ use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
 use crate::ns::pairs::{Headers, Pairs};
 use crate::ns::{NamespaceInner, Room};
+use crate::proto::json::Verbatim;
 use crate::proto::{sid::Sid, sio};
 use crate::server::ServerShared;
 use crate::shard::{self, ShardCtx};
@@ -54,9 +55,22 @@ impl HandshakeInfo {
 /// `Deref`) the connection's [`HandshakeInfo`]: `handshake.headers`, `handshake.address`, ...
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    /// The `auth` payload of the namespace CONNECT packet (`{}` when none was sent).
+    /// The `auth` payload of the namespace CONNECT packet (`{}` when none was sent). A
+    /// string in it holding a lone surrogate reads U+FFFD here; [`Handshake::auth_arg`]
+    /// keeps what the client sent.
     pub auth: Value,
+    /// The auth payload's text as the client wrote it, when it held a lone surrogate.
+    pub(crate) auth_verbatim: Option<Box<str>>,
     pub(crate) info: Arc<HandshakeInfo>,
+}
+
+impl Handshake {
+    /// The auth payload as one event argument that is written back exactly as the client
+    /// sent it (lone surrogates included; see [`Args`]).
+    pub fn auth_arg(&self) -> Args {
+        let verbatim = self.auth_verbatim.clone().map(|t| Verbatim::entry(0, t));
+        Args::from_parts(vec![self.auth.clone()], Vec::new(), verbatim.unwrap_or_default())
+    }
 }
 
 impl std::ops::Deref for Handshake {
@@ -179,9 +193,9 @@ impl AckSender {
         if !self.socket.connected() {
             return Err(EmitError::Disconnected);
         }
-        let (values, binary) = args.into_args().into_parts();
+        let (values, binary, verbatim) = args.into_args().into_parts();
         let enc = self.socket.0.server.encoding(true);
-        let out = Out::ack(&self.socket.0.nsp.name, self.id, &values, binary, enc);
+        let out = Out::ack(&self.socket.0.nsp.name, self.id, &values, &verbatim, binary, enc);
         self.socket.0.conn.send(out);
         Ok(())
     }
@@ -283,6 +297,7 @@ impl Socket {
             &self.0.nsp.name,
             event,
             args.values(),
+            args.verbatim(),
             args.binary().to_vec(),
             ack,
             self.0.server.encoding(flags.compress),

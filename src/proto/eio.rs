@@ -16,6 +16,8 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::json::put_json_str;
+
 /// Separator between packets in a long-polling payload (ASCII "record separator").
 pub const SEPARATOR: u8 = 0x1e;
 
@@ -207,19 +209,6 @@ pub(crate) fn put_u64(out: &mut BytesMut, mut n: u64) {
         }
     }
     out.extend_from_slice(&buf[i..]);
-}
-
-/// Appends `s` as a JSON string literal (shared with the Socket.IO codec).
-pub(crate) fn put_json_str(out: &mut BytesMut, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.reserve(s.len() + 2);
-        out.put_u8(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.put_u8(b'"');
-    } else {
-        // Writing to a BytesMut cannot fail, and a &str always serialises.
-        let _ = serde_json::to_writer((&mut *out).writer(), s);
-    }
 }
 
 /// Streaming decoder for an HTTP long-polling POST body ("payload"): packets

@@ -1,5 +1,7 @@
-//! Sans-IO protocol core: Engine.IO v4 framing, Socket.IO v5 packets and session ids.
+//! Sans-IO protocol core: Engine.IO v4 framing, Socket.IO v5 packets, JSON as JavaScript
+//! reads and writes it, and session ids.
 
 pub mod eio;
+pub mod json;
 pub mod sid;
 pub mod sio;

@@ -25,7 +25,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::eio::{put_json_str, put_u64};
+use super::eio::put_u64;
+use super::json::{self, put_json_str, JsonError, Verbatim};
 
 /// Socket.IO packet type, the first byte of a packet (`'0'..='6'`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +111,12 @@ pub enum DecodeError {
     /// The data is not valid JSON.
     #[error("invalid JSON in socket.io packet")]
     InvalidJson,
+    /// The data nests arrays and objects deeper than the configured limit.
+    #[error("socket.io packet JSON nested deeper than {limit} levels (max_json_depth)")]
+    JsonTooDeep {
+        /// The configured maximum (`max_json_depth`).
+        limit: usize,
+    },
     /// Bytes follow the JSON data.
     #[error("trailing data after socket.io packet JSON")]
     TrailingData,
@@ -143,12 +150,43 @@ pub struct Packet {
     /// Number of binary attachments; only for binary types. The data keeps
     /// its `{"_placeholder":true,"num":N}` objects in place.
     pub attachments: usize,
+    /// When the data is an array: the elements that held a lone surrogate, as the client
+    /// wrote them (see [`json`]). Empty otherwise, and for packets built here.
+    pub verbatim: Verbatim,
+}
+
+/// Limits the decoder enforces on what a peer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most binary attachments one packet may announce (socket.io-parser's
+    /// `maxAttachments`).
+    pub max_attachments: usize,
+    /// Deepest nesting of arrays and objects in the data (the data array itself is 1).
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_attachments: 10, max_json_depth: 1000 }
+    }
 }
 
 impl Packet {
+    /// A packet with no verbatim elements (everything this server builds).
+    pub fn new(
+        kind: PacketType,
+        nsp: impl Into<String>,
+        id: Option<u64>,
+        data: Option<Value>,
+    ) -> Packet {
+        Packet { kind, nsp: nsp.into(), id, data, attachments: 0, verbatim: Verbatim::default() }
+    }
+
     /// Decodes a Socket.IO packet (the Engine.IO message data, without the
-    /// `'4'`). Binary types with more than `max_attachments` attachments fail.
-    pub fn decode(text: &[u8], max_attachments: usize) -> Result<Packet, DecodeError> {
+    /// `'4'`). Binary types with more than `limits.max_attachments` attachments fail, and so
+    /// does data nested deeper than `limits.max_json_depth`.
+    pub fn decode(text: &[u8], limits: Limits) -> Result<Packet, DecodeError> {
+        let max_attachments = limits.max_attachments;
         let (&first, mut rest) = text.split_first().ok_or(DecodeError::Empty)?;
         let kind = PacketType::from_byte(first).ok_or(DecodeError::UnknownType(first))?;
 
@@ -188,7 +226,17 @@ impl Packet {
         };
         rest = tail;
 
-        let data = if rest.is_empty() { None } else { Some(parse_json(rest)?) };
+        let (data, verbatim) = if rest.is_empty() {
+            (None, Verbatim::default())
+        } else {
+            let text = std::str::from_utf8(rest).map_err(|_| DecodeError::InvalidJson)?;
+            let parsed = json::parse(text, limits.max_json_depth).map_err(|e| match e {
+                JsonError::Syntax => DecodeError::InvalidJson,
+                JsonError::TooDeep { limit } => DecodeError::JsonTooDeep { limit },
+                JsonError::Trailing => DecodeError::TrailingData,
+            })?;
+            (Some(parsed.value), parsed.verbatim)
+        };
 
         if !is_payload_valid(kind, data.as_ref()) {
             return Err(DecodeError::InvalidPayload);
@@ -196,14 +244,23 @@ impl Packet {
         if id.is_none() && matches!(kind, PacketType::Ack | PacketType::BinaryAck) {
             return Err(DecodeError::MissingAckId);
         }
-        Ok(Packet { kind, nsp, id, data, attachments })
+        Ok(Packet { kind, nsp, id, data, attachments, verbatim })
     }
 
     /// Appends the wire form: namespace `"/"` omitted, attachments as `N-`.
     pub fn encode(&self, out: &mut BytesMut) {
         put_header(out, self.kind, &self.nsp, self.id, self.attachments);
-        if let Some(data) = &self.data {
-            put_value(out, data);
+        match &self.data {
+            Some(Value::Array(items)) if !self.verbatim.is_empty() => {
+                out.put_u8(b'[');
+                json::write_elements(out, items, &self.verbatim);
+                out.put_u8(b']');
+            }
+            Some(data) => match self.verbatim.get(0) {
+                Some(text) if !data.is_array() => out.extend_from_slice(text.as_bytes()),
+                _ => json::write_value(out, data),
+            },
+            None => {}
         }
     }
 
@@ -230,21 +287,6 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     digits
         .iter()
         .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d.wrapping_sub(b'0'))))
-}
-
-/// Parses one JSON value; only JSON whitespace may follow it.
-fn parse_json(s: &[u8]) -> Result<Value, DecodeError> {
-    let mut values = serde_json::Deserializer::from_slice(s).into_iter::<Value>();
-    let value = match values.next() {
-        Some(Ok(v)) => v,
-        _ => return Err(DecodeError::InvalidJson),
-    };
-    let tail = s.get(values.byte_offset()..).unwrap_or_default();
-    if tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
-        Ok(value)
-    } else {
-        Err(DecodeError::TrailingData)
-    }
 }
 
 /// socket.io-parser's `isPayloadValid`, with data required where the
@@ -289,32 +331,17 @@ fn put_header(
     }
 }
 
-/// Appends a JSON value.
-fn put_value(out: &mut BytesMut, v: &Value) {
-    match v {
-        Value::String(s) => put_json_str(out, s),
-        // Writing to a BytesMut cannot fail, and a Value always serialises.
-        _ => {
-            let _ = serde_json::to_writer((&mut *out).writer(), v);
-        }
-    }
-}
-
-/// Writes `[first, args...]` (without `first` when it is `None`).
-fn put_array(out: &mut BytesMut, first: Option<&str>, args: &[Value]) {
+/// Writes `[first, args...]` (without `first` when it is `None`), argument `i` from
+/// `verbatim` when it has text there.
+fn put_array(out: &mut BytesMut, first: Option<&str>, args: &[Value], verbatim: &Verbatim) {
     out.put_u8(b'[');
-    let mut sep = false;
     if let Some(first) = first {
         put_json_str(out, first);
-        sep = true;
-    }
-    for arg in args {
-        if sep {
+        if !args.is_empty() {
             out.put_u8(b',');
         }
-        put_value(out, arg);
-        sep = true;
     }
+    json::write_elements(out, args, verbatim);
     out.put_u8(b']');
 }
 
@@ -326,20 +353,28 @@ pub fn encode_event(
     nsp: &str,
     event: &str,
     args: &[Value],
+    verbatim: &Verbatim,
     id: Option<u64>,
     attachments: usize,
 ) {
     let kind = if attachments > 0 { PacketType::BinaryEvent } else { PacketType::Event };
     put_header(out, kind, nsp, id, attachments);
-    put_array(out, Some(event), args);
+    put_array(out, Some(event), args, verbatim);
 }
 
 /// Writes an ACK (or BINARY_ACK when `attachments > 0`) for ack `id` with
 /// `args`. Same bytes as [`Packet::encode`] of the equivalent packet.
-pub fn encode_ack(out: &mut BytesMut, nsp: &str, id: u64, args: &[Value], attachments: usize) {
+pub fn encode_ack(
+    out: &mut BytesMut,
+    nsp: &str,
+    id: u64,
+    args: &[Value],
+    verbatim: &Verbatim,
+    attachments: usize,
+) {
     let kind = if attachments > 0 { PacketType::BinaryAck } else { PacketType::Ack };
     put_header(out, kind, nsp, Some(id), attachments);
-    put_array(out, None, args);
+    put_array(out, None, args, verbatim);
 }
 
 /// True for the names socket.io refuses as event names: `connect`,
@@ -444,7 +479,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const MAX: usize = 10;
+    const MAX: Limits = Limits { max_attachments: 10, max_json_depth: 1000 };
 
     fn dec(s: &str) -> Result<Packet, DecodeError> {
         Packet::decode(s.as_bytes(), MAX)
@@ -463,7 +498,7 @@ mod tests {
         data: Option<Value>,
         att: usize,
     ) -> Packet {
-        Packet { kind, nsp: nsp.to_owned(), id, data, attachments: att }
+        Packet { attachments: att, ..Packet::new(kind, nsp, id, data) }
     }
 
     use PacketType::*;
@@ -582,7 +617,10 @@ mod tests {
         assert_eq!(Packet::decode(b"0/ad\xffmin,", MAX), Err(E::InvalidNamespace));
         assert_eq!(Packet::decode(b"2[\"\xff\"]", MAX), Err(E::InvalidJson));
         assert_eq!(
-            Packet::decode(b"51-[\"a\",{\"_placeholder\":true,\"num\":0}]", 0),
+            Packet::decode(
+                b"51-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+                Limits { max_attachments: 0, ..MAX }
+            ),
             Err(E::TooManyAttachments { limit: 0 })
         );
     }
@@ -590,7 +628,7 @@ mod tests {
     #[test]
     fn deep_json_is_rejected_not_overflowed() {
         let wire = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(dec(&wire), Err(DecodeError::InvalidJson));
+        assert_eq!(dec(&wire), Err(DecodeError::JsonTooDeep { limit: 1000 }));
     }
 
     /// Every prefix and every single-byte corruption of valid packets decodes
@@ -629,13 +667,13 @@ mod tests {
 
     fn event(nsp: &str, ev: &str, args: &[Value], id: Option<u64>, att: usize) -> String {
         let mut out = BytesMut::new();
-        encode_event(&mut out, nsp, ev, args, id, att);
+        encode_event(&mut out, nsp, ev, args, &Verbatim::default(), id, att);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
     fn ack(nsp: &str, id: u64, args: &[Value], att: usize) -> String {
         let mut out = BytesMut::new();
-        encode_ack(&mut out, nsp, id, args, att);
+        encode_ack(&mut out, nsp, id, args, &Verbatim::default(), att);
         String::from_utf8(out.to_vec()).unwrap()
     }
 

@@ -14,6 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use smallvec::SmallVec;
 
+use crate::proto::json::Verbatim;
 use crate::proto::sio;
 use crate::transport::ws;
 
@@ -95,13 +96,14 @@ impl Out {
         nsp: &str,
         event: &str,
         values: &[Value],
+        verbatim: &Verbatim,
         binary: Vec<Bytes>,
         ack: Option<u64>,
         enc: Encoding,
     ) -> Out {
         let mut buf = frame_buffer(32 + event.len());
         buf.put_u8(b'4');
-        sio::encode_event(&mut buf, nsp, event, values, ack, binary.len());
+        sio::encode_event(&mut buf, nsp, event, values, verbatim, ack, binary.len());
         Out::new(buf, binary, enc)
     }
 
@@ -110,12 +112,13 @@ impl Out {
         nsp: &str,
         id: u64,
         values: &[Value],
+        verbatim: &Verbatim,
         binary: Vec<Bytes>,
         enc: Encoding,
     ) -> Out {
         let mut buf = frame_buffer(16);
         buf.put_u8(b'4');
-        sio::encode_ack(&mut buf, nsp, id, values, binary.len());
+        sio::encode_ack(&mut buf, nsp, id, values, verbatim, binary.len());
         Out::new(buf, binary, enc)
     }
 
@@ -161,7 +164,15 @@ mod tests {
 
     #[test]
     fn text_is_built_inside_its_frame() {
-        let out = Out::event("/", "hi", &[json!(1)], Vec::new(), None, Encoding::default());
+        let out = Out::event(
+            "/",
+            "hi",
+            &[json!(1)],
+            &Verbatim::default(),
+            Vec::new(),
+            None,
+            Encoding::default(),
+        );
         assert_eq!(&out.text()[..], br#"42["hi",1]"#);
         let frames: Vec<_> = out.frames(false).cloned().collect();
         assert_eq!(frames.len(), 1);
@@ -174,7 +185,15 @@ mod tests {
     fn long_texts_use_the_extended_lengths() {
         for n in [125usize, 126, 65_535, 65_536, 200_000] {
             let s = "x".repeat(n);
-            let out = Out::event("/", "e", &[json!(s)], Vec::new(), None, Encoding::default());
+            let out = Out::event(
+                "/",
+                "e",
+                &[json!(s)],
+                &Verbatim::default(),
+                Vec::new(),
+                None,
+                Encoding::default(),
+            );
             let f = out.frames(false).next().unwrap().clone();
             let len = out.text().len();
             let hlen = f.len() - len;
@@ -201,6 +220,7 @@ mod tests {
             "/",
             "e",
             &[json!(text), sio::placeholder(0)],
+            &Verbatim::default(),
             vec![Bytes::from_static(b"\x01\x02")],
             None,
             enc,
