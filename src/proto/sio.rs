@@ -443,6 +443,14 @@ impl Reassembler {
         Reassembler { packet, buffers }
     }
 
+    #[cfg(test)]
+    fn push_all(mut self, bins: impl IntoIterator<Item = Bytes>) -> Self {
+        for b in bins {
+            self.push(b);
+        }
+        self
+    }
+
     /// Adds the next attachment; true once all announced attachments arrived.
     pub fn push(&mut self, bin: Bytes) -> bool {
         self.buffers.push(bin);
@@ -623,6 +631,54 @@ mod tests {
             ),
             Err(E::TooManyAttachments { limit: 0 })
         );
+    }
+
+    /// What the reference answers to packets socket.io-client can send (issue: lone
+    /// surrogates, deep nesting, out-of-range numbers): each decodes, and its re-encoding is
+    /// what the Node server writes back.
+    #[test]
+    fn javascript_json_decodes_and_writes_back_as_the_reference() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let cases = [
+            // (received, written back after decoding)
+            (r#"21["message-with-ack","\ud83d"]"#.to_owned(), r#"21["message-with-ack","\ud83d"]"#.to_owned()),
+            (format!("21[\"message-with-ack\",{deep}]"), format!("21[\"message-with-ack\",{deep}]")),
+            ("22[\"message-with-ack\",1e999999]".to_owned(), "22[\"message-with-ack\",null]".to_owned()),
+            (r#"0{"token":"\uD83D","n":-0}"#.to_owned(), r#"0{"token":"\uD83D","n":0}"#.to_owned()),
+            (r#"37["\udc00",9007199254740993]"#.to_owned(), r#"37["\udc00",9007199254740992]"#.to_owned()),
+            (
+                r#"51-["up",{"_placeholder":true,"num":0},"\ud83d"]"#.to_owned(),
+                r#"51-["up",{"_placeholder":true,"num":0},"\ud83d"]"#.to_owned(),
+            ),
+            (r#"2/admin,["\ud83d"]"#.to_owned(), r#"2/admin,["\ud83d"]"#.to_owned()),
+        ];
+        for (wire, back) in cases {
+            let p = dec(&wire).unwrap_or_else(|e| panic!("{wire}: {e}"));
+            assert_eq!(enc(&p), back);
+        }
+        let p = dec(r#"21["message-with-ack","\ud83d"]"#).unwrap();
+        assert_eq!(p.data, Some(json!(["message-with-ack", "\u{fffd}"])));
+        assert_eq!(p.verbatim.get(1), Some(r#""\ud83d""#));
+        let p = dec(r#"51-["up",{"_placeholder":true,"num":0},"\ud83d"]"#).unwrap();
+        let (p, _) = Reassembler::new(p).push_all([Bytes::from_static(b"x")]).finish().unwrap();
+        assert_eq!(p.verbatim.get(2), Some(r#""\ud83d""#));
+    }
+
+    #[test]
+    fn json_depth_limit_is_the_configured_one() {
+        let limits = |d| Limits { max_json_depth: d, ..MAX };
+        // the data array is level 1
+        assert!(Packet::decode(b"2[\"a\",[[1]]]", limits(3)).is_ok());
+        assert_eq!(
+            Packet::decode(b"2[\"a\",[[1]]]", limits(2)),
+            Err(DecodeError::JsonTooDeep { limit: 2 })
+        );
+        assert_eq!(
+            Packet::decode(b"0{\"a\":{\"b\":{}}}", limits(2)),
+            Err(DecodeError::JsonTooDeep { limit: 2 })
+        );
+        let deep = format!("2[\"a\",{}]", "{\"k\":".repeat(100_000));
+        assert_eq!(dec(&deep), Err(DecodeError::JsonTooDeep { limit: 1000 }));
     }
 
     #[test]
