@@ -13,7 +13,8 @@
 //! 4. `transport`: the HTTP/1.1 front (polling, WebSocket upgrade, CORS), the Engine.IO
 //!    session task of each connection, and its bounded write queue (its link), written by
 //!    the shard's flush pass in coalesced batches.
-//! 5. [`proto`]: the sans-IO Engine.IO and Socket.IO codecs and session ids.
+//! 5. [`proto`]: the sans-IO Engine.IO and Socket.IO codecs, JSON as JavaScript reads and
+//!    writes it, and session ids.
 //! 6. [`ns`]: namespaces, middlewares, sockets, event handlers, acknowledgements.
 //! 7. [`broadcast`]: `to(room).emit(...)`: encoded once into shared bytes, one message per
 //!    shard over the `mesh`, fanned out to each matching socket's link.

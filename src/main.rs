@@ -50,6 +50,10 @@ struct ServeArgs {
     /// milliseconds (never below --write-coalesce; equal to it: a fixed window).
     #[arg(long, default_value_t = 100)]
     write_coalesce_max: u64,
+    /// Deepest nesting of arrays and objects a client's JSON may have (2 to 100000); deeper
+    /// packets close that connection.
+    #[arg(long, default_value_t = 1000)]
+    max_json_depth: usize,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .max_payload(args.max_payload)
+        .max_json_depth(args.max_json_depth)
         .write_coalesce(Duration::from_millis(args.write_coalesce))
         .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {

@@ -25,6 +25,7 @@ fn help_documents_every_flag() {
         "--max-payload",
         "--write-coalesce",
         "--write-coalesce-max",
+        "--max-json-depth",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -32,9 +33,12 @@ fn help_documents_every_flag() {
 
 #[test]
 fn bad_flags_give_one_line_and_non_zero_exit() {
-    for args in
-        [&["serve", "--bogus"][..], &["serve", "--port", "http"], &["serve", "--shards", "0"]]
-    {
+    for args in [
+        &["serve", "--bogus"][..],
+        &["serve", "--port", "http"],
+        &["serve", "--shards", "0"],
+        &["serve", "--max-json-depth", "1"],
+    ] {
         let out = Command::new(BIN).args(args).output().expect("run");
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);

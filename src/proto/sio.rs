@@ -641,11 +641,23 @@ mod tests {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let cases = [
             // (received, written back after decoding)
-            (r#"21["message-with-ack","\ud83d"]"#.to_owned(), r#"21["message-with-ack","\ud83d"]"#.to_owned()),
-            (format!("21[\"message-with-ack\",{deep}]"), format!("21[\"message-with-ack\",{deep}]")),
-            ("22[\"message-with-ack\",1e999999]".to_owned(), "22[\"message-with-ack\",null]".to_owned()),
+            (
+                r#"21["message-with-ack","\ud83d"]"#.to_owned(),
+                r#"21["message-with-ack","\ud83d"]"#.to_owned(),
+            ),
+            (
+                format!("21[\"message-with-ack\",{deep}]"),
+                format!("21[\"message-with-ack\",{deep}]"),
+            ),
+            (
+                "22[\"message-with-ack\",1e999999]".to_owned(),
+                "22[\"message-with-ack\",null]".to_owned(),
+            ),
             (r#"0{"token":"\uD83D","n":-0}"#.to_owned(), r#"0{"token":"\uD83D","n":0}"#.to_owned()),
-            (r#"37["\udc00",9007199254740993]"#.to_owned(), r#"37["\udc00",9007199254740992]"#.to_owned()),
+            (
+                r#"37["\udc00",9007199254740993]"#.to_owned(),
+                r#"37["\udc00",9007199254740992]"#.to_owned(),
+            ),
             (
                 r#"51-["up",{"_placeholder":true,"num":0},"\ud83d"]"#.to_owned(),
                 r#"51-["up",{"_placeholder":true,"num":0},"\ud83d"]"#.to_owned(),
