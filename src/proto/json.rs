@@ -516,9 +516,15 @@ pub fn put_js_f64(out: &mut BytesMut, f: f64) {
         out.put_u8(b'0');
         return;
     }
-    // ryu gives the shortest round-tripping digits; only their layout differs from JS.
+    // ryu gives the shortest round-tripping digits; only their layout can differ from JS.
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(f);
+    // Fast path: ryu's positional form (no exponent) covers decimal exponents -5..=16, all
+    // inside the range JS writes positionally, with the same digits; JS drops a ".0".
+    if !text.contains('e') {
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        return;
+    }
     let (negative, text) = match text.strip_prefix('-') {
         Some(t) => (true, t),
         None => (false, text),
