@@ -9,7 +9,9 @@ use shardcast::proto::{eio, sio};
 
 fn encode_event(c: &mut Criterion) {
     let chat = [json!("room-1"), json!({"user": "alice", "text": "hello there", "n": 42})];
-    let numbers = [json!({"x": 12.345678, "y": -0.000123, "vx": 0.5, "id": 123456789, "t": 1733040000123u64, "hp": [100, 87.5]})];
+    let numbers = [
+        json!({"x": 12.345678, "y": -0.000123, "vx": 0.5, "id": 123456789, "t": 1733040000123u64, "hp": [100, 87.5]}),
+    ];
     let mut g = c.benchmark_group("proto");
     g.throughput(Throughput::Elements(1));
     for (name, args) in [("encode_event", &chat[..]), ("encode_event_numbers", &numbers[..])] {

@@ -25,6 +25,18 @@ fn write(p: &Parsed) -> BytesMut {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    // Deep nesting in front of the input: up to 100,000 levels opened by its first two bytes.
+    if let [a, b, rest @ ..] = data {
+        let levels = usize::from(u16::from_le_bytes([*a, *b])) * 100_000 / 65_535;
+        if let Ok(tail) = std::str::from_utf8(rest) {
+            let open = if a & 1 == 0 { "[" } else { "{\"k\":" };
+            let deep = format!("{}{tail}", open.repeat(levels));
+            let result = json::parse(&deep, 1000);
+            if levels > 1000 {
+                assert_eq!(result.err(), Some(json::JsonError::TooDeep { limit: 1000 }));
+            }
+        }
+    }
     for depth in [2, 64, 1000] {
         let Ok(first) = json::parse(text, depth) else { continue };
         let once = write(&first);

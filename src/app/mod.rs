@@ -1,6 +1,6 @@
-//! The built-in demo application of `shardcast serve`, exactly as
-//! `shared/spec/demo-app.md` fixes it: benchmarks, interop tests and the load-test harness
-//! all talk to it.
+//! The built-in demo application of `shardcast serve`, exactly as docs/demo-app.md describes
+//! it (following the workspace's `shared/spec/demo-app.md`): benchmarks, interop tests and
+//! the load-test harness all talk to it.
 
 use crate::ns::args::Args;
 use crate::ns::socket::Socket;

@@ -1,4 +1,4 @@
-//! Baseline peer: the shardcast demo app (/work/shared/spec/demo-app.md) on
+//! Baseline peer: the shardcast demo app (docs/demo-app.md) on
 //! [socketioxide](https://crates.io/crates/socketioxide) served by axum, as socketioxide's
 //! documentation recommends.
 //!
