@@ -7,13 +7,14 @@ use std::time::SystemTime;
 
 use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
-use crate::mesh::{Mesh, ShardMsg};
+use crate::mesh::Mesh;
 use crate::ns::args::Args;
 use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
 use crate::ns::Room;
 use crate::proto::sid::Sid;
 use crate::server::Server;
 use crate::shard::ShardCtx;
+use crate::shard::{ShardMesh, ShardMsg};
 use crate::transport::link::Link;
 use crate::transport::outbox::{Encoding, Out};
 use crate::transport::ws::WsWriter;
@@ -174,7 +175,7 @@ fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
 }
 
 /// A two-shard mesh, to measure one lane.
-pub struct Lane(Arc<Mesh>);
+pub struct Lane(Arc<ShardMesh>);
 
 impl Lane {
     /// A fresh mesh of two shards.

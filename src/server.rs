@@ -15,11 +15,12 @@ use serde_json::Value;
 use crate::broadcast::{BroadcastOperator, IntoRooms};
 use crate::config::Config;
 use crate::error::EmitError;
-use crate::mesh::{Mesh, ShardMsg};
+use crate::mesh::Mesh;
 use crate::ns::args::IntoArgs;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner};
 use crate::shard::{self, ConnGuard};
+use crate::shard::{ShardMesh, ShardMsg};
 use crate::transport::outbox::Encoding;
 
 /// State shared by every shard of one server. Read-mostly: the namespace registry is read on
@@ -31,7 +32,7 @@ pub(crate) struct ServerShared {
     dynamic: RwLock<Vec<(DynamicPredicate, Arc<NamespaceInner>)>>,
     /// The main namespace `/`, which always exists, as in socket.io.
     root: Arc<NamespaceInner>,
-    mesh: OnceLock<Arc<Mesh>>,
+    mesh: OnceLock<Arc<ShardMesh>>,
     pub connections: AtomicUsize,
     /// Volatile packets dropped because their recipient was not ready.
     pub volatile_dropped: AtomicU64,
@@ -48,7 +49,7 @@ impl ServerShared {
         }
     }
 
-    pub(crate) fn mesh(&self) -> Option<&Arc<Mesh>> {
+    pub(crate) fn mesh(&self) -> Option<&Arc<ShardMesh>> {
         self.mesh.get()
     }
 
@@ -280,7 +281,7 @@ impl Server {
 /// A started server. Dropping it shuts the server down.
 pub struct RunningServer {
     local_addr: SocketAddr,
-    mesh: Arc<Mesh>,
+    mesh: Arc<ShardMesh>,
     threads: Vec<JoinHandle<()>>,
     acceptor: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,

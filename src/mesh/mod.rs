@@ -1,51 +1,37 @@
 //! Shard-to-shard lanes: an N×N mesh of bounded single-producer / single-consumer queues,
 //! plus one unbounded injector per shard for threads that are not shards (the acceptor,
-//! user code running elsewhere).
+//! user code running elsewhere). Generic over the message it carries: the shard layer
+//! above defines what travels (connections, broadcasts, closures); this layer only moves
+//! and wakes.
 //!
 //! Ownership: lane `(from, to)` is pushed only by shard `from` and popped only by shard `to`,
 //! so `ArrayQueue` (lock-free, bounded) is used as an SPSC ring. A sender wakes the receiving
 //! shard only when that shard has said it is about to sleep (`parked`), so a busy shard is
 //! never woken per message.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use tokio::sync::Notify;
 
-use crate::broadcast::BroadcastMsg;
-
 /// Capacity of one lane. A full lane never blocks: the sender keeps the message in its
 /// per-destination overflow queue and retries on its next loop turn.
 pub(crate) const LANE_CAPACITY: usize = 4096;
-
-/// A message from one shard (or an outside thread) to a shard.
-pub(crate) enum ShardMsg {
-    /// A freshly accepted TCP connection for this shard to serve.
-    Conn(std::net::TcpStream, SocketAddr, crate::shard::ConnGuard),
-    /// A broadcast to deliver to this shard's local sockets.
-    Broadcast(Arc<BroadcastMsg>),
-    /// Run a closure on the receiving shard (`submit_to`).
-    Run(Box<dyn FnOnce() + Send>),
-    /// Stop the shard.
-    Shutdown,
-}
 
 struct Waker {
     notify: Notify,
     parked: AtomicBool,
 }
 
-/// The mesh shared by every shard of one server.
-pub(crate) struct Mesh {
+/// The mesh shared by every shard of one server, carrying messages of type `M`.
+pub(crate) struct Mesh<M> {
     n: usize,
-    lanes: Box<[ArrayQueue<ShardMsg>]>,
-    injectors: Box<[SegQueue<ShardMsg>]>,
+    lanes: Box<[ArrayQueue<M>]>,
+    injectors: Box<[SegQueue<M>]>,
     wakers: Box<[Waker]>,
 }
 
-impl Mesh {
+impl<M> Mesh<M> {
     pub(crate) fn new(n: usize) -> Self {
         Mesh {
             n,
@@ -64,7 +50,7 @@ impl Mesh {
 
     /// Pushes onto lane `(from, to)`. Only called on shard `from`. Gives the message back
     /// when the lane is full.
-    pub(crate) fn push(&self, from: usize, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+    pub(crate) fn push(&self, from: usize, to: usize, msg: M) -> Result<(), M> {
         self.lanes[from * self.n + to].push(msg)?;
         self.wake(to);
         Ok(())
@@ -72,7 +58,7 @@ impl Mesh {
 
     /// Pushes from a thread that is not a shard. Unbounded: used for accepted connections and
     /// for control messages, whose rate the caller bounds.
-    pub(crate) fn inject(&self, to: usize, msg: ShardMsg) {
+    pub(crate) fn inject(&self, to: usize, msg: M) {
         self.injectors[to].push(msg);
         self.wake(to);
     }
@@ -91,7 +77,7 @@ impl Mesh {
 
     /// Pops up to `budget` messages addressed to shard `me`, calling `f` on each. Returns
     /// how many were handled. Only called on shard `me`.
-    pub(crate) fn drain(&self, me: usize, budget: usize, mut f: impl FnMut(ShardMsg)) -> usize {
+    pub(crate) fn drain(&self, me: usize, budget: usize, mut f: impl FnMut(M)) -> usize {
         let mut done = 0;
         while done < budget {
             let mut progressed = false;
@@ -136,6 +122,13 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// What the tests carry: closures, as `submit_to` does, and a stop.
+    enum ShardMsg {
+        Run(Box<dyn FnOnce() + Send>),
+        Shutdown,
+    }
 
     fn run_msg(tag: u32, out: &Arc<std::sync::Mutex<Vec<u32>>>) -> ShardMsg {
         let out = out.clone();
@@ -150,10 +143,9 @@ mod tests {
             assert!(mesh.push(0, 1, run_msg(i, &seen)).is_ok());
         }
         assert!(mesh.push(0, 1, run_msg(9999, &seen)).is_err(), "a full lane refuses");
-        let n = mesh.drain(1, usize::MAX, |m| {
-            if let ShardMsg::Run(f) = m {
-                f()
-            }
+        let n = mesh.drain(1, usize::MAX, |m| match m {
+            ShardMsg::Run(f) => f(),
+            ShardMsg::Shutdown => {}
         });
         assert_eq!(n, LANE_CAPACITY);
         let seen = seen.lock().unwrap();

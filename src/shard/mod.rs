@@ -16,13 +16,28 @@ use ahash::AHashMap;
 
 use crate::broadcast;
 use crate::error::DisconnectReason;
-use crate::mesh::{Mesh, ShardMsg};
+use crate::mesh::Mesh;
 use crate::ns::socket::{lock, Socket};
 use crate::ns::{NamespaceInner, Room, RoomEvent};
 use crate::proto::sid::Sid;
 use crate::server::ServerShared;
 use crate::transport::link::{self, Flush, Link};
 use crate::transport::session::Cmd;
+
+/// A message from one shard (or an outside thread) to a shard, carried by the mesh.
+pub(crate) enum ShardMsg {
+    /// A freshly accepted TCP connection for this shard to serve.
+    Conn(std::net::TcpStream, std::net::SocketAddr, ConnGuard),
+    /// A broadcast to deliver to this shard's local sockets.
+    Broadcast(Arc<broadcast::BroadcastMsg>),
+    /// Run a closure on the receiving shard (`submit_to`).
+    Run(Box<dyn FnOnce() + Send>),
+    /// Stop the shard.
+    Shutdown,
+}
+
+/// The mesh between the shards of one server.
+pub(crate) type ShardMesh = Mesh<ShardMsg>;
 
 /// Counts an open TCP connection against `max_connections` until dropped. It travels with
 /// the connection, including when an upgraded WebSocket moves to its session's shard.
@@ -111,7 +126,7 @@ pub(crate) struct SessionHandle {
 pub(crate) struct ShardCtx {
     pub id: usize,
     pub server: Arc<ServerShared>,
-    pub mesh: Arc<Mesh>,
+    pub mesh: Arc<ShardMesh>,
     pub sessions: RefCell<AHashMap<Sid, SessionHandle>>,
     pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
     /// The write side of each session (see [`crate::transport::link`]).
@@ -149,7 +164,7 @@ pub(crate) fn submit_to(server: &Arc<ServerShared>, to: usize, f: impl FnOnce() 
 }
 
 impl ShardCtx {
-    pub(crate) fn new(id: usize, server: Arc<ServerShared>, mesh: Arc<Mesh>) -> Self {
+    pub(crate) fn new(id: usize, server: Arc<ServerShared>, mesh: Arc<ShardMesh>) -> Self {
         let n = mesh.len();
         ShardCtx {
             id,
@@ -412,7 +427,7 @@ impl Trim {
 pub(crate) fn run(
     id: usize,
     server: Arc<ServerShared>,
-    mesh: Arc<Mesh>,
+    mesh: Arc<ShardMesh>,
     ready: std::sync::mpsc::Sender<std::io::Result<()>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
