@@ -190,7 +190,7 @@ impl Lane {
         let producer = std::thread::spawn(move || {
             let mut sent = 0;
             while sent < n {
-                if mesh.push(0, 1, ShardMsg::Run(Box::new(|| {}))).is_ok() {
+                if mesh.push(0, 1, ShardMsg::Run(Box::new(|_| {}))).is_ok() {
                     sent += 1;
                 } else {
                     std::hint::spin_loop();

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
@@ -20,7 +21,7 @@ use crate::ns::args::IntoArgs;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner};
 use crate::shard::{self, ConnGuard};
-use crate::shard::{ShardMesh, ShardMsg};
+use crate::shard::{ShardCtx, ShardMesh, ShardMsg};
 use crate::transport::outbox::Encoding;
 
 /// State shared by every shard of one server. Read-mostly: the namespace registry is read on
@@ -396,7 +397,15 @@ fn accept_loop(
                     continue;
                 }
             };
-            mesh.inject(next, ShardMsg::Conn(std, addr, guard));
+            let serve = move |ctx: &Rc<ShardCtx>| {
+                tokio::task::spawn_local(crate::transport::http::serve(
+                    ctx.clone(),
+                    std,
+                    addr,
+                    guard,
+                ));
+            };
+            mesh.inject(next, ShardMsg::Run(Box::new(serve)));
             next = (next + 1) % mesh.len();
         }
     });

@@ -452,18 +452,25 @@ fn dispatch(server: &Arc<ServerShared>, msg: Arc<BroadcastMsg>) -> usize {
         Some(ctx) => {
             for to in 0..mesh.len() {
                 if to != ctx.id {
-                    ctx.send_to(to, ShardMsg::Broadcast(msg.clone()));
+                    ctx.send_to(to, deliver_task(&msg));
                 }
             }
             deliver_local(&ctx, &msg);
         }
         None => {
             for to in 0..mesh.len() {
-                mesh.inject(to, ShardMsg::Broadcast(msg.clone()));
+                mesh.inject(to, deliver_task(&msg));
             }
         }
     }
     mesh.len()
+}
+
+/// The mesh message that delivers `msg` on the shard that runs it (one per shard and
+/// broadcast, not per recipient).
+fn deliver_task(msg: &Arc<BroadcastMsg>) -> ShardMsg {
+    let msg = msg.clone();
+    ShardMsg::Run(Box::new(move |ctx| deliver_local(ctx, &msg)))
 }
 
 /// Calls `f` on each local socket of `nsp` that `sel` selects, each once.

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use ahash::AHashMap;
 
-use crate::broadcast;
 use crate::error::DisconnectReason;
 use crate::mesh::Mesh;
 use crate::ns::socket::{lock, Socket};
@@ -24,14 +23,15 @@ use crate::server::ServerShared;
 use crate::transport::link::{self, Flush, Link};
 use crate::transport::session::Cmd;
 
+/// Work for a shard, run on it with its context: an accepted connection to serve, a
+/// broadcast to deliver, a `submit_to` closure. The layers above build these; the shard
+/// runtime only runs them, in the order each lane delivers them.
+pub(crate) type Task = Box<dyn FnOnce(&Rc<ShardCtx>) + Send>;
+
 /// A message from one shard (or an outside thread) to a shard, carried by the mesh.
 pub(crate) enum ShardMsg {
-    /// A freshly accepted TCP connection for this shard to serve.
-    Conn(std::net::TcpStream, std::net::SocketAddr, ConnGuard),
-    /// A broadcast to deliver to this shard's local sockets.
-    Broadcast(Arc<broadcast::BroadcastMsg>),
-    /// Run a closure on the receiving shard (`submit_to`).
-    Run(Box<dyn FnOnce() + Send>),
+    /// Run a task on the receiving shard.
+    Run(Task),
     /// Stop the shard.
     Shutdown,
 }
@@ -154,10 +154,10 @@ pub(crate) fn current(server: &Arc<ServerShared>) -> Option<Rc<ShardCtx>> {
 pub(crate) fn submit_to(server: &Arc<ServerShared>, to: usize, f: impl FnOnce() + Send + 'static) {
     match current(server) {
         Some(ctx) if ctx.id == to => f(),
-        Some(ctx) => ctx.send_to(to, ShardMsg::Run(Box::new(f))),
+        Some(ctx) => ctx.send_to(to, ShardMsg::Run(Box::new(move |_| f()))),
         None => {
             if let Some(mesh) = server.mesh() {
-                mesh.inject(to, ShardMsg::Run(Box::new(f)));
+                mesh.inject(to, ShardMsg::Run(Box::new(move |_| f())));
             }
         }
     }
@@ -376,16 +376,7 @@ impl ShardCtx {
 
     fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
         match msg {
-            ShardMsg::Conn(stream, addr, guard) => {
-                tokio::task::spawn_local(crate::transport::http::serve(
-                    self.clone(),
-                    stream,
-                    addr,
-                    guard,
-                ));
-            }
-            ShardMsg::Broadcast(b) => broadcast::deliver_local(self, &b),
-            ShardMsg::Run(f) => f(),
+            ShardMsg::Run(task) => task(self),
             ShardMsg::Shutdown => return false,
         }
         true
