@@ -9,14 +9,16 @@ use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::ns::args::Args;
-use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
+use crate::ns::socket::{Handshake, Socket};
 use crate::ns::Room;
 use crate::proto::sid::Sid;
 use crate::server::Server;
 use crate::shard::ShardCtx;
 use crate::shard::{ShardMesh, ShardMsg};
 use crate::transport::link::Link;
+use crate::transport::local::ConnHandle;
 use crate::transport::outbox::{Encoding, Out};
+use crate::transport::request::HandshakeInfo;
 use crate::transport::ws::WsWriter;
 
 /// One shard's state holding `n` connected sockets of `/`, each with a real link (a
@@ -32,7 +34,7 @@ impl Shard {
     pub fn with_sockets(n: usize, room: &str) -> Shard {
         let server = Server::new(Config::builder().shards(1).build().expect("config"));
         let mesh = Arc::new(Mesh::new(1));
-        let ctx = ShardCtx::new(0, server.0.clone(), mesh);
+        let ctx = ShardCtx::new(0, mesh, crate::server::shard_locals(&server.0));
         let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
         let mut sockets = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(n);
@@ -48,7 +50,10 @@ impl Shard {
     /// links as a polling GET would. Returns the number of packets delivered.
     pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
         deliver_local(&self.ctx, &plain_broadcast(room, event, args));
-        self.slots.iter().map(|&slot| self.ctx.with_link(slot, |l| l.take_polled(16).len())).sum()
+        self.slots
+            .iter()
+            .map(|&slot| self.ctx.transport().with_link(slot, |l| l.take_polled(16).len()))
+            .sum()
     }
 
     /// Socket `i` joins `room` then leaves it.
@@ -84,7 +89,7 @@ impl WsShard {
             .build()
             .expect("config");
         let server = Server::new(config);
-        let ctx = ShardCtx::new(0, server.0.clone(), Arc::new(Mesh::new(1)));
+        let ctx = ShardCtx::new(0, Arc::new(Mesh::new(1)), crate::server::shard_locals(&server.0));
         let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -113,7 +118,7 @@ impl WsShard {
         let msg = plain_broadcast(room, event, args);
         let _guard = self.rt.enter();
         deliver_local(&self.ctx, &msg);
-        self.ctx.flush_now();
+        self.ctx.transport().flush_now();
         let mut got = 0;
         for p in &mut self.peers {
             while let Ok(n) = p.read(&mut self.buf) {
@@ -137,8 +142,8 @@ fn add_member(
     ws: Option<WsWriter>,
 ) -> (Socket, usize) {
     let sid = Sid::generate(0);
-    let slot = ctx.add_link(Link::new(sid, ws.map(|w| (w, false))));
-    let conn = Arc::new(ConnHandle { sid, shard: 0, slot, server: server.0.clone() });
+    let slot = ctx.transport().add_link(Link::new(sid, ws.map(|w| (w, false))));
+    let conn = Arc::new(ConnHandle { sid, shard: 0, slot, mesh: ctx.mesh.clone() });
     let handshake = Handshake {
         auth: serde_json::json!({}),
         auth_verbatim: None,
@@ -241,13 +246,13 @@ mod tests {
         let _guard = shard.rt.enter();
         deliver_local(&shard.ctx, &plain_broadcast("r", "first", &Args::new()));
         assert!(
-            shard.ctx.flush_pass(Instant::now()),
+            shard.ctx.transport().flush_pass(Instant::now()),
             "3,000 writes are more than one slice: the pass stops part-way"
         );
         let reached = shard.peers.iter_mut().map(drain).filter(|got| !got.is_empty()).count();
         assert_eq!(reached, 256, "one slice writes 256 links");
         deliver_local(&shard.ctx, &plain_broadcast("r", "second", &Args::new()));
-        shard.ctx.flush_now();
+        shard.ctx.transport().flush_now();
         // The peers the first slice wrote were drained above: they hold the second frame
         // only; the others hold both.
         let first: &[u8] = b"\x81\x0b42[\"first\"]";

@@ -63,7 +63,7 @@ pub use broadcast::{AckResponses, BroadcastAckError, BroadcastOperator, IntoRoom
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
-pub use ns::pairs::{Headers, Pairs};
-pub use ns::socket::{AckSender, Handshake, HandshakeInfo, Socket, SocketEmit};
+pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
 pub use ns::{Namespace, Room, RoomEvent};
 pub use server::{RunningServer, Server};
+pub use transport::request::{HandshakeInfo, Headers, Pairs};

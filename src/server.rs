@@ -1,10 +1,13 @@
 //! The `Server` handle users hold, and starting it: the listener, the acceptor thread and the
 //! shard threads.
 
+use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,35 +21,42 @@ use crate::config::Config;
 use crate::error::EmitError;
 use crate::mesh::Mesh;
 use crate::ns::args::IntoArgs;
+use crate::ns::client::Client;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner};
-use crate::shard::{self, ConnGuard};
-use crate::shard::{ShardCtx, ShardMesh, ShardMsg};
+use crate::shard::{self, ShardCtx, ShardMesh, ShardMsg, ShardSetup};
+use crate::transport;
+use crate::transport::link;
+use crate::transport::local::{ConnGuard, TransportLocal};
 use crate::transport::outbox::Encoding;
+use crate::transport::session::UpperFactory;
 
 /// State shared by every shard of one server. Read-mostly: the namespace registry is read on
 /// each connect (never per message); the mesh is set once when the server starts.
 pub(crate) struct ServerShared {
-    pub config: Config,
+    /// The transport layer's shared state: the configuration and the connection counts.
+    pub transport: Arc<transport::local::Shared>,
     namespaces: RwLock<AHashMap<String, Arc<NamespaceInner>>>,
     /// Dynamic namespace patterns, tried in order for unknown names.
     dynamic: RwLock<Vec<(DynamicPredicate, Arc<NamespaceInner>)>>,
     /// The main namespace `/`, which always exists, as in socket.io.
     root: Arc<NamespaceInner>,
     mesh: OnceLock<Arc<ShardMesh>>,
-    pub connections: AtomicUsize,
-    /// Volatile packets dropped because their recipient was not ready.
-    pub volatile_dropped: AtomicU64,
 }
 
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
 impl ServerShared {
+    /// The server's configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.transport.config
+    }
+
     /// How packets are encoded for this server's transports.
     pub(crate) fn encoding(&self, compress: bool) -> Encoding {
         Encoding {
-            deflate: compress && self.config.per_message_deflate,
-            threshold: self.config.deflate_threshold,
+            deflate: compress && self.config().per_message_deflate,
+            threshold: self.config().deflate_threshold,
         }
     }
 
@@ -103,19 +113,17 @@ impl Server {
         let mut namespaces = AHashMap::new();
         namespaces.insert("/".to_owned(), root.clone());
         Server(Arc::new(ServerShared {
-            config,
+            transport: Arc::new(transport::local::Shared::new(config)),
             namespaces: RwLock::new(namespaces),
             dynamic: RwLock::new(Vec::new()),
             root,
             mesh: OnceLock::new(),
-            connections: AtomicUsize::new(0),
-            volatile_dropped: AtomicU64::new(0),
         }))
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.0.config
+        self.0.config()
     }
 
     /// The namespace `name` (`/`, `/chat`, ...), created on first use. Clients can only join
@@ -225,7 +233,7 @@ impl Server {
 
     /// Volatile packets dropped so far because their recipient was not ready.
     pub fn volatile_dropped(&self) -> u64 {
-        self.0.volatile_dropped.load(Ordering::Relaxed)
+        self.0.transport.volatile_dropped.load(Ordering::Relaxed)
     }
 
     /// Binds `addr` and starts the shard threads. Returns once the server accepts connections.
@@ -235,7 +243,7 @@ impl Server {
 
     /// Starts serving on an already bound listener.
     pub fn listen_on(&self, listener: StdListener) -> io::Result<RunningServer> {
-        let n = self.0.config.shards;
+        let n = self.0.config().shards;
         let mesh = Arc::new(Mesh::new(n));
         if self.0.mesh.set(mesh.clone()).is_err() {
             return Err(io::Error::other("this server is already listening"));
@@ -249,12 +257,13 @@ impl Server {
         // descriptors, which a flood of connections must not take first.
         let started = (|| -> io::Result<JoinHandle<()>> {
             for id in 0..n {
-                let (server, mesh, ready) = (self.0.clone(), mesh.clone(), ready_tx.clone());
+                let setup: Arc<dyn ShardSetup> = Arc::new(EngineSetup(self.0.clone()));
+                let (mesh, ready) = (mesh.clone(), ready_tx.clone());
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("shard-{id}"))
-                        .stack_size(shard_stack_size(server.config.max_json_depth))
-                        .spawn(move || shard::run(id, server, mesh, ready))?,
+                        .stack_size(shard_stack_size(self.0.config().max_json_depth))
+                        .spawn(move || shard::run(id, mesh, setup, ready))?,
                 );
             }
             for _ in 0..n {
@@ -276,6 +285,32 @@ impl Server {
             // Dropping `running` stops the shards that did start.
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The per-shard state of every layer, for one shard of `server`.
+pub(crate) fn shard_locals(server: &Arc<ServerShared>) -> Vec<Box<dyn Any>> {
+    let s = server.clone();
+    let upper: UpperFactory =
+        Arc::new(move |conn, info| Box::new(Client::new(s.clone(), conn, info)));
+    vec![Box::new(TransportLocal::new(server.transport.clone(), upper))]
+}
+
+/// What the server puts on each of its shards: the transport's per-shard state, whose
+/// sessions get a Socket.IO client each, and the flusher.
+struct EngineSetup(Arc<ServerShared>);
+
+impl ShardSetup for EngineSetup {
+    fn locals(&self, _id: usize, _mesh: &Arc<ShardMesh>) -> Vec<Box<dyn Any>> {
+        shard_locals(&self.0)
+    }
+
+    fn start(&self, ctx: &Rc<ShardCtx>) {
+        tokio::task::spawn_local(link::flusher(ctx.clone()));
+    }
+
+    fn stop(&self, ctx: Rc<ShardCtx>) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(transport::local::shutdown(ctx))
     }
 }
 
@@ -382,12 +417,12 @@ fn accept_loop(
                     continue;
                 }
             };
-            let Some(guard) = ConnGuard::acquire(&server) else {
+            let Some(guard) = ConnGuard::acquire(&server.transport) else {
                 tracing::warn!(%addr, "max_connections reached; closing new connection");
                 drop(stream);
                 continue;
             };
-            if server.config.tcp_nodelay {
+            if server.config().tcp_nodelay {
                 let _ = stream.set_nodelay(true);
             }
             let std = match stream.into_std() {

@@ -415,9 +415,9 @@ pub(crate) fn invoke_on_all(
     let Some(mesh) = server.mesh() else { return };
     let f = Arc::new(f);
     for to in 0..mesh.len() {
-        let (f, server2) = (f.clone(), server.clone());
-        shard::submit_to(server, to, move || {
-            if let Some(ctx) = shard::current(&server2) {
+        let (f, mesh2) = (f.clone(), mesh.clone());
+        shard::submit_to(mesh, to, move || {
+            if let Some(ctx) = shard::current(&mesh2) {
                 f(&ctx)
             }
         });
@@ -448,7 +448,7 @@ pub(crate) async fn map_reduce<T: Send + 'static>(
 /// by one mesh message per other shard. Returns the number of shards reached.
 fn dispatch(server: &Arc<ServerShared>, msg: Arc<BroadcastMsg>) -> usize {
     let Some(mesh) = server.mesh() else { return 0 };
-    match shard::current(server) {
+    match shard::current(mesh) {
         Some(ctx) => {
             for to in 0..mesh.len() {
                 if to != ctx.id {
@@ -516,8 +516,9 @@ fn deliver_plain(ctx: &ShardCtx, msg: &BroadcastMsg) -> bool {
     }
     let members = ns.rooms.get(room);
     if let Some(members) = members {
+        let transport = ctx.transport();
         for m in members.values() {
-            ctx.push(m.slot, m.conn, &msg.packet, msg.volatile);
+            transport.push(m.slot, m.conn, &msg.packet, msg.volatile);
         }
     }
     // The socket whose own room this is, unless it also joined it explicitly.

@@ -12,23 +12,16 @@ use smallvec::SmallVec;
 
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
-use crate::ns::socket::{ConnHandle, Handshake, HandshakeInfo, Socket};
+use crate::ns::socket::{Handshake, Socket};
 use crate::proto::json;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
 use crate::server::ServerShared;
 use crate::shard::ShardCtx;
+use crate::transport::local::ConnHandle;
 use crate::transport::outbox::Out;
-
-/// What the first HTTP request of a connection said (shared by its sockets' handshakes).
-pub(crate) type ConnInfo = HandshakeInfo;
-
-/// What the session must do after a packet.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
-    Continue,
-    Close(DisconnectReason),
-}
+use crate::transport::request::ConnInfo;
+use crate::transport::session::{Flow, SessionUpper};
 
 pub(crate) struct Client {
     server: Arc<ServerShared>,
@@ -61,8 +54,8 @@ impl Client {
             return Flow::Close(DisconnectReason::ForcedClose);
         }
         let limits = sio::Limits {
-            max_attachments: self.server.config.max_attachments,
-            max_json_depth: self.server.config.max_json_depth,
+            max_attachments: self.server.config().max_attachments,
+            max_json_depth: self.server.config().max_json_depth,
         };
         let packet = match sio::Packet::decode(text, limits) {
             Ok(p) => p,
@@ -226,6 +219,45 @@ impl Client {
         self.partial = None;
         for s in std::mem::take(&mut self.sockets) {
             s.on_closed(ctx, reason);
+        }
+    }
+}
+
+/// The Socket.IO side of a session, as the transport layer sees it.
+impl SessionUpper for Client {
+    fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
+        Client::on_text(self, ctx, text)
+    }
+
+    fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow {
+        Client::on_binary(self, ctx, bin)
+    }
+
+    fn has_sockets(&self) -> bool {
+        Client::has_sockets(self)
+    }
+
+    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool {
+        Client::disconnect(self, ctx, sid, close)
+    }
+
+    fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
+        Client::close(self, ctx, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// What every connected client carries stays small (see the transport's budgets too).
+    #[test]
+    fn per_connection_state_stays_small() {
+        for (what, size, budget) in [
+            ("Client", size_of::<super::Client>(), 64),
+            ("SocketInner", size_of::<crate::ns::socket::SocketInner>(), 512),
+        ] {
+            assert!(size <= budget, "{what} is {size} bytes, budget {budget}");
         }
     }
 }

@@ -4,7 +4,6 @@
 
 pub mod args;
 pub(crate) mod client;
-pub mod pairs;
 pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

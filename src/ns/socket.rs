@@ -6,10 +6,9 @@
 //! are submitted to the owning shard.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ahash::AHashMap;
 use serde_json::Value;
@@ -19,37 +18,15 @@ use tokio::sync::oneshot;
 use crate::broadcast::{AckEvent, AckSink, BroadcastOperator, IntoRooms};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
-use crate::ns::pairs::{Headers, Pairs};
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::json::Verbatim;
 use crate::proto::{sid::Sid, sio};
 use crate::server::ServerShared;
-use crate::shard::{self, ShardCtx};
+use crate::shard;
+use crate::transport::local::ConnHandle;
 use crate::transport::outbox::Out;
+use crate::transport::request::HandshakeInfo;
 use crate::transport::session::Cmd;
-
-/// What the first HTTP request of a connection said. One copy per connection, shared by
-/// the handshakes of all its namespace sockets.
-#[derive(Debug)]
-pub struct HandshakeInfo {
-    /// HTTP headers of the first request of the connection.
-    pub headers: Headers,
-    /// Query parameters of the first request, in order.
-    pub query: Pairs,
-    /// The peer's address.
-    pub address: SocketAddr,
-    /// The request URL (path and query) of the first request.
-    pub url: String,
-    /// When the Engine.IO connection was opened.
-    pub issued: SystemTime,
-}
-
-impl HandshakeInfo {
-    /// The first query parameter named `key`.
-    pub fn query_param(&self, key: &str) -> Option<&str> {
-        self.query.get(key)
-    }
-}
 
 /// What the client sent when it connected: the namespace's `auth` payload, and (through
 /// `Deref`) the connection's [`HandshakeInfo`]: `handshake.headers`, `handshake.address`, ...
@@ -100,51 +77,6 @@ enum AckSlot {
     Single(oneshot::Sender<Args>),
     /// A broadcast with acks this socket received.
     Broadcast(AckSink),
-}
-
-/// The connection a socket is multiplexed on.
-pub(crate) struct ConnHandle {
-    /// Engine.IO session id.
-    pub sid: Sid,
-    /// Owning shard.
-    pub shard: usize,
-    /// The session's link (write side) in its shard's slab.
-    pub slot: usize,
-    pub server: Arc<ServerShared>,
-}
-
-impl ConnHandle {
-    /// Queues a packet on the connection (see [`ShardCtx::push`] for the slow-consumer
-    /// policy). From another thread the packet travels to the owning shard through the
-    /// mesh, behind whatever this thread sent there before. Returns false when it was
-    /// refused on the spot (it is known only on the owning shard).
-    pub(crate) fn send(&self, out: Out) -> bool {
-        self.send_as(out, false)
-    }
-
-    /// Queues a volatile packet only when the transport is ready for it; otherwise drops it
-    /// and counts the drop. Never condemns the connection.
-    pub(crate) fn send_volatile(&self, out: Out) -> bool {
-        self.send_as(out, true)
-    }
-
-    fn send_as(&self, out: Out, volatile: bool) -> bool {
-        if let Some(ctx) = shard::current(&self.server).filter(|c| c.id == self.shard) {
-            return ctx.push(self.slot, self.sid, &out, volatile);
-        }
-        let (slot, sid, server) = (self.slot, self.sid, self.server.clone());
-        shard::submit_to(&self.server, self.shard, move || {
-            if let Some(ctx) = shard::current(&server) {
-                ctx.push(slot, sid, &out, volatile);
-            }
-        });
-        true
-    }
-
-    /// Queues on the owning shard, `ctx` (the broadcast path).
-    pub(crate) fn push_on(&self, ctx: &ShardCtx, out: &Out, volatile: bool) -> bool {
-        ctx.push(self.slot, self.sid, out, volatile)
-    }
 }
 
 pub(crate) struct SocketInner {
@@ -454,10 +386,10 @@ impl Socket {
     pub fn disconnect(&self, close: bool) {
         if self.connected() {
             let (conn, sid) = (self.0.conn.sid, self.sid());
-            let server = self.0.server.clone();
-            shard::submit_to(&self.0.server, self.0.conn.shard, move || {
-                if let Some(ctx) = shard::current(&server) {
-                    ctx.send_cmd(&conn, Cmd::DisconnectSocket { sid, close });
+            let mesh = self.0.conn.mesh.clone();
+            shard::submit_to(&self.0.conn.mesh, self.0.conn.shard, move || {
+                if let Some(ctx) = shard::current(&mesh) {
+                    ctx.transport().send_cmd(&conn, Cmd::DisconnectSocket { sid, close });
                 }
             });
         }
@@ -466,8 +398,8 @@ impl Socket {
     /// Runs `f` on the socket's shard: now when already there, by message otherwise.
     fn on_shard(&self, f: impl FnOnce(&shard::ShardCtx, &Socket) + Send + 'static) {
         let s = self.clone();
-        shard::submit_to(&self.0.server, self.0.conn.shard, move || {
-            if let Some(ctx) = shard::current(&s.0.server) {
+        shard::submit_to(&self.0.conn.mesh, self.0.conn.shard, move || {
+            if let Some(ctx) = shard::current(&s.0.conn.mesh) {
                 f(&ctx, &s)
             }
         });

@@ -5,23 +5,21 @@
 //! state sits in `RefCell`s behind a thread-local `Rc`: no lock, no sharing. No borrow is
 //! held across an `.await` or while a user handler runs.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::AHashMap;
 
-use crate::error::DisconnectReason;
 use crate::mesh::Mesh;
 use crate::ns::socket::{lock, Socket};
 use crate::ns::{NamespaceInner, Room, RoomEvent};
 use crate::proto::sid::Sid;
-use crate::server::ServerShared;
-use crate::transport::link::{self, Flush, Link};
-use crate::transport::session::Cmd;
 
 /// Work for a shard, run on it with its context: an accepted connection to serve, a
 /// broadcast to deliver, a `submit_to` closure. The layers above build these; the shard
@@ -38,28 +36,6 @@ pub(crate) enum ShardMsg {
 
 /// The mesh between the shards of one server.
 pub(crate) type ShardMesh = Mesh<ShardMsg>;
-
-/// Counts an open TCP connection against `max_connections` until dropped. It travels with
-/// the connection, including when an upgraded WebSocket moves to its session's shard.
-pub(crate) struct ConnGuard(Arc<ServerShared>);
-
-impl ConnGuard {
-    /// Takes a slot, or `None` when the server is at `max_connections`.
-    pub(crate) fn acquire(server: &Arc<ServerShared>) -> Option<ConnGuard> {
-        let n = server.connections.fetch_add(1, Ordering::AcqRel);
-        if n >= server.config.max_connections {
-            server.connections.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ConnGuard(server.clone()))
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// A local socket. The rooms it is in are kept on the socket itself (behind its own
 /// mutex, written only here, on the owning shard) so `Socket::rooms` answers from any thread.
@@ -117,22 +93,15 @@ impl NspLocal {
     }
 }
 
-/// The handle a shard keeps on each of its sessions: its link's slot (commands go there).
-pub(crate) struct SessionHandle {
-    pub slot: usize,
-}
-
-/// Everything one shard owns.
+/// Everything one shard owns: its id and lanes, and the per-shard state of the layers above
+/// (`locals`, one value per type, reached through their typed accessors such as
+/// `ctx.transport()`).
 pub(crate) struct ShardCtx {
     pub id: usize,
-    pub server: Arc<ServerShared>,
     pub mesh: Arc<ShardMesh>,
-    pub sessions: RefCell<AHashMap<Sid, SessionHandle>>,
     pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
-    /// The write side of each session (see [`crate::transport::link`]).
-    pub(crate) links: RefCell<slab::Slab<Link>>,
-    /// The flusher's dirty and deferred lists.
-    pub(crate) flush: RefCell<Flush>,
+    /// The layers' per-shard state, installed before the shard runs anything.
+    locals: Vec<Box<dyn Any>>,
     /// Messages for other shards whose lane was full, kept in order and retried.
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
     /// Shard 0 only: members of each room across all shards, for the room events.
@@ -145,63 +114,51 @@ thread_local! {
     static CTX: RefCell<Option<Rc<ShardCtx>>> = const { RefCell::new(None) };
 }
 
-/// The shard this thread runs, if it is a shard of `server`.
-pub(crate) fn current(server: &Arc<ServerShared>) -> Option<Rc<ShardCtx>> {
-    CTX.with(|c| c.borrow().as_ref().filter(|ctx| Arc::ptr_eq(&ctx.server, server)).cloned())
+/// The shard this thread runs, if it is a shard of the server whose mesh is `mesh`.
+pub(crate) fn current(mesh: &Arc<ShardMesh>) -> Option<Rc<ShardCtx>> {
+    CTX.with(|c| c.borrow().as_ref().filter(|ctx| Arc::ptr_eq(&ctx.mesh, mesh)).cloned())
 }
 
-/// Runs `f` on shard `to`: immediately when already there, else by message.
-pub(crate) fn submit_to(server: &Arc<ServerShared>, to: usize, f: impl FnOnce() + Send + 'static) {
-    match current(server) {
+/// Runs `f` on shard `to` of `mesh`'s server: immediately when already there, else by
+/// message.
+pub(crate) fn submit_to(mesh: &Arc<ShardMesh>, to: usize, f: impl FnOnce() + Send + 'static) {
+    match current(mesh) {
         Some(ctx) if ctx.id == to => f(),
         Some(ctx) => ctx.send_to(to, ShardMsg::Run(Box::new(move |_| f()))),
-        None => {
-            if let Some(mesh) = server.mesh() {
-                mesh.inject(to, ShardMsg::Run(Box::new(move |_| f())));
-            }
-        }
+        None => mesh.inject(to, ShardMsg::Run(Box::new(move |_| f()))),
     }
 }
 
 impl ShardCtx {
-    pub(crate) fn new(id: usize, server: Arc<ServerShared>, mesh: Arc<ShardMesh>) -> Self {
+    /// A shard's context with the layers' per-shard state (`locals`, one value per type).
+    pub(crate) fn new(id: usize, mesh: Arc<ShardMesh>, locals: Vec<Box<dyn Any>>) -> Self {
         let n = mesh.len();
         ShardCtx {
             id,
-            server,
             mesh,
-            sessions: RefCell::new(AHashMap::new()),
             nsps: RefCell::new(AHashMap::new()),
-            links: RefCell::new(slab::Slab::new()),
-            flush: RefCell::new(Flush::default()),
+            locals,
             room_counts: RefCell::new(AHashMap::new()),
             trim: RefCell::new(Trim::default()),
             overflow: RefCell::new((0..n).map(|_| VecDeque::new()).collect()),
         }
     }
 
-    /// Registers a new session.
-    pub(crate) fn add_session(&self, sid: Sid, handle: SessionHandle) {
-        let n = {
-            let mut sessions = self.sessions.borrow_mut();
-            sessions.insert(sid, handle);
-            sessions.len()
-        };
-        self.trim.borrow_mut().maybe_trim(n);
+    /// The per-shard state of type `T` that a layer above installed.
+    ///
+    /// # Panics
+    /// When no `T` was installed: the server installs every layer's state before the shard
+    /// runs anything, so this is a bug in the server's set-up, never a runtime condition.
+    pub(crate) fn local<T: Any>(&self) -> &T {
+        self.locals
+            .iter()
+            .find_map(|l| l.downcast_ref::<T>())
+            .expect("every layer's per-shard state is installed before the shard runs")
     }
 
-    /// Forgets a closed session; gives memory back after many have closed.
-    pub(crate) fn remove_session(&self, sid: &Sid) {
-        let n = {
-            let mut sessions = self.sessions.borrow_mut();
-            sessions.remove(sid);
-            if sessions.is_empty() {
-                // Release the table itself too once the shard is empty.
-                sessions.shrink_to_fit();
-            }
-            sessions.len()
-        };
-        self.trim.borrow_mut().maybe_trim(n);
+    /// Counts sessions as they open and close, giving memory back after many closed.
+    pub(crate) fn maybe_trim(&self, sessions: usize) {
+        self.trim.borrow_mut().maybe_trim(sessions);
     }
 
     /// Sends to another shard over this shard's lane, keeping order when the lane is full.
@@ -328,9 +285,9 @@ impl ShardCtx {
     /// the room events in the order it receives them (each lane is FIFO, so one shard's
     /// changes keep their order).
     fn room_changed(&self, nsp: &Arc<NamespaceInner>, room: Room, sid: Sid, joined: bool) {
-        let (nsp, server) = (nsp.clone(), self.server.clone());
-        submit_to(&self.server, 0, move || {
-            if let Some(ctx) = current(&server) {
+        let (nsp, mesh) = (nsp.clone(), self.mesh.clone());
+        submit_to(&self.mesh, 0, move || {
+            if let Some(ctx) = current(&mesh) {
                 ctx.count_room_change(&nsp, room, sid, joined);
             }
         });
@@ -411,14 +368,25 @@ impl Trim {
     }
 }
 
-/// Body of a shard thread: runs until told to shut down, then closes its sessions.
+/// What the layers above put on each shard. Built into the shard's context on its own
+/// thread (the state holds `Rc`s and `RefCell`s, which never leave it).
+pub(crate) trait ShardSetup: Send + Sync {
+    /// The per-shard state of each layer above (one value per type).
+    fn locals(&self, id: usize, mesh: &Arc<ShardMesh>) -> Vec<Box<dyn Any>>;
+    /// Starts the shard's own tasks.
+    fn start(&self, ctx: &Rc<ShardCtx>);
+    /// Winds down what the shard serves once it is told to stop.
+    fn stop(&self, ctx: Rc<ShardCtx>) -> Pin<Box<dyn Future<Output = ()>>>;
+}
+
+/// Body of a shard thread: runs until told to shut down, then lets `setup` wind down.
 /// `ready` hears once whether the shard's runtime could be built: the server accepts
 /// nothing before every shard is up (a runtime needs descriptors, which a flood of early
 /// connections could otherwise take first).
 pub(crate) fn run(
     id: usize,
-    server: Arc<ServerShared>,
     mesh: Arc<ShardMesh>,
+    setup: Arc<dyn ShardSetup>,
     ready: std::sync::mpsc::Sender<std::io::Result<()>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -429,11 +397,11 @@ pub(crate) fn run(
         }
     };
     let _ = ready.send(Ok(()));
-    let ctx = Rc::new(ShardCtx::new(id, server, mesh.clone()));
+    let ctx = Rc::new(ShardCtx::new(id, mesh.clone(), setup.locals(id, &mesh)));
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     let local = tokio::task::LocalSet::new();
-    local.spawn_local(link::flusher(ctx.clone()));
     local.block_on(&rt, async {
+        setup.start(&ctx);
         loop {
             let pending = ctx.flush_overflow();
             let mut running = true;
@@ -449,15 +417,7 @@ pub(crate) fn run(
                 mesh.park(id).await;
             }
         }
-        // Shut down: close every session, then give them a moment to say goodbye.
-        let sids: Vec<Sid> = ctx.sessions.borrow().keys().copied().collect();
-        for sid in sids {
-            ctx.send_cmd(&sid, Cmd::Close(DisconnectReason::ServerShuttingDown));
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        while !ctx.sessions.borrow().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        setup.stop(ctx.clone()).await;
     });
     CTX.with(|c| *c.borrow_mut() = None);
 }

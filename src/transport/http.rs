@@ -25,11 +25,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::config::{Config, CorsOrigins};
 use crate::error::DisconnectReason;
-use crate::ns::client::ConnInfo;
-use crate::ns::pairs::{Headers, Pairs};
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
-use crate::shard::{self, ConnGuard, ShardCtx};
+use crate::shard::{self, ShardCtx};
+use crate::transport::local::ConnGuard;
+use crate::transport::request::{ConnInfo, Headers, Pairs};
 use crate::transport::session::{self, Cmd, Ws};
 use crate::transport::ws::{self, WsConfig, WsReader, WsWriter};
 use crate::transport::EioError;
@@ -79,7 +79,7 @@ async fn handle(
 ) -> Resp {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut resp = route(&ctx, req, addr, guard).await;
-    apply_cors(&ctx.server.config, origin.as_ref(), &mut resp);
+    apply_cors(ctx.config(), origin.as_ref(), &mut resp);
     resp
 }
 
@@ -116,7 +116,7 @@ async fn route(
     addr: SocketAddr,
     guard: GuardCell,
 ) -> Resp {
-    let cfg = &ctx.server.config;
+    let cfg = ctx.config();
     if !req.uri().path().starts_with(cfg.path.as_str()) {
         return plain(StatusCode::NOT_FOUND, "Not Found");
     }
@@ -187,20 +187,20 @@ async fn ask_session<T: Send + 'static>(
     make: impl FnOnce(oneshot::Sender<T>) -> Cmd + Send + 'static,
 ) -> Result<T, EioError> {
     let (tx, rx) = oneshot::channel();
-    let server = ctx.server.clone();
-    shard::submit_to(&ctx.server, sid.shard() as usize, move || {
-        let Some(owner) = shard::current(&server) else { return };
-        owner.send_cmd(&sid, make(tx));
+    let mesh = ctx.mesh.clone();
+    shard::submit_to(&ctx.mesh, sid.shard() as usize, move || {
+        let Some(owner) = shard::current(&mesh) else { return };
+        owner.transport().send_cmd(&sid, make(tx));
     });
     rx.await.map_err(|_| EioError::UnknownSid)
 }
 
 /// Tells a session to close, on its shard.
 fn close_session(ctx: &Rc<ShardCtx>, sid: Sid, reason: DisconnectReason) {
-    let server = ctx.server.clone();
-    shard::submit_to(&ctx.server, sid.shard() as usize, move || {
-        if let Some(owner) = shard::current(&server) {
-            owner.send_cmd(&sid, Cmd::Close(reason));
+    let mesh = ctx.mesh.clone();
+    shard::submit_to(&ctx.mesh, sid.shard() as usize, move || {
+        if let Some(owner) = shard::current(&mesh) {
+            owner.transport().send_cmd(&sid, Cmd::Close(reason));
         }
     });
 }
@@ -213,7 +213,7 @@ async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid) -> Resp {
 }
 
 async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp {
-    let max = ctx.server.config.max_payload;
+    let max = ctx.config().max_payload;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -326,7 +326,7 @@ fn open_websocket(
     info: ConnInfo,
     guard: GuardCell,
 ) -> Resp {
-    let Some((resp, ws_cfg)) = switching_protocols(&ctx.server.config, &req) else {
+    let Some((resp, ws_cfg)) = switching_protocols(ctx.config(), &req) else {
         return eio_error(EioError::BadRequest);
     };
     let Some(guard) = guard.borrow_mut().take() else {
@@ -348,7 +348,7 @@ async fn upgrade_session(
     sid: Sid,
     guard: GuardCell,
 ) -> Resp {
-    let Some((resp, ws_cfg)) = switching_protocols(&ctx.server.config, &req) else {
+    let Some((resp, ws_cfg)) = switching_protocols(ctx.config(), &req) else {
         return eio_error(EioError::BadRequest);
     };
     match ask_session(ctx, sid, Cmd::CanUpgrade).await {
@@ -358,18 +358,18 @@ async fn upgrade_session(
     let Some(guard) = guard.borrow_mut().take() else {
         return eio_error(EioError::BadRequest);
     };
-    let server = ctx.server.clone();
+    let mesh = ctx.mesh.clone();
     tokio::task::spawn_local(async move {
         let Some((tcp, rest)) = take_upgraded(req).await else { return };
         // Detach from this shard's reactor so the owner can register it with its own.
         let Ok(std) = tcp.into_std() else { return };
         let owner = sid.shard() as usize;
-        let server2 = server.clone();
-        shard::submit_to(&server, owner, move || {
-            let Some(ctx) = shard::current(&server2) else { return };
+        let mesh2 = mesh.clone();
+        shard::submit_to(&mesh, owner, move || {
+            let Some(ctx) = shard::current(&mesh2) else { return };
             let Ok(tcp) = TcpStream::from_std(std) else { return };
             let ws = websocket(tcp, rest, &ws_cfg);
-            ctx.send_cmd(&sid, Cmd::Adopt(Box::new(ws), guard));
+            ctx.transport().send_cmd(&sid, Cmd::Adopt(Box::new(ws), guard));
         });
     });
     resp

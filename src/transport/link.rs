@@ -3,7 +3,7 @@
 //! Each session has a [`Link`] in its shard's slab: what is waiting to be written to it (the
 //! WebSocket writer's frame queue, or the packets for the next long-polling GET) and the
 //! slow-consumer accounting. Anything sent to a connection, from anywhere, ends up in
-//! [`ShardCtx::push`] on the owning shard (other threads get there through the mesh, so one
+//! [`TransportLocal::push`] on the owning shard (other threads get there through the mesh, so one
 //! emitter's packets keep their order): a packet costs one refcount increment per frame and
 //! a push onto that queue, with no channel, no atomic accounting and no task wake-up.
 //!
@@ -43,6 +43,7 @@ use tokio::time::{Duration, Instant};
 use crate::error::DisconnectReason;
 use crate::proto::sid::Sid;
 use crate::shard::ShardCtx;
+use crate::transport::local::TransportLocal;
 use crate::transport::outbox::Out;
 use crate::transport::session::Cmd;
 use crate::transport::ws::{WsError, WsWriter};
@@ -241,7 +242,7 @@ impl Flush {
 /// pass does not depend on the clock (the instruction count stays exact).
 const PASS_SLICE: usize = 256;
 
-impl ShardCtx {
+impl TransportLocal {
     /// Registers the write side of a new session; returns its slot.
     pub(crate) fn add_link(&self, link: Link) -> usize {
         self.links.borrow_mut().insert(link)
@@ -260,7 +261,9 @@ impl ShardCtx {
     /// Hands a command to session `sid` of this shard. False when there is no such session
     /// (the command is dropped, so a reply channel in it tells the asker).
     pub(crate) fn send_cmd(&self, sid: &Sid, cmd: Cmd) -> bool {
-        let Some(slot) = self.sessions.borrow().get(sid).map(|h| h.slot) else { return false };
+        let Some(slot) = self.sessions.borrow().get(sid).map(|h| h.slot) else {
+            return false;
+        };
         let mut links = self.links.borrow_mut();
         let Some(link) = links.get_mut(slot).filter(|l| l.sid == *sid) else { return false };
         link.cmds.push_back(cmd);
@@ -294,10 +297,10 @@ impl ShardCtx {
             return false;
         }
         if volatile && !link.writable() {
-            self.server.volatile_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.volatile_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return false;
         }
-        let cfg = &self.server.config;
+        let cfg = &self.shared.config;
         let (frames, bytes) = link.backlog();
         if bytes > 0 && (bytes + out.wire_len() > cfg.max_outbox_bytes || frames >= cfg.max_outbox)
         {
@@ -401,7 +404,7 @@ impl ShardCtx {
     pub(crate) fn flush_pass(&self, now: Instant) -> bool {
         let mut flush = self.flush.borrow_mut();
         let flush = &mut *flush;
-        let cfg = &self.server.config;
+        let cfg = &self.shared.config;
         let window = flush.duty.window(cfg.write_coalesce, cfg.write_coalesce_max, now);
         if flush.cursor >= flush.pass.len() {
             // A new pass; both lists keep their allocations.
@@ -521,7 +524,7 @@ impl LinkMut<'_> {
 /// How often the flusher releases the write queues of links that went quiet.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-impl ShardCtx {
+impl TransportLocal {
     /// Releases the write-queue memory of every link not written to for [`SWEEP_EVERY`]:
     /// busy links keep their queue from write to write, idle ones hold none. True when
     /// some link still holds one (a later sweep is needed).
@@ -544,6 +547,7 @@ impl ShardCtx {
 /// Every [`SWEEP_EVERY`] while there is traffic, it also releases the write queues of links
 /// that went quiet.
 pub(crate) async fn flusher(ctx: Rc<ShardCtx>) {
+    let ctx = ctx.transport();
     let far = Duration::from_secs(3600);
     let sleep = tokio::time::sleep(far);
     tokio::pin!(sleep);

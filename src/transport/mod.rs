@@ -1,10 +1,16 @@
 //! Transports: the HTTP/1.1 front (long-polling, WebSocket upgrades, CORS), the Engine.IO
 //! session task, the per-connection write side (links and the shard's flush pass) and the
 //! encoded packets they carry.
+//!
+//! Layer: above the shard runtime (it runs on shards and keeps its per-shard state in their
+//! context), below the namespaces, which it reaches only through the [`session::SessionUpper`]
+//! each new session gets from the factory it was given.
 
 pub(crate) mod http;
 pub(crate) mod link;
+pub(crate) mod local;
 pub(crate) mod outbox;
+pub(crate) mod request;
 pub(crate) mod session;
 pub(crate) mod ws;
 

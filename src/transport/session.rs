@@ -20,15 +20,42 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Duration, Instant};
 
 use crate::error::DisconnectReason;
-use crate::ns::client::{Client, ConnInfo, Flow};
-use crate::ns::socket::ConnHandle;
 use crate::proto::eio::{self, PayloadEncoder};
 use crate::proto::sid::Sid;
-use crate::shard::{ConnGuard, SessionHandle, ShardCtx};
+use crate::shard::ShardCtx;
 use crate::transport::link::{Link, LinkEvent};
+use crate::transport::local::{ConnGuard, ConnHandle, SessionHandle};
 use crate::transport::outbox::Out;
+use crate::transport::request::ConnInfo;
 use crate::transport::ws::{self, WsError, WsMessage, WsReader, WsWriter};
 use crate::transport::EioError;
+
+/// What the session must do after the layer above handled a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close(DisconnectReason),
+}
+
+/// The protocol layer above an Engine.IO session: the Socket.IO client of the connection.
+/// The session hands it each message, passes on server-side socket disconnects, and tells it
+/// when the connection ends. Called only on the session's shard.
+pub(crate) trait SessionUpper {
+    /// An Engine.IO text message.
+    fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow;
+    /// An Engine.IO binary message.
+    fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow;
+    /// True once the client has joined a namespace (the connect timeout stops).
+    fn has_sockets(&self) -> bool;
+    /// Server-side `socket.disconnect(close)` of socket `sid`; false when it is not here.
+    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool;
+    /// The connection is gone.
+    fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason);
+}
+
+/// Makes the layer above of each new session, from its write handle and its first request.
+pub(crate) type UpperFactory =
+    Arc<dyn Fn(Arc<ConnHandle>, Arc<ConnInfo>) -> Box<dyn SessionUpper> + Send + Sync>;
 
 /// Reply to a polling GET: the payload to send, or the error to answer with.
 pub(crate) type PollReply = Result<Bytes, EioError>;
@@ -109,7 +136,7 @@ struct Session {
     slot: usize,
     /// The session runs over WebSocket (its writer is in the link).
     over_ws: bool,
-    client: Client,
+    client: Box<dyn SessionUpper>,
     pending_get: Option<oneshot::Sender<PollReply>>,
     /// Engine packets waiting for the next write.
     ctrl: Vec<Ctrl>,
@@ -132,7 +159,7 @@ struct Session {
 /// Starts a session on this shard and returns its id. `ws` is the WebSocket of a session
 /// opened directly over WebSocket; `None` opens a long-polling session.
 pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuard)>) -> Sid {
-    let cfg = &ctx.server.config;
+    let cfg = ctx.config();
     let sid = Sid::generate(ctx.id as u8);
     let now = Instant::now();
     let mut wire = Wire::default();
@@ -143,14 +170,14 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         guards.push(g);
         (w.writer, w.deflate)
     });
-    let slot = ctx.add_link(Link::new(sid, writer));
-    let conn = Arc::new(ConnHandle { sid, shard: ctx.id, slot, server: ctx.server.clone() });
+    let slot = ctx.transport().add_link(Link::new(sid, writer));
+    let conn = Arc::new(ConnHandle { sid, shard: ctx.id, slot, mesh: ctx.mesh.clone() });
     let session = Session {
         ctx: ctx.clone(),
         sid,
         slot,
         over_ws,
-        client: Client::new(ctx.server.clone(), conn, Arc::new(info)),
+        client: (ctx.transport().upper)(conn, Arc::new(info)),
         pending_get: None,
         ctrl: Vec::new(),
         close_packet: false,
@@ -171,7 +198,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
 
 /// The Engine.IO OPEN packet for `sid`.
 pub(crate) fn open_packet(ctx: &ShardCtx, sid: Sid, upgrades: bool) -> Bytes {
-    let cfg = &ctx.server.config;
+    let cfg = ctx.config();
     let ups: &[&str] =
         if upgrades && cfg.websocket && cfg.allow_upgrades { &["websocket"] } else { &[] };
     let mut buf = bytes::BytesMut::with_capacity(128);
@@ -203,7 +230,7 @@ fn run(s: Session, wire: Wire) -> impl Future<Output = ()> {
     async move {
         if s.over_ws {
             let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
-            s.ctx.with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
+            s.ctx.transport().with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
         }
         // One timer for the session's life, moved when the next deadline changes: creating a
         // new one per loop turn would insert into and cancel from the timer wheel per packet.
@@ -222,7 +249,7 @@ fn run(s: Session, wire: Wire) -> impl Future<Output = ()> {
             // write-side faults come first, then the timer (a client flooding us cannot starve
             // the heartbeat or the connect timeout), then the client's messages.
             let wake = poll_fn(|cx| {
-                if let Poll::Ready(ev) = ctx.poll_link(slot, cx) {
+                if let Poll::Ready(ev) = ctx.transport().poll_link(slot, cx) {
                     return Poll::Ready(Wake::Link(ev));
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
@@ -284,7 +311,7 @@ impl Session {
     fn take_get(&mut self) -> Option<oneshot::Sender<PollReply>> {
         let get = self.pending_get.take();
         if get.is_some() {
-            self.ctx.with_link(self.slot, |l| l.set_get_waiting(false));
+            self.ctx.transport().with_link(self.slot, |l| l.set_get_waiting(false));
         }
         get
     }
@@ -313,7 +340,7 @@ impl Session {
                     let _ = reply.send(Ok(Bytes::from_static(b"6")));
                 } else {
                     self.pending_get = Some(reply);
-                    let backlog = self.ctx.with_link(self.slot, |l| {
+                    let backlog = self.ctx.transport().with_link(self.slot, |l| {
                         l.set_get_waiting(true);
                         l.has_backlog()
                     });
@@ -348,7 +375,7 @@ impl Session {
                 }
             }
             Cmd::CanUpgrade(reply) => {
-                let cfg = &self.ctx.server.config;
+                let cfg = self.ctx.config();
                 if self.upgrade != Upgrade::None || !cfg.allow_upgrades || !cfg.websocket {
                     let _ = reply.send(Err(EioError::BadRequest));
                 } else {
@@ -377,7 +404,7 @@ impl Session {
         let flow = match p {
             eio::Packet::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
-                    self.next_ping = Some(Instant::now() + self.ctx.server.config.ping_interval);
+                    self.next_ping = Some(Instant::now() + self.ctx.config().ping_interval);
                 }
                 Flow::Continue
             }
@@ -411,7 +438,7 @@ impl Session {
             Ok(WsMessage::Binary(b)) => self.on_packet(eio::Packet::decode_binary(b)),
             Ok(WsMessage::Ping(p)) => {
                 let pong = ws::encode_pong_frame(&p);
-                self.ctx.with_link(self.slot, |l| l.ws().map(|w| w.queue(pong)));
+                self.ctx.transport().with_link(self.slot, |l| l.ws().map(|w| w.queue(pong)));
             }
             Ok(WsMessage::Pong(_)) => {}
             Ok(WsMessage::Close(_)) => self.close(DisconnectReason::TransportClose),
@@ -460,7 +487,7 @@ impl Session {
                     let _ = get.send(Ok(Bytes::from_static(b"6")));
                 }
                 // What was held for polling goes first on the WebSocket.
-                self.ctx.with_link(self.slot, |l| l.set_ws(writer, deflate));
+                self.ctx.transport().with_link(self.slot, |l| l.set_ws(writer, deflate));
                 self.over_ws = true;
                 self.upgrade = Upgrade::Done;
                 self.upgrade_deadline = None;
@@ -491,7 +518,7 @@ impl Session {
         }
         if self.next_ping.is_some_and(|d| d <= now) {
             self.next_ping = None;
-            self.pong_deadline = Some(now + self.ctx.server.config.ping_timeout);
+            self.pong_deadline = Some(now + self.ctx.config().ping_timeout);
             self.ctrl.push(Ctrl::Ping);
             if self.over_ws || self.pending_get.is_some() {
                 self.write();
@@ -504,7 +531,7 @@ impl Session {
     fn write(&mut self) {
         if self.over_ws {
             let ctrl = &mut self.ctrl;
-            self.ctx.with_link(self.slot, |l| {
+            self.ctx.transport().with_link(self.slot, |l| {
                 if let Some(w) = l.ws() {
                     for c in ctrl.drain(..) {
                         w.queue(c.frame());
@@ -514,7 +541,7 @@ impl Session {
             return;
         }
         let Some(get) = self.take_get() else { return };
-        let batch = self.ctx.with_link(self.slot, |l| l.take_polled(POLL_BATCH));
+        let batch = self.ctx.transport().with_link(self.slot, |l| l.take_polled(POLL_BATCH));
         self.answer(get, batch);
     }
 
@@ -555,11 +582,11 @@ impl Session {
         self.ctrl.clear();
         wire.probe = None;
         let rest = if transport_alive && !self.over_ws {
-            self.ctx.with_link(self.slot, |l| l.take_polled(usize::MAX))
+            self.ctx.transport().with_link(self.slot, |l| l.take_polled(usize::MAX))
         } else {
             Vec::new()
         };
-        let writer = if self.over_ws { self.ctx.remove_link(self.slot) } else { None };
+        let writer = if self.over_ws { self.ctx.transport().remove_link(self.slot) } else { None };
         if let Some(mut w) = writer {
             if !transport_alive {
                 // Nobody will read the backlog (a slow consumer's may be megabytes): only
@@ -592,7 +619,7 @@ impl Session {
             }
         }
         // From here on nothing more is queued for this connection.
-        self.ctx.remove_link(self.slot);
+        self.ctx.transport().remove_link(self.slot);
         self.ctx.remove_session(&self.sid);
         tracing::debug!(sid = %self.sid, %reason, "session closed");
     }
@@ -603,7 +630,7 @@ impl Session {
         let (ctx, slot) = (self.ctx.clone(), self.slot);
         while self.pending_get.is_none() {
             tokio::select! {
-                cmd = poll_fn(|cx| ctx.poll_cmd(slot, cx)) => match cmd {
+                cmd = poll_fn(|cx| ctx.transport().poll_cmd(slot, cx)) => match cmd {
                     Cmd::PollGet(reply) => self.pending_get = Some(reply),
                     Cmd::PollPost(_, reply) => { let _ = reply.send(Ok(())); }
                     Cmd::PollPostBegin(reply) | Cmd::CanUpgrade(reply) => {
@@ -647,11 +674,9 @@ mod tests {
         for (what, size, budget) in [
             ("Session", size_of::<super::Session>(), 256),
             ("Wire", size_of::<super::Wire>(), 128),
-            ("Client", size_of::<crate::ns::client::Client>(), 64),
             ("Link", size_of::<crate::transport::link::Link>(), 224),
             ("WsReader", size_of::<crate::transport::ws::WsReader>(), 120),
             ("WsWriter", size_of::<crate::transport::ws::WsWriter>(), 64),
-            ("SocketInner", size_of::<crate::ns::socket::SocketInner>(), 512),
         ] {
             assert!(size <= budget, "{what} is {size} bytes, budget {budget}");
         }

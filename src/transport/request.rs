@@ -1,9 +1,38 @@
-//! Compact name/value lists for what a connection keeps from its handshake request (headers
-//! and query parameters): every name and value in one allocation with a small index, not a
-//! map with an allocation per entry. A connection holds these for its whole life, so they
-//! are a large share of what an idle connection costs.
+//! What a connection keeps from its first HTTP request ([`HandshakeInfo`]), with compact
+//! name/value lists for its headers and query parameters: every name and value in one
+//! allocation with a small index, not a map with an allocation per entry. A connection holds
+//! these for its whole life, so they are a large share of what an idle connection costs.
+//! Part of the transport layer; the namespace layer hands them to sockets' handshakes.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+/// What the first HTTP request of a connection said. One copy per connection, shared by
+/// the handshakes of all its namespace sockets.
+#[derive(Debug)]
+pub struct HandshakeInfo {
+    /// HTTP headers of the first request of the connection.
+    pub headers: Headers,
+    /// Query parameters of the first request, in order.
+    pub query: Pairs,
+    /// The peer's address.
+    pub address: SocketAddr,
+    /// The request URL (path and query) of the first request.
+    pub url: String,
+    /// When the Engine.IO connection was opened.
+    pub issued: SystemTime,
+}
+
+/// What a connection's first request said, as the transport keeps it.
+pub(crate) type ConnInfo = HandshakeInfo;
+
+impl HandshakeInfo {
+    /// The first query parameter named `key`.
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query.get(key)
+    }
+}
 
 /// Name/value string pairs in request order, stored in one buffer.
 #[derive(Clone, Default, PartialEq, Eq)]
