@@ -22,6 +22,7 @@ use crate::error::EmitError;
 use crate::mesh::Mesh;
 use crate::ns::args::IntoArgs;
 use crate::ns::client::Client;
+use crate::ns::local::NsLocal;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner};
 use crate::shard::{self, ShardCtx, ShardMesh, ShardMsg, ShardSetup};
@@ -293,7 +294,10 @@ pub(crate) fn shard_locals(server: &Arc<ServerShared>) -> Vec<Box<dyn Any>> {
     let s = server.clone();
     let upper: UpperFactory =
         Arc::new(move |conn, info| Box::new(Client::new(s.clone(), conn, info)));
-    vec![Box::new(TransportLocal::new(server.transport.clone(), upper))]
+    vec![
+        Box::new(TransportLocal::new(server.transport.clone(), upper)),
+        Box::new(NsLocal::default()),
+    ]
 }
 
 /// What the server puts on each of its shards: the transport's per-shard state, whose

@@ -475,7 +475,7 @@ fn deliver_task(msg: &Arc<BroadcastMsg>) -> ShardMsg {
 
 /// Calls `f` on each local socket of `nsp` that `sel` selects, each once.
 pub(crate) fn select_local(ctx: &ShardCtx, nsp: &str, sel: &Selection, mut f: impl FnMut(&Socket)) {
-    let nsps = ctx.nsps.borrow();
+    let nsps = ctx.ns().nsps.borrow();
     let Some(ns) = nsps.get(nsp) else { return };
     let excluded = |sid: &Sid| sel.except.iter().any(|r| ns.is_member(r, sid));
     let mut visit = |sid: &Sid| {
@@ -509,7 +509,7 @@ fn deliver_plain(ctx: &ShardCtx, msg: &BroadcastMsg) -> bool {
     if msg.ack.is_some() || !msg.sel.except.is_empty() {
         return false;
     }
-    let nsps = ctx.nsps.borrow();
+    let nsps = ctx.ns().nsps.borrow();
     let Some(ns) = nsps.get(&*msg.nsp) else { return true };
     if ns.inner.has_outgoing_listeners() {
         return false;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub(crate) mod client;
+pub(crate) mod local;
 pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

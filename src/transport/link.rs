@@ -290,6 +290,7 @@ impl TransportLocal {
     /// closed as a slow consumer; one packet alone is always accepted (`max_payload` bounds
     /// what a client can make us echo). A volatile packet goes only to a writable
     /// connection, and is otherwise dropped and counted. Returns whether it was queued.
+    #[inline]
     pub(crate) fn push(&self, slot: usize, sid: Sid, out: &Out, volatile: bool) -> bool {
         let mut links = self.links.borrow_mut();
         let Some(link) = links.get_mut(slot).filter(|l| l.sid == sid) else { return false };

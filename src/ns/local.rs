@@ -1,0 +1,226 @@
+//! The namespace layer's state on one shard: per namespace, its local sockets and its rooms
+//! index (room → members, each with its connection's link so a plain broadcast reaches it
+//! without a socket lookup), and on shard 0 the room member counts behind the room events.
+//!
+//! Single-owner: an [`NsLocal`] belongs to its shard thread (`ctx.ns()`); other threads
+//! change it only by sending the owner a task.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use crate::ns::socket::{lock, Socket};
+use crate::ns::{NamespaceInner, Room, RoomEvent};
+use crate::proto::sid::Sid;
+use crate::shard::{self, ShardCtx};
+
+/// A local socket. The rooms it is in are kept on the socket itself (behind its own
+/// mutex, written only here, on the owning shard) so `Socket::rooms` answers from any thread.
+pub(crate) struct SocketEntry {
+    pub socket: Socket,
+}
+
+/// One namespace's sockets on one shard.
+///
+/// A socket's own room (its id) is not in `rooms`: it would be a map entry and a set per
+/// socket, for the life of every connection, to find one socket whose id is the room name.
+/// The socket's room list says whether it is still in it (it may leave it), and
+/// [`NspLocal::for_members`] / [`NspLocal::is_member`] answer for both kinds.
+pub(crate) struct NspLocal {
+    pub inner: Arc<NamespaceInner>,
+    pub sockets: AHashMap<Sid, SocketEntry>,
+    pub rooms: AHashMap<Room, AHashMap<Sid, Member>>,
+}
+
+/// Where a room member's packets go: its connection's link, so that a plain broadcast
+/// reaches each member without looking the socket up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member {
+    /// The Engine.IO session id of the member's connection.
+    pub conn: Sid,
+    /// Its link's slot.
+    pub slot: usize,
+}
+
+impl NspLocal {
+    /// The local socket whose own room is `room`, while it is in it.
+    pub(crate) fn own_room_member(&self, room: &str) -> Option<Sid> {
+        let sid = Sid::parse(room)?;
+        let entry = self.sockets.get(&sid)?;
+        lock(&entry.socket.0.rooms).iter().any(|r| &**r == room).then_some(sid)
+    }
+
+    /// Calls `f` once for each local member of `room`.
+    pub(crate) fn for_members(&self, room: &str, mut f: impl FnMut(&Sid)) {
+        let members = self.rooms.get(room);
+        if let Some(m) = members {
+            m.keys().for_each(&mut f);
+        }
+        if let Some(sid) = self.own_room_member(room) {
+            if !members.is_some_and(|m| m.contains_key(&sid)) {
+                f(&sid);
+            }
+        }
+    }
+
+    /// Whether local socket `sid` is in `room`.
+    pub(crate) fn is_member(&self, room: &str, sid: &Sid) -> bool {
+        self.rooms.get(room).is_some_and(|m| m.contains_key(sid))
+            || (sid.as_str() == room && self.own_room_member(room).is_some())
+    }
+}
+
+/// One shard's namespace state. Installed in the shard's context when it starts.
+#[derive(Default)]
+pub(crate) struct NsLocal {
+    pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
+    /// Shard 0 only: members of each room across all shards, for the room events.
+    room_counts: RefCell<AHashMap<(Arc<str>, Room), usize>>,
+}
+
+impl ShardCtx {
+    /// This shard's namespace state.
+    pub(crate) fn ns(&self) -> &NsLocal {
+        self.local::<NsLocal>()
+    }
+
+    /// Registers a connected socket and puts it in its own room (its id), as socket.io does.
+    pub(crate) fn add_socket(&self, socket: Socket) {
+        let sid = socket.sid();
+        let inner = socket.0.nsp.clone();
+        let own = Room::from(sid.as_str());
+        {
+            let mut nsps = self.ns().nsps.borrow_mut();
+            let ns = nsps.entry(inner.name.clone()).or_insert_with(|| NspLocal {
+                inner: inner.clone(),
+                sockets: AHashMap::new(),
+                rooms: AHashMap::new(),
+            });
+            lock(&socket.0.rooms).push(own.clone());
+            ns.sockets.insert(sid, SocketEntry { socket });
+        }
+        if inner.wants_room_events() {
+            self.room_changed(&inner, own, sid, true);
+        }
+    }
+
+    /// Removes a socket and its memberships.
+    pub(crate) fn remove_socket(&self, nsp: &Arc<NamespaceInner>, sid: Sid) {
+        let left = {
+            let mut nsps = self.ns().nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(&nsp.name) else { return };
+            let Some(entry) = ns.sockets.remove(&sid) else { return };
+            let rooms = std::mem::take(&mut *lock(&entry.socket.0.rooms));
+            for room in &rooms {
+                if let Some(members) = ns.rooms.get_mut(room) {
+                    members.remove(&sid);
+                    if members.is_empty() {
+                        ns.rooms.remove(room);
+                    }
+                }
+            }
+            rooms
+        };
+        if nsp.wants_room_events() {
+            for room in left {
+                self.room_changed(nsp, room, sid, false);
+            }
+        }
+    }
+
+    pub(crate) fn join(&self, nsp: &str, sid: Sid, room: Room) {
+        let inner = {
+            let mut nsps = self.ns().nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(nsp) else { return };
+            let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+            {
+                let mut rooms = lock(&entry.socket.0.rooms);
+                if rooms.contains(&room) {
+                    return;
+                }
+                rooms.push(room.clone());
+            }
+            let conn = &entry.socket.0.conn;
+            let member = Member { conn: conn.sid, slot: conn.slot };
+            ns.rooms.entry(room.clone()).or_default().insert(sid, member);
+            ns.inner.clone()
+        };
+        if inner.wants_room_events() {
+            self.room_changed(&inner, room, sid, true);
+        }
+    }
+
+    pub(crate) fn leave(&self, nsp: &str, sid: Sid, room: &Room) {
+        let inner = {
+            let mut nsps = self.ns().nsps.borrow_mut();
+            let Some(ns) = nsps.get_mut(nsp) else { return };
+            let Some(entry) = ns.sockets.get_mut(&sid) else { return };
+            {
+                let mut rooms = lock(&entry.socket.0.rooms);
+                let Some(pos) = rooms.iter().position(|r| r == room) else { return };
+                rooms.remove(pos);
+            }
+            if let Some(members) = ns.rooms.get_mut(room) {
+                members.remove(&sid);
+                if members.is_empty() {
+                    ns.rooms.remove(room);
+                }
+            }
+            ns.inner.clone()
+        };
+        if inner.wants_room_events() {
+            self.room_changed(&inner, room.clone(), sid, false);
+        }
+    }
+
+    /// Reports a membership change to shard 0, which counts members across shards and fires
+    /// the room events in the order it receives them (each lane is FIFO, so one shard's
+    /// changes keep their order).
+    fn room_changed(&self, nsp: &Arc<NamespaceInner>, room: Room, sid: Sid, joined: bool) {
+        let (nsp, mesh) = (nsp.clone(), self.mesh.clone());
+        shard::submit_to(&self.mesh, 0, move || {
+            if let Some(ctx) = shard::current(&mesh) {
+                ctx.count_room_change(&nsp, room, sid, joined);
+            }
+        });
+    }
+
+    /// Only called on shard 0.
+    fn count_room_change(&self, nsp: &NamespaceInner, room: Room, sid: Sid, joined: bool) {
+        let key = (nsp.name.clone(), room.clone());
+        let (created, deleted) = {
+            let mut counts = self.ns().room_counts.borrow_mut();
+            if joined {
+                let c = counts.entry(key).or_insert(0);
+                *c += 1;
+                (*c == 1, false)
+            } else {
+                match counts.get_mut(&key) {
+                    Some(c) if *c > 1 => {
+                        *c -= 1;
+                        (false, false)
+                    }
+                    Some(_) => {
+                        counts.remove(&key);
+                        (false, true)
+                    }
+                    // A leave for a join made before anyone listened: nothing to report.
+                    None => return,
+                }
+            }
+        };
+        let id = sid.as_str().to_owned();
+        if joined {
+            if created {
+                nsp.fire_room_event(&RoomEvent::CreateRoom(room.clone()));
+            }
+            nsp.fire_room_event(&RoomEvent::JoinRoom(room, id));
+        } else {
+            nsp.fire_room_event(&RoomEvent::LeaveRoom(room.clone(), id));
+            if deleted {
+                nsp.fire_room_event(&RoomEvent::DeleteRoom(room));
+            }
+        }
+    }
+}
