@@ -8,11 +8,9 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use ahash::AHashMap;
 
 use serde_json::Value;
 
@@ -23,69 +21,14 @@ use crate::mesh::Mesh;
 use crate::ns::args::IntoArgs;
 use crate::ns::client::Client;
 use crate::ns::local::NsLocal;
+use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
-use crate::ns::{Namespace, NamespaceInner};
+use crate::ns::Namespace;
 use crate::shard::{self, ShardCtx, ShardMesh, ShardMsg, ShardSetup};
 use crate::transport;
 use crate::transport::link;
 use crate::transport::local::{ConnGuard, TransportLocal};
-use crate::transport::outbox::Encoding;
 use crate::transport::session::UpperFactory;
-
-/// State shared by every shard of one server. Read-mostly: the namespace registry is read on
-/// each connect (never per message); the mesh is set once when the server starts.
-pub(crate) struct ServerShared {
-    /// The transport layer's shared state: the configuration and the connection counts.
-    pub transport: Arc<transport::local::Shared>,
-    namespaces: RwLock<AHashMap<String, Arc<NamespaceInner>>>,
-    /// Dynamic namespace patterns, tried in order for unknown names.
-    dynamic: RwLock<Vec<(DynamicPredicate, Arc<NamespaceInner>)>>,
-    /// The main namespace `/`, which always exists, as in socket.io.
-    root: Arc<NamespaceInner>,
-    mesh: OnceLock<Arc<ShardMesh>>,
-}
-
-type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
-
-impl ServerShared {
-    /// The server's configuration.
-    pub(crate) fn config(&self) -> &Config {
-        &self.transport.config
-    }
-
-    /// How packets are encoded for this server's transports.
-    pub(crate) fn encoding(&self, compress: bool) -> Encoding {
-        Encoding {
-            deflate: compress && self.config().per_message_deflate,
-            threshold: self.config().deflate_threshold,
-        }
-    }
-
-    pub(crate) fn mesh(&self) -> Option<&Arc<ShardMesh>> {
-        self.mesh.get()
-    }
-
-    /// The namespace a client asks to join: a registered one, or one a dynamic pattern
-    /// accepts (created on this first connect, then registered like any other).
-    pub(crate) fn namespace_for(&self, name: &str, auth: &Value) -> Option<Arc<NamespaceInner>> {
-        if let Some(ns) = self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name) {
-            return Some(ns.clone());
-        }
-        let parent = {
-            let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
-            dynamic.iter().find(|(pred, _)| pred(name, auth)).map(|(_, parent)| parent.clone())?
-        };
-        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        // Another shard may have created it meanwhile.
-        if let Some(ns) = map.get(name) {
-            return Some(ns.clone());
-        }
-        let child = Arc::new(NamespaceInner::new(Arc::from(name), Some(parent.clone())));
-        map.insert(name.to_owned(), child.clone());
-        parent.add_child(child.clone());
-        Some(child)
-    }
-}
 
 /// A Socket.IO server: register namespaces and handlers, then [`Server::listen`].
 ///
@@ -110,16 +53,7 @@ pub struct Server(pub(crate) Arc<ServerShared>);
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
-        let root = Arc::new(NamespaceInner::new(Arc::from("/"), None));
-        let mut namespaces = AHashMap::new();
-        namespaces.insert("/".to_owned(), root.clone());
-        Server(Arc::new(ServerShared {
-            transport: Arc::new(transport::local::Shared::new(config)),
-            namespaces: RwLock::new(namespaces),
-            dynamic: RwLock::new(Vec::new()),
-            root,
-            mesh: OnceLock::new(),
-        }))
+        Server(Arc::new(ServerShared::new(config)))
     }
 
     /// The configuration.
@@ -130,13 +64,7 @@ impl Server {
     /// The namespace `name` (`/`, `/chat`, ...), created on first use. Clients can only join
     /// namespaces that exist; others get CONNECT_ERROR "Invalid namespace".
     pub fn of(&self, name: &str) -> Namespace {
-        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
-        let mut map = self.0.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        let inner = map
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None)))
-            .clone();
-        Namespace { inner, server: self.0.clone() }
+        Namespace { inner: self.0.of(name), server: self.0.clone() }
     }
 
     /// Sets the connection handler of the main namespace `/`.
@@ -155,11 +83,7 @@ impl Server {
     where
         F: Fn(&str, &Value) -> bool + Send + Sync + 'static,
     {
-        let mut dynamic = self.0.dynamic.write().unwrap_or_else(|p| p.into_inner());
-        let label = format!("dynamic#{}", dynamic.len());
-        let inner = Arc::new(NamespaceInner::pattern(Arc::from(label.as_str())));
-        dynamic.push((Arc::new(accept), inner.clone()));
-        Namespace { inner, server: self.0.clone() }
+        Namespace { inner: self.0.add_pattern(Arc::new(accept)), server: self.0.clone() }
     }
 
     /// A namespace pattern given as a regular expression on the name (e.g.
@@ -169,7 +93,7 @@ impl Server {
     }
 
     fn root(&self) -> Namespace {
-        Namespace { inner: self.0.root.clone(), server: self.0.clone() }
+        Namespace { inner: self.0.root().clone(), server: self.0.clone() }
     }
 
     /// A broadcast to the sockets of `/` in `rooms` (a socket id names one socket).
@@ -246,7 +170,7 @@ impl Server {
     pub fn listen_on(&self, listener: StdListener) -> io::Result<RunningServer> {
         let n = self.0.config().shards;
         let mesh = Arc::new(Mesh::new(n));
-        if self.0.mesh.set(mesh.clone()).is_err() {
+        if !self.0.set_mesh(mesh.clone()) {
             return Err(io::Error::other("this server is already listening"));
         }
         listener.set_nonblocking(true)?;

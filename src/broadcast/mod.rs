@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 
 use crate::error::EmitError;
 use crate::ns::args::{Args, IntoArgs};
+use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::sid::Sid;
 use crate::proto::sio;
-use crate::server::ServerShared;
 use crate::shard::ShardMsg;
 use crate::shard::{self, ShardCtx};
 use crate::transport::outbox::Out;

@@ -12,11 +12,11 @@ use smallvec::SmallVec;
 
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
+use crate::ns::shared::ServerShared;
 use crate::ns::socket::{Handshake, Socket};
 use crate::proto::json;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
-use crate::server::ServerShared;
 use crate::shard::ShardCtx;
 use crate::transport::local::ConnHandle;
 use crate::transport::outbox::Out;

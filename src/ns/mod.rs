@@ -5,6 +5,7 @@
 pub mod args;
 pub(crate) mod client;
 pub(crate) mod local;
+pub(crate) mod shared;
 pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +15,8 @@ use std::time::Duration;
 use crate::broadcast::{BroadcastOperator, IntoRooms};
 use crate::error::{ConnectError, EmitError};
 use crate::ns::args::IntoArgs;
+use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
-use crate::server::ServerShared;
 
 /// A room name. Any `&str` or `String` converts into one.
 pub type Room = Arc<str>;

@@ -1,0 +1,114 @@
+//! What the shards of one server share at the namespace layer ([`ServerShared`]): the
+//! namespace registry (names and dynamic patterns), the transport's shared state and the
+//! mesh. The `Server` handle above wraps it.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use ahash::AHashMap;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::ns::NamespaceInner;
+use crate::shard::ShardMesh;
+use crate::transport;
+use crate::transport::outbox::Encoding;
+
+/// What the shards of one server share at the namespace layer: the namespace registry, the
+/// transport's shared state (configuration, counters) and the mesh. Read-mostly: the
+/// registry is read on each connect (never per message); the mesh is set once when the
+/// server starts.
+pub(crate) struct ServerShared {
+    /// The transport layer's shared state: the configuration and the connection counts.
+    pub transport: Arc<transport::local::Shared>,
+    namespaces: RwLock<AHashMap<String, Arc<NamespaceInner>>>,
+    /// Dynamic namespace patterns, tried in order for unknown names.
+    dynamic: RwLock<Vec<(DynamicPredicate, Arc<NamespaceInner>)>>,
+    /// The main namespace `/`, which always exists, as in socket.io.
+    root: Arc<NamespaceInner>,
+    mesh: OnceLock<Arc<ShardMesh>>,
+}
+
+type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
+
+impl ServerShared {
+    /// A server's shared state with only the main namespace `/`.
+    pub(crate) fn new(config: Config) -> ServerShared {
+        let root = Arc::new(NamespaceInner::new(Arc::from("/"), None));
+        let mut namespaces = AHashMap::new();
+        namespaces.insert("/".to_owned(), root.clone());
+        ServerShared {
+            transport: Arc::new(transport::local::Shared::new(config)),
+            namespaces: RwLock::new(namespaces),
+            dynamic: RwLock::new(Vec::new()),
+            root,
+            mesh: OnceLock::new(),
+        }
+    }
+
+    /// The namespace `name` (a `/` is put in front when missing), created on first use.
+    pub(crate) fn of(&self, name: &str) -> Arc<NamespaceInner> {
+        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(name.clone())
+            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None)))
+            .clone()
+    }
+
+    /// Adds a namespace pattern (tried in order for unknown names); returns the namespace
+    /// whose handlers the namespaces it creates use.
+    pub(crate) fn add_pattern(&self, accept: DynamicPredicate) -> Arc<NamespaceInner> {
+        let mut dynamic = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
+        let label = format!("dynamic#{}", dynamic.len());
+        let inner = Arc::new(NamespaceInner::pattern(Arc::from(label.as_str())));
+        dynamic.push((accept, inner.clone()));
+        inner
+    }
+
+    /// The main namespace `/`.
+    pub(crate) fn root(&self) -> &Arc<NamespaceInner> {
+        &self.root
+    }
+
+    /// Sets the mesh once the server starts; false when it was already set (listening).
+    pub(crate) fn set_mesh(&self, mesh: Arc<ShardMesh>) -> bool {
+        self.mesh.set(mesh).is_ok()
+    }
+
+    /// The server's configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.transport.config
+    }
+
+    /// How packets are encoded for this server's transports.
+    pub(crate) fn encoding(&self, compress: bool) -> Encoding {
+        Encoding {
+            deflate: compress && self.config().per_message_deflate,
+            threshold: self.config().deflate_threshold,
+        }
+    }
+
+    pub(crate) fn mesh(&self) -> Option<&Arc<ShardMesh>> {
+        self.mesh.get()
+    }
+
+    /// The namespace a client asks to join: a registered one, or one a dynamic pattern
+    /// accepts (created on this first connect, then registered like any other).
+    pub(crate) fn namespace_for(&self, name: &str, auth: &Value) -> Option<Arc<NamespaceInner>> {
+        if let Some(ns) = self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Some(ns.clone());
+        }
+        let parent = {
+            let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+            dynamic.iter().find(|(pred, _)| pred(name, auth)).map(|(_, parent)| parent.clone())?
+        };
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        // Another shard may have created it meanwhile.
+        if let Some(ns) = map.get(name) {
+            return Some(ns.clone());
+        }
+        let child = Arc::new(NamespaceInner::new(Arc::from(name), Some(parent.clone())));
+        map.insert(name.to_owned(), child.clone());
+        parent.add_child(child.clone());
+        Some(child)
+    }
+}
