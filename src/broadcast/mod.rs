@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod api;
+
 use ahash::AHashSet;
 use smallvec::SmallVec;
 use tokio::sync::mpsc;
@@ -15,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::error::EmitError;
 use crate::ns::args::{Args, IntoArgs};
 use crate::ns::shared::ServerShared;
-use crate::ns::socket::Socket;
+use crate::ns::socket::{AckEvent, AckSink, Socket};
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::sid::Sid;
 use crate::proto::sio;
@@ -77,21 +79,6 @@ pub(crate) struct Selection {
     pub rooms: SmallVec<[Room; 2]>,
     /// Sockets in any of these rooms are skipped.
     pub except: SmallVec<[Room; 2]>,
-}
-
-/// An acknowledgement-collecting broadcast: every recipient registers the namespace-wide ack
-/// id with this channel.
-pub(crate) type AckSink = mpsc::UnboundedSender<AckEvent>;
-
-/// What the shards and recipients report to the issuer of a broadcast with acks.
-#[derive(Debug)]
-pub(crate) enum AckEvent {
-    /// A shard delivered the packet to these sockets.
-    Delivered(Vec<Sid>),
-    /// A recipient acknowledged.
-    Reply(Sid, Args),
-    /// A recipient disconnected before acknowledging.
-    Gone(Sid),
 }
 
 /// One broadcast as it travels between shards: the selection and the encoded packet.

@@ -10,11 +10,8 @@ pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use crate::broadcast::{BroadcastOperator, IntoRooms};
-use crate::error::{ConnectError, EmitError};
-use crate::ns::args::IntoArgs;
+use crate::error::ConnectError;
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 
@@ -200,71 +197,5 @@ impl Namespace {
             .iter()
             .map(|c| Namespace { inner: c.clone(), server: self.server.clone() })
             .collect()
-    }
-
-    fn op(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.server.clone(), self.inner.clone())
-    }
-
-    /// A broadcast to the sockets of this namespace in `rooms`.
-    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.op().to(rooms)
-    }
-
-    /// Same as [`Namespace::to`].
-    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.op().to(rooms)
-    }
-
-    /// A broadcast to every socket of this namespace but those in `rooms`.
-    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.op().except(rooms)
-    }
-
-    /// A broadcast to the sockets of this server process only.
-    pub fn local(&self) -> BroadcastOperator {
-        self.op().local()
-    }
-
-    /// A broadcast that may be dropped for recipients not ready to receive it.
-    pub fn volatile(&self) -> BroadcastOperator {
-        self.op().volatile()
-    }
-
-    /// A broadcast with per-message compression allowed or not.
-    pub fn compress(&self, compress: bool) -> BroadcastOperator {
-        self.op().compress(compress)
-    }
-
-    /// A broadcast whose acknowledgements are awaited at most `timeout`.
-    pub fn timeout(&self, timeout: Duration) -> BroadcastOperator {
-        self.op().timeout(timeout)
-    }
-
-    /// Emits to every socket of this namespace, on every shard. On a dynamic pattern's
-    /// namespace (as every broadcast and operation on it), reaches every namespace it
-    /// created.
-    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
-        self.op().emit(event, args)
-    }
-
-    /// Every socket of this namespace, from every shard.
-    pub async fn fetch_sockets(&self) -> Vec<Socket> {
-        self.op().fetch_sockets().await
-    }
-
-    /// Makes every socket of this namespace join `rooms`.
-    pub fn sockets_join(&self, rooms: impl IntoRooms) {
-        self.op().sockets_join(rooms)
-    }
-
-    /// Makes every socket of this namespace leave `rooms`.
-    pub fn sockets_leave(&self, rooms: impl IntoRooms) {
-        self.op().sockets_leave(rooms)
-    }
-
-    /// Disconnects every socket of this namespace (with `close`, their connections).
-    pub fn disconnect_sockets(&self, close: bool) {
-        self.op().disconnect_sockets(close)
     }
 }

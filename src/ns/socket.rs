@@ -13,9 +13,8 @@ use std::time::Duration;
 use ahash::AHashMap;
 use serde_json::Value;
 use smallvec::SmallVec;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::broadcast::{AckEvent, AckSink, BroadcastOperator, IntoRooms};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
 use crate::ns::shared::ServerShared;
@@ -56,6 +55,21 @@ impl std::ops::Deref for Handshake {
     fn deref(&self) -> &HandshakeInfo {
         &self.info
     }
+}
+
+/// An acknowledgement-collecting broadcast: every recipient registers the namespace-wide ack
+/// id with this channel.
+pub(crate) type AckSink = mpsc::UnboundedSender<AckEvent>;
+
+/// What the shards and recipients report to the issuer of a broadcast with acks.
+#[derive(Debug)]
+pub(crate) enum AckEvent {
+    /// A shard delivered the packet to these sockets.
+    Delivered(Vec<Sid>),
+    /// A recipient acknowledged.
+    Reply(Sid, Args),
+    /// A recipient disconnected before acknowledging.
+    Gone(Sid),
 }
 
 /// A handler for one event: the socket, the arguments, and the acknowledgement callback when
@@ -355,28 +369,8 @@ impl Socket {
         lock(&self.0.rooms).to_vec()
     }
 
-    /// A broadcast from this socket to everyone else in its namespace
-    /// (socket.io's `socket.broadcast`).
-    pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.0.server.clone(), self.0.nsp.clone()).except(self.room())
-    }
-
-    /// A broadcast from this socket to `rooms`: every member but this socket.
-    pub fn to(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.broadcast().to(rooms)
-    }
-
-    /// Same as [`Socket::to`].
-    pub fn in_(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.broadcast().to(rooms)
-    }
-
-    /// A broadcast from this socket to everyone else but the members of `rooms`.
-    pub fn except(&self, rooms: impl IntoRooms) -> BroadcastOperator {
-        self.broadcast().except(rooms)
-    }
-
-    fn room(&self) -> Room {
+    /// The socket's own room (its id).
+    pub(crate) fn room(&self) -> Room {
         Room::from(self.id())
     }
 
