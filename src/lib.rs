@@ -48,22 +48,25 @@
 #[doc(hidden)]
 #[path = "bench_support.rs"]
 pub mod __bench;
+mod adapter;
 pub mod app;
 pub mod broadcast;
 pub mod config;
 pub mod error;
 mod mesh;
 pub mod ns;
+mod operator;
 pub mod proto;
 mod server;
 mod shard;
 mod transport;
 
-pub use broadcast::{AckResponses, BroadcastAckError, BroadcastOperator, IntoRooms};
+pub use adapter::ServerSideAckError;
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
 pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
 pub use ns::{Namespace, Room, RoomEvent};
+pub use operator::{AckResponses, BroadcastAckError, BroadcastOperator, IntoRooms};
 pub use server::{RunningServer, Server};
 pub use transport::request::{HandshakeInfo, Headers, Pairs};

@@ -14,16 +14,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::broadcast::{BroadcastOperator, IntoRooms};
+use crate::adapter::{self, InProcess, ServerSideAckError};
 use crate::config::Config;
 use crate::error::EmitError;
 use crate::mesh::Mesh;
+use crate::ns::args::Args;
 use crate::ns::args::IntoArgs;
 use crate::ns::client::Client;
 use crate::ns::local::NsLocal;
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 use crate::ns::Namespace;
+use crate::ns::Room;
+use crate::operator::{BroadcastOperator, IntoRooms};
 use crate::shard::{self, ShardCtx, ShardMesh, ShardMsg, ShardSetup};
 use crate::transport;
 use crate::transport::link;
@@ -53,7 +56,9 @@ pub struct Server(pub(crate) Arc<ServerShared>);
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
-        Server(Arc::new(ServerShared::new(config)))
+        let shared = ServerShared::new(config);
+        adapter::install(&shared, Arc::new(InProcess));
+        Server(Arc::new(shared))
     }
 
     /// The configuration.
@@ -134,6 +139,34 @@ impl Server {
     /// Emits to every socket of `/`.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
         self.root().emit(event, args)
+    }
+
+    /// The number of servers in the cluster, this one included: 1 without a cluster adapter
+    /// (socket.io's `io.of("/").adapter.serverCount()`).
+    pub async fn server_count(&self) -> usize {
+        adapter::of(&self.0).server_count().await
+    }
+
+    /// Every room of `/` on every server, socket ids included, sorted.
+    pub async fn all_rooms(&self) -> Vec<Room> {
+        self.root().all_rooms().await
+    }
+
+    /// Emits `event` to the other servers of the cluster (socket.io's `io.serverSideEmit`);
+    /// none without a cluster adapter.
+    pub fn server_side_emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        self.root().server_side_emit(event, args)
+    }
+
+    /// [`Server::server_side_emit`] awaiting one reply per other server for at most
+    /// `timeout`: the replies (none without a cluster adapter).
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: impl IntoArgs,
+        timeout: Duration,
+    ) -> Result<Vec<Args>, ServerSideAckError> {
+        self.root().server_side_emit_with_ack(event, args, timeout).await
     }
 
     /// Every socket of `/`, from every shard.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use shardcast::broadcast::BroadcastAckError;
 use shardcast::proto::sid::Sid;
+use shardcast::BroadcastAckError;
 use shardcast::DisconnectReason;
 
 /// Reads text frames until `marker`; returns those before it.

@@ -2,6 +2,7 @@
 //! namespace registry (names and dynamic patterns), the transport's shared state and the
 //! mesh. The `Server` handle above wraps it.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use ahash::AHashMap;
@@ -26,6 +27,8 @@ pub(crate) struct ServerShared {
     /// The main namespace `/`, which always exists, as in socket.io.
     root: Arc<NamespaceInner>,
     mesh: OnceLock<Arc<ShardMesh>>,
+    /// What the layers above keep per server (the adapter), by type, set once.
+    upper: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
@@ -42,7 +45,18 @@ impl ServerShared {
             dynamic: RwLock::new(Vec::new()),
             root,
             mesh: OnceLock::new(),
+            upper: OnceLock::new(),
         }
+    }
+
+    /// Keeps the layers above's per-server state; the first value set stays.
+    pub(crate) fn set_upper(&self, value: Box<dyn Any + Send + Sync>) {
+        let _ = self.upper.set(value);
+    }
+
+    /// The layers above's per-server state, once set.
+    pub(crate) fn upper(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.upper.get().map(|b| &**b)
     }
 
     /// The namespace `name` (a `/` is put in front when missing), created on first use.

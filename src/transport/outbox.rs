@@ -131,6 +131,7 @@ impl Out {
     }
 
     /// Bytes this packet puts on the wire (uncompressed), for the outbox byte limit.
+    #[inline]
     pub(crate) fn wire_len(&self) -> usize {
         self.0.text.len() + self.0.binary.iter().map(Bytes::len).sum::<usize>()
     }
@@ -147,6 +148,7 @@ impl Out {
 
     /// The WebSocket frames to write, compressed when `deflate` was negotiated and a
     /// compressed form exists.
+    #[inline]
     pub(crate) fn frames(&self, deflate: bool) -> impl Iterator<Item = &Bytes> {
         let p = &*self.0;
         let first = match (&p.deflated, deflate) {

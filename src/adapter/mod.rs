@@ -1,0 +1,195 @@
+//! The adapter seam: every operation that may reach beyond this process goes through an
+//! [`Adapter`], as in socket.io (`socket.io-adapter`'s `Adapter` / `ClusterAdapter`): a
+//! broadcast (with its rooms, exceptions and flags), a broadcast awaiting acks (how many
+//! reports to expect, then the replies), fetching, joining, leaving and disconnecting a
+//! selection of sockets, server-side emits (with and without ack), all rooms, and the
+//! number of servers.
+//!
+//! [`InProcess`], the default, is this process alone: every shard, reached through the
+//! broadcast engine. A cluster adapter (Redis, in a later issue) implements the same trait:
+//! it runs the local part through the engine too and carries the rest to other servers,
+//! without the namespace, transport or operator code changing.
+//!
+//! Layer: above the broadcast engine, below the operators users call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broadcast::{self, BroadcastMsg, Selection};
+use crate::ns::args::Args;
+use crate::ns::shared::ServerShared;
+use crate::ns::socket::Socket;
+use crate::ns::Room;
+
+/// A boxed future, as the adapter's asynchronous operations return.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Which namespaces and sockets an operation applies to, and whether it stays on this server.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The namespaces reached (several for a dynamic pattern's namespace).
+    pub names: Vec<Arc<str>>,
+    pub sel: Selection,
+    /// `local`: this server only, whatever the adapter. (This process is all the in-process
+    /// adapter reaches anyway; a cluster adapter reads it.)
+    #[allow(dead_code)]
+    pub local: bool,
+}
+
+/// Why a server-side emit with acknowledgement did not get every reply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServerSideAckError {
+    /// The emit itself was refused (a reserved event name).
+    #[error(transparent)]
+    Emit(#[from] crate::error::EmitError),
+    /// Some servers did not answer within the adapter's request timeout: the replies that
+    /// did arrive.
+    #[error("operation has timed out: {missing} of {expected} servers did not answer")]
+    Timeout {
+        /// The replies received.
+        responses: Vec<Args>,
+        /// How many servers were asked.
+        expected: usize,
+        /// How many did not answer.
+        missing: usize,
+    },
+}
+
+/// The operations that may cross the process boundary. Implementations are called from any
+/// thread; what they run on shards goes there by message.
+pub(crate) trait Adapter: Send + Sync + 'static {
+    /// Delivers the encoded broadcast to the selected sockets of every shard here and, unless
+    /// `local`, of every other server.
+    fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool);
+
+    /// The same for a broadcast awaiting acks (`msg.ack` is set). Returns how many
+    /// [`crate::ns::socket::AckEvent::Delivered`] reports to expect on the ack channel: one
+    /// per shard here, one per other server reached.
+    fn broadcast_with_ack(
+        &self,
+        server: &ServerShared,
+        msg: Arc<BroadcastMsg>,
+        local: bool,
+    ) -> usize;
+
+    /// The selected sockets.
+    fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>>;
+
+    /// Makes the selected sockets join `rooms`.
+    fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>);
+
+    /// Makes the selected sockets leave `rooms`.
+    fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>);
+
+    /// Disconnects the selected sockets (with `close`, their connections).
+    fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool);
+
+    /// Emits `event` to the other servers of the cluster (not to this one, as in socket.io).
+    fn server_side_emit(&self, server: &ServerShared, nsp: &str, event: &str, args: Args);
+
+    /// The same, awaiting one reply per other server for at most `timeout`.
+    fn server_side_emit_with_ack(
+        &self,
+        server: &ServerShared,
+        nsp: &str,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<Args>, ServerSideAckError>>;
+
+    /// Every room of the namespaces `names` (socket ids included), sorted, each once.
+    fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>>;
+
+    /// The number of servers sharing this adapter, this one included.
+    fn server_count(&self) -> BoxFuture<usize>;
+}
+
+/// The default adapter: this process, all its shards, nothing else.
+#[derive(Debug, Default)]
+pub(crate) struct InProcess;
+
+impl Adapter for InProcess {
+    fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, _local: bool) {
+        broadcast::dispatch(server, msg);
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        server: &ServerShared,
+        msg: Arc<BroadcastMsg>,
+        _local: bool,
+    ) -> usize {
+        broadcast::dispatch(server, msg)
+    }
+
+    fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>> {
+        let server = server.clone();
+        Box::pin(async move { broadcast::fetch_sockets(&server, target.names, target.sel).await })
+    }
+
+    fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
+        broadcast::for_each_selected(server, target.names, target.sel, move |ctx, s| {
+            for r in &rooms {
+                ctx.join(&s.0.nsp.name, s.sid(), r.clone());
+            }
+        });
+    }
+
+    fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
+        broadcast::for_each_selected(server, target.names, target.sel, move |ctx, s| {
+            for r in &rooms {
+                ctx.leave(&s.0.nsp.name, s.sid(), r);
+            }
+        });
+    }
+
+    fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool) {
+        broadcast::for_each_selected(server, target.names, target.sel, move |_ctx, s| {
+            s.disconnect(close)
+        });
+    }
+
+    fn server_side_emit(&self, _server: &ServerShared, _nsp: &str, _event: &str, _args: Args) {
+        // No other server to tell.
+    }
+
+    fn server_side_emit_with_ack(
+        &self,
+        _server: &ServerShared,
+        _nsp: &str,
+        _event: &str,
+        _args: Args,
+        _timeout: Duration,
+    ) -> BoxFuture<Result<Vec<Args>, ServerSideAckError>> {
+        // Every other server answered: there is none.
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>> {
+        let server = server.clone();
+        Box::pin(async move { broadcast::all_rooms(&server, names).await })
+    }
+
+    fn server_count(&self) -> BoxFuture<usize> {
+        Box::pin(async { 1 })
+    }
+}
+
+/// What the adapter layer keeps in the server's shared state.
+struct Slot(Arc<dyn Adapter>);
+
+/// Installs `adapter` as `server`'s (before it serves; the first one installed stays).
+pub(crate) fn install(server: &ServerShared, adapter: Arc<dyn Adapter>) {
+    server.set_upper(Box::new(Slot(adapter)));
+}
+
+/// The adapter of `server`: the one installed, else this process alone.
+pub(crate) fn of(server: &ServerShared) -> &dyn Adapter {
+    static IN_PROCESS: InProcess = InProcess;
+    match server.upper().and_then(|u| u.downcast_ref::<Slot>()) {
+        Some(Slot(a)) => &**a,
+        None => &IN_PROCESS,
+    }
+}
