@@ -56,8 +56,13 @@ pub struct Server(pub(crate) Arc<ServerShared>);
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
+        Server::with_adapter(config, Arc::new(InProcess))
+    }
+
+    /// A server whose cross-process operations go through `adapter`.
+    pub(crate) fn with_adapter(config: Config, adapter: Arc<dyn adapter::Adapter>) -> Server {
         let shared = ServerShared::new(config);
-        adapter::install(&shared, Arc::new(InProcess));
+        adapter::install(&shared, adapter);
         Server(Arc::new(shared))
     }
 
