@@ -430,3 +430,6 @@ const LISTEN_BACKLOG: i32 = 4096;
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc_emfile) if [23, 24, 105, 12].contains(&libc_emfile))
 }
+
+#[cfg(test)]
+mod adapter_seam_tests;
