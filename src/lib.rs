@@ -8,17 +8,23 @@
 //! 1. [`config`]: every option, named as socket.io names it, with its default.
 //! 2. `server`: binds the listener; an acceptor thread deals connections round-robin to
 //!    the shards (backing off, not spinning, when out of file descriptors).
-//! 3. `shard`: N threads, each with a current-thread runtime, owning its sessions and its
-//!    per-namespace sockets and rooms maps; no lock on the per-message path.
+//! 3. `shard`: N threads, each with a current-thread runtime, running tasks and holding
+//!    each layer's per-shard state; `mesh`: the lanes between them.
 //! 4. `transport`: the HTTP/1.1 front (polling, WebSocket upgrade, CORS), the Engine.IO
 //!    session task of each connection, and its bounded write queue (its link), written by
 //!    the shard's flush pass in coalesced batches.
 //! 5. [`proto`]: the sans-IO Engine.IO and Socket.IO codecs, JSON as JavaScript reads and
 //!    writes it, and session ids.
-//! 6. [`ns`]: namespaces, middlewares, sockets, event handlers, acknowledgements.
-//! 7. [`broadcast`]: `to(room).emit(...)`: encoded once into shared bytes, one message per
-//!    shard over the `mesh`, fanned out to each matching socket's link.
+//! 6. [`ns`]: namespaces, middlewares, sockets, event handlers, acknowledgements, and each
+//!    shard's sockets and rooms maps.
+//! 7. `operator` → `adapter` → [`broadcast`]: `to(room).emit(...)` builds a selection, goes
+//!    through the server's adapter (where a cluster would leave this process), and is
+//!    encoded once into shared bytes, one message per shard, fanned out to each matching
+//!    socket's link.
 //! 8. [`app`]: the demo application of `shardcast serve`.
+//!
+//! The modules form layers, each using only those below it: docs/architecture.md,
+//! "Layers", and `tests/layers.rs`.
 //!
 //! ## Example
 //!
