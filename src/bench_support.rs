@@ -1,5 +1,7 @@
 //! Drivers over the real internals for the criterion benches in benches/ (not a public API:
 //! hidden from the docs and free to change).
+//!
+//! Layer: the top (it may drive any layer below, as the benches need).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //!
 //! Option names follow socket.io's (`ping_interval`, `ping_timeout`, `max_payload`,
 //! `connect_timeout`, ...) so that a socket.io user finds them where they expect.
+//!
+//! Layer: the bottom (uses no other module).
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! Error and disconnect-reason types shared by the layers, grouped by who is at fault.
+//!
+//! Layer: the bottom (uses no other module).
 
 use std::fmt;
 

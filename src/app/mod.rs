@@ -1,6 +1,8 @@
 //! The built-in demo application of `shardcast serve`, exactly as docs/demo-app.md describes
 //! it (following the workspace's `shared/spec/demo-app.md`): benchmarks, interop tests and
 //! the load-test harness all talk to it.
+//!
+//! Layer: above the server (an application of the public API).
 
 use crate::ns::args::Args;
 use crate::ns::socket::Socket;

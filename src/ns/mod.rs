@@ -1,6 +1,10 @@
 //! Namespaces: their connection handlers, middlewares, ack id counter, room-event listeners
 //! and dynamic (pattern-created) children; sockets, arguments and the per-connection
-//! Socket.IO client live in the submodules.
+//! Socket.IO client live in the submodules, with each shard's sockets and rooms maps
+//! (`local`) and the server's namespace registry (`shared`).
+//!
+//! Layer: above the transport (whose sessions it serves through `SessionUpper`) and the
+//! shard runtime; below the broadcast engine.
 
 pub mod args;
 pub(crate) mod client;

@@ -1,5 +1,8 @@
 //! The `Server` handle users hold, and starting it: the listener, the acceptor thread and the
 //! shard threads.
+//!
+//! Layer: the top of the engine: it composes every layer below (what each shard is given
+//! at start, the adapter) behind the `Server` handle.
 
 use std::any::Any;
 use std::future::Future;
