@@ -4,10 +4,20 @@
 //!
 //! Layer: above the server (an application of the public API).
 
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
 use crate::ns::args::Args;
-use crate::ns::socket::Socket;
+use crate::ns::socket::{AckSender, Socket};
 use crate::ns::Namespace;
+use crate::operator::BroadcastAckError;
 use crate::server::Server;
+
+/// `publish-with-ack`'s wait for the members' acks (the spec's `timeout(2000)`).
+const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_millis(2000);
+/// `server-side-emit-with-ack`'s wait: the adapter's request timeout (socket.io's 5 s).
+const REQUESTS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Registers the demo app's namespaces (`/` and `/custom`) and handlers on `io`.
 pub fn install(io: &Server) {
@@ -34,6 +44,7 @@ pub fn install(io: &Server) {
             reply(ack, ok);
         });
         socket.on("disconnect-me", |s, _args, _ack| s.disconnect(true));
+        more_events(&socket, &room_ns);
     });
     io.of("/custom").on_connection(|socket| greet_and_echo(&socket));
 }
@@ -54,7 +65,114 @@ fn publish(ns: &Namespace, args: Args) -> bool {
     ns.to(room).emit(&event, args.skip(2)).is_ok()
 }
 
-fn reply(ack: Option<crate::ns::socket::AckSender>, ok: bool) {
+/// The "More events on `/`" of docs/demo-app.md: the operations over a selection, the
+/// adapter's queries and server-side emits, each acked as the spec says. Without a cluster
+/// adapter they cover this server (all its shards).
+fn more_events(socket: &Socket, ns: &Namespace) {
+    let n = ns.clone();
+    socket.on("publish-volatile", move |_s, args, ack| {
+        let (Some(room), Some(event)) = (args.str(0), args.str(1)) else {
+            return reply(ack, false);
+        };
+        let (room, event) = (room.to_owned(), event.to_owned());
+        reply(ack, n.to(room).volatile().emit(&event, args.skip(2)).is_ok());
+    });
+    let n = ns.clone();
+    socket.on("publish-with-ack", move |_s, args, ack| {
+        let (Some(room), Some(event), Some(ack)) = (args.str(0), args.str(1), ack) else { return };
+        let (room, event) = (room.to_owned(), event.to_owned());
+        let op = n.to(room).timeout(PUBLISH_ACK_TIMEOUT);
+        tokio::task::spawn_local(async move {
+            let (error, responses) = match op.emit_with_ack(&event, args.skip(2)).await {
+                Ok(r) => (Value::Null, r),
+                Err(BroadcastAckError::Timeout { responses, .. }) => {
+                    ("operation has timed out".into(), responses)
+                }
+                Err(BroadcastAckError::Emit(e)) => (e.to_string().into(), Vec::new()),
+            };
+            let first: Vec<Value> = responses
+                .iter()
+                .map(|(_, a)| a.values().first().cloned().unwrap_or(Value::Null))
+                .collect();
+            let _ = ack.send(json!({"error": error, "responses": first}));
+        });
+    });
+    socket.on("whoami", |s, _args, ack| {
+        let Some(ack) = ack else { return };
+        let mut rooms: Vec<String> =
+            s.rooms().iter().filter(|r| ***r != *s.id()).map(|r| r.to_string()).collect();
+        rooms.sort();
+        // Connection state recovery is not implemented yet (issue 11): never recovered.
+        let _ = ack.send(json!({"id": s.id(), "rooms": rooms, "recovered": false}));
+    });
+    let n = ns.clone();
+    socket.on("fetch-sockets", move |_s, args, ack| {
+        let (Some(room), Some(ack)) = (args.str(0), ack) else { return };
+        let op = n.in_(room.to_owned());
+        tokio::task::spawn_local(async move {
+            let mut ids: Vec<String> =
+                op.fetch_sockets().await.iter().map(|s| s.id().to_owned()).collect();
+            ids.sort();
+            let _ = ack.send((ids,));
+        });
+    });
+    let n = ns.clone();
+    socket.on("sockets-join", move |_s, args, ack| {
+        let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
+            return reply(ack, false);
+        };
+        n.in_(room.to_owned()).sockets_join(other.to_owned());
+        reply(ack, true);
+    });
+    let n = ns.clone();
+    socket.on("sockets-leave", move |_s, args, ack| {
+        let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
+            return reply(ack, false);
+        };
+        n.in_(room.to_owned()).sockets_leave(other.to_owned());
+        reply(ack, true);
+    });
+    let n = ns.clone();
+    socket.on("disconnect-room", move |_s, args, ack| {
+        let Some(room) = args.str(0).map(str::to_owned) else { return reply(ack, false) };
+        // The ack goes first, then the disconnects (the asker may be in the room).
+        reply(ack, true);
+        n.in_(room).disconnect_sockets(true);
+    });
+    let n = ns.clone();
+    socket.on("server-side-emit", move |_s, args, ack| {
+        let Some(event) = args.str(0).map(str::to_owned) else { return reply(ack, false) };
+        reply(ack, n.server_side_emit(&event, args.skip(1)).is_ok());
+    });
+    let n = ns.clone();
+    socket.on("server-side-emit-with-ack", move |_s, args, ack| {
+        let (Some(event), Some(ack)) = (args.str(0).map(str::to_owned), ack) else { return };
+        let n = n.clone();
+        tokio::task::spawn_local(async move {
+            let (error, responses) =
+                match n.server_side_emit_with_ack(&event, (), REQUESTS_TIMEOUT).await {
+                    Ok(r) => (Value::Null, r),
+                    Err(e) => (e.to_string().into(), Vec::new()),
+                };
+            let first: Vec<Value> = responses
+                .iter()
+                .map(|a| a.values().first().cloned().unwrap_or(Value::Null))
+                .collect();
+            let _ = ack.send(json!({"error": error, "responses": first}));
+        });
+    });
+    let n = ns.clone();
+    socket.on("all-rooms", move |_s, _args, ack| {
+        let Some(ack) = ack else { return };
+        let n = n.clone();
+        tokio::task::spawn_local(async move {
+            let rooms: Vec<String> = n.all_rooms().await.iter().map(|r| r.to_string()).collect();
+            let _ = ack.send((rooms,));
+        });
+    });
+}
+
+fn reply(ack: Option<AckSender>, ok: bool) {
     if let Some(ack) = ack {
         let _ = ack.send((ok,));
     }

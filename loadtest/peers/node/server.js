@@ -130,6 +130,80 @@ io.on("connection", (socket) => {
     // receives a DISCONNECT packet first).
     socket.disconnect(true);
   });
+
+  // docs/demo-app.md, "More events on /".
+  socket.on("publish-volatile", (...raw) => {
+    const [[room, event, ...args], ack] = splitAck(raw);
+    io.to(room).volatile.emit(event, ...args);
+    if (ack) ack(true);
+  });
+
+  socket.on("publish-with-ack", (...raw) => {
+    const [[room, event, ...args], ack] = splitAck(raw);
+    io.to(room)
+      .timeout(2000)
+      .emit(event, ...args, (err, responses) => {
+        if (ack) ack({ error: err ? err.message : null, responses });
+      });
+  });
+
+  socket.on("whoami", (...raw) => {
+    const [, ack] = splitAck(raw);
+    const rooms = [...socket.rooms].filter((r) => r !== socket.id).sort();
+    if (ack) ack({ id: socket.id, rooms, recovered: Boolean(socket.recovered) });
+  });
+
+  socket.on("fetch-sockets", async (...raw) => {
+    const [[room], ack] = splitAck(raw);
+    const sockets = await io.in(room).fetchSockets();
+    if (ack) ack(sockets.map((s) => s.id).sort());
+  });
+
+  socket.on("sockets-join", (...raw) => {
+    const [[room, other], ack] = splitAck(raw);
+    io.in(room).socketsJoin(other);
+    if (ack) ack(true);
+  });
+
+  socket.on("sockets-leave", (...raw) => {
+    const [[room, other], ack] = splitAck(raw);
+    io.in(room).socketsLeave(other);
+    if (ack) ack(true);
+  });
+
+  socket.on("disconnect-room", (...raw) => {
+    const [[room], ack] = splitAck(raw);
+    if (ack) ack(true);
+    io.in(room).disconnectSockets(true);
+  });
+
+  socket.on("server-side-emit", async (...raw) => {
+    const [[event, ...args], ack] = splitAck(raw);
+    // The in-memory adapter has no other server (and only warns when asked to reach one).
+    if ((await io.of("/").adapter.serverCount()) > 1) io.serverSideEmit(event, ...args);
+    if (ack) ack(true);
+  });
+
+  socket.on("server-side-emit-with-ack", async (...raw) => {
+    const [[event], ack] = splitAck(raw);
+    if (!ack) return;
+    if ((await io.of("/").adapter.serverCount()) <= 1) {
+      ack({ error: null, responses: [] });
+      return;
+    }
+    io.timeout(5000).serverSideEmit(event, (err, responses) => {
+      ack({ error: err ? err.message : null, responses: responses ?? [] });
+    });
+  });
+
+  socket.on("all-rooms", async (...raw) => {
+    const [, ack] = splitAck(raw);
+    // A cluster adapter answers allRooms() for every server; the in-memory one has no such
+    // method, and its rooms map is this server's (socket ids included).
+    const adapter = io.of("/").adapter;
+    const rooms = typeof adapter.allRooms === "function" ? await adapter.allRooms() : adapter.rooms.keys();
+    if (ack) ack([...rooms].sort());
+  });
 });
 
 // Namespace "/custom"
