@@ -1,0 +1,254 @@
+//! One connection of fanout, lobby, echo or idle for the whole run: connect (and reconnect when
+//! told), join its room with an ack, then the loop that receives and sends until the end.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::control::Control;
+use super::publisher::Publisher;
+use super::receiver::Receiver;
+use super::thread::Local;
+use crate::conn::{Conn, ConnError, Incoming};
+use crate::proto::{self, Eio, Kind};
+use crate::stats::record_ns;
+use crate::sys::mono_ns;
+
+enum End {
+    Stop,
+    Lost(ConnError),
+}
+
+/// One connection of fanout, lobby, echo or idle, for the whole run.
+pub(super) async fn client(l: Rc<Local>, g: u32) {
+    let plan = l.plan.clone();
+    let role = plan.role(g);
+    let polling = plan.is_polling(g);
+    let bind = plan.source_ip(g);
+    let mut setup_done = false;
+    let mut rx =
+        Receiver { trackers: Vec::new(), room: role.join, own: role.publish.map(|p| p.id) };
+    let mut publ = role.publish.map(|p| Publisher::new(&l, p));
+    let slot = l.ctl.slot();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if l.stopping() {
+            break;
+        }
+        let opened = {
+            let _permit = l.sem.acquire().await;
+            tokio::time::timeout(l.connect_timeout(), Conn::open(&l.ep, polling, bind)).await
+        };
+        let mut conn = match opened {
+            Ok(Ok((conn, hs))) => {
+                let mut st = l.st.borrow_mut();
+                st.c.connects_ok += 1;
+                record_ns(&mut st.connect, hs.ns_connect_ns);
+                record_ns(&mut st.eio_open, hs.eio_open_ns);
+                record_ns(&mut st.ns_connect, hs.ns_connect_ns - hs.eio_open_ns);
+                conn
+            }
+            failed => {
+                l.st.borrow_mut().c.connect_failures += 1;
+                match failed {
+                    Ok(Err(e)) => l.error(&e.0),
+                    _ => l.error("connect: timed out"),
+                }
+                if !setup_done {
+                    setup_done = true;
+                    l.setup_finished();
+                }
+                if plan.reconnect && !l.stopping() {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    l.st.borrow_mut().c.reconnects += 1;
+                    continue;
+                }
+                break;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        l.gauge.connected.store(l.gauge.connected.load(Relaxed) + 1, Relaxed);
+        let mut end = None;
+        if let Some(room) = role.join {
+            match tokio::time::timeout(l.connect_timeout(), join(&l, &mut conn, room)).await {
+                Ok(Ok(())) => {
+                    let mut st = l.st.borrow_mut();
+                    st.c.joins_ok += 1;
+                    if !setup_done {
+                        st.joined[room as usize] += 1;
+                    }
+                }
+                r => {
+                    l.st.borrow_mut().c.join_failures += 1;
+                    let e = match r {
+                        Ok(Err(e)) => e,
+                        _ => ConnError("join: no ack".into()),
+                    };
+                    l.error(&e.0);
+                    if !matches!(e.0.as_str(), s if s.starts_with("join")) {
+                        end = Some(End::Lost(e));
+                    }
+                }
+            }
+        }
+        if !setup_done {
+            setup_done = true;
+            l.setup_finished();
+        }
+        let end = match end {
+            Some(e) => e,
+            None => run_conn(&l, &mut conn, slot, &mut rx, &mut publ).await,
+        };
+        l.gauge.connected.store(l.gauge.connected.load(Relaxed) - 1, Relaxed);
+        match end {
+            End::Stop => {
+                conn.close(&plan.namespace).await;
+                l.st.borrow_mut().c.closed_by_harness += 1;
+                break;
+            }
+            End::Lost(e) => {
+                l.st.borrow_mut().c.disconnects += 1;
+                l.error(&format!("lost: {}", e.0));
+                if plan.reconnect && !l.stopping() {
+                    l.st.borrow_mut().c.reconnects += 1;
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    if !setup_done {
+        l.setup_finished();
+    }
+    l.ctl.release(slot);
+    l.task_done();
+}
+
+/// Emits the join event with an ack and waits for `true`.
+async fn join(l: &Local, conn: &mut Conn, room: u32) -> Result<(), ConnError> {
+    let mut args = BytesMut::new();
+    proto::write_json_str(&mut args, &l.plan.room_name(room));
+    conn.queue(proto::event_packet(&l.plan.namespace, Some(0), &l.plan.join_event, &args).freeze());
+    conn.flush().await?;
+    loop {
+        let Incoming::Text(payload) = conn.recv().await? else { continue };
+        let mut result = None;
+        for p in payload.packets() {
+            match proto::eio(p) {
+                Ok(Eio::Ping(d)) => {
+                    conn.queue_pong(d);
+                    l.st.borrow_mut().c.pings += 1;
+                }
+                Ok(Eio::Close) => {
+                    return Err(ConnError("closed by server (engine.io close)".into()))
+                }
+                Ok(Eio::Message(m)) => match proto::sio(m, &l.plan.namespace) {
+                    Ok(Some(s)) if s.kind == Kind::Ack && s.ack == Some(0) => {
+                        result = Some(if s.data == b"[true]" {
+                            Ok(())
+                        } else {
+                            Err(ConnError(format!(
+                                "join refused: {}",
+                                String::from_utf8_lossy(&s.data[..s.data.len().min(40)])
+                            )))
+                        });
+                    }
+                    Ok(Some(s)) if s.kind == Kind::Disconnect => {
+                        return Err(ConnError("namespace disconnect by server".into()))
+                    }
+                    Ok(_) => l.st.borrow_mut().c.other_packets += 1,
+                    Err(m) => l.malformed(m),
+                },
+                Ok(_) => {}
+                Err(m) => l.malformed(m),
+            }
+        }
+        conn.flush().await?;
+        if let Some(r) = result {
+            return r;
+        }
+    }
+}
+
+/// The receive and publish loop of an established connection.
+async fn run_conn(
+    l: &Rc<Local>,
+    conn: &mut Conn,
+    ctl_slot: usize,
+    rx: &mut Receiver,
+    publ: &mut Option<Publisher>,
+) -> End {
+    // A client that (re)connects mid-phase picks the phase up where its schedule stands.
+    let mut seen = l.ctl.gen.get();
+    let current = l.ctl.get();
+    match current {
+        Control::Run(spec) => {
+            if let Some(p) = publ {
+                p.start(l, &spec);
+            }
+        }
+        Control::Stop => return End::Stop,
+        _ => {}
+    }
+    loop {
+        let due = publ.as_ref().and_then(Publisher::next_due);
+        let slot = publ.as_ref().map_or(0, |p| p.slot);
+        tokio::select! {
+            biased;
+            g = l.ctl.changed(ctl_slot, seen) => {
+                seen = g;
+                match l.ctl.get() {
+                    Control::Run(spec) => {
+                        if let Some(p) = publ {
+                            p.start(l, &spec);
+                        }
+                    }
+                    Control::End(_) => {
+                        if let Some(p) = publ {
+                            p.active = false;
+                        }
+                    }
+                    Control::Stop => return End::Stop,
+                    Control::Setup => {}
+                }
+            }
+            r = conn.recv() => {
+                // Every message of this read is handled here, with one arrival time, before
+                // going back to waiting (the select and a clock read per message cost more
+                // than the message once a server writes several per segment).
+                let now = mono_ns();
+                let mut next = r.map(Some);
+                loop {
+                    match next {
+                        Ok(Some(Incoming::Text(payload))) => {
+                            if let Err(e) = rx.handle(l, conn, &payload, now) {
+                                return End::Lost(e);
+                            }
+                        }
+                        Ok(Some(Incoming::Binary)) => l.st.borrow_mut().c.binary_frames += 1,
+                        Ok(None) => break,
+                        Err(e) => return End::Lost(e),
+                    }
+                    next = conn.try_recv();
+                }
+                if conn.has_pending() {
+                    if let Err(e) = conn.flush().await {
+                        return End::Lost(e);
+                    }
+                }
+            }
+            _ = l.pacer.wait(slot, due.unwrap_or(u64::MAX)), if due.is_some() => {
+                if let Some(p) = publ {
+                    p.send_due(l, conn);
+                }
+                if let Err(e) = conn.flush().await {
+                    return End::Lost(e);
+                }
+            }
+        }
+    }
+}

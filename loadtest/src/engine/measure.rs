@@ -1,0 +1,96 @@
+//! A client thread's measurements: the live counters the aggregator reads (`Gauge`) and the
+//! counters and histograms of the current stage (`Stats`), taken as a `StageReport`.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use hdrhistogram::Histogram;
+
+use crate::link::{Hists, StageReport};
+use crate::plan::Plan;
+use crate::stats::{hist_to_b64, new_hist, Counters, Errors, PubCounts};
+
+/// One thread's live counters, read by the aggregator. Only the owning thread writes.
+#[derive(Default)]
+#[repr(align(128))]
+pub(super) struct Gauge {
+    pub(super) connected: AtomicI64,
+    pub(super) scheduled: AtomicU64,
+    pub(super) sent: AtomicU64,
+    pub(super) expected: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) done: AtomicU64,
+    pub(super) errors: AtomicU64,
+}
+
+impl Gauge {
+    pub(super) fn bump(a: &AtomicU64, n: u64) {
+        a.store(a.load(Relaxed) + n, Relaxed);
+    }
+}
+
+/// A thread's measurements of the current stage.
+pub(super) struct Stats {
+    pub(super) c: Counters,
+    pub(super) errors: Errors,
+    pub(super) latency: Histogram<u64>,
+    pub(super) interval: Histogram<u64>,
+    pub(super) lag: Histogram<u64>,
+    pub(super) transit: Histogram<u64>,
+    pub(super) connect: Histogram<u64>,
+    pub(super) eio_open: Histogram<u64>,
+    pub(super) ns_connect: Histogram<u64>,
+    pub(super) pubs: Vec<PubCounts>,
+    pub(super) joined: Vec<u32>,
+}
+
+impl Stats {
+    pub(super) fn new(plan: &Plan) -> Stats {
+        Stats {
+            c: Counters::default(),
+            errors: Errors::new(),
+            latency: new_hist(),
+            interval: new_hist(),
+            lag: new_hist(),
+            transit: new_hist(),
+            connect: new_hist(),
+            eio_open: new_hist(),
+            ns_connect: new_hist(),
+            pubs: vec![PubCounts::default(); plan.publisher_count() as usize],
+            joined: vec![0; plan.rooms as usize],
+        }
+    }
+
+    /// Takes the stage's report and starts a new stage.
+    pub(super) fn take(&mut self) -> StageReport {
+        let pubs = self
+            .pubs
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| **p != PubCounts::default())
+            .map(|(i, p)| (i as u32, std::mem::take(p)))
+            .collect();
+        let h = |h: &mut Histogram<u64>| {
+            let s = hist_to_b64(h);
+            h.reset();
+            s
+        };
+        StageReport {
+            counters: std::mem::take(&mut self.c),
+            errors: std::mem::take(&mut self.errors),
+            hists: Hists {
+                latency: h(&mut self.latency),
+                lag: h(&mut self.lag),
+                transit: h(&mut self.transit),
+                connect: h(&mut self.connect),
+                eio_open: h(&mut self.eio_open),
+                ns_connect: h(&mut self.ns_connect),
+            },
+            pubs,
+            joined: {
+                let n = self.joined.len();
+                std::mem::replace(&mut self.joined, vec![0; n])
+            },
+            cpu_us: 0,
+        }
+    }
+}

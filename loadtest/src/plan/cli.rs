@@ -1,0 +1,248 @@
+//! The command line (clap): the scenarios and the flags of each, as given, before validation.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Load-test any Engine.IO v4 / Socket.IO v5 server (the defaults drive the demo app of
+/// `shardcast serve`). Every run is bounded in time and count, and targets loopback only unless
+/// --allow-remote names the host.
+#[derive(Parser, Debug)]
+#[command(name = "shardcast-loadtest", version, about, long_about = None)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The scenarios.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// C subscribers over R rooms, P publishers per room publishing at --rate msg/s per room
+    /// (open loop); latency from the scheduled send time, losses, duplicates, reordering.
+    Fanout(FanoutArgs),
+    /// Many small rooms (--room-size members each), every member publishing to its own room;
+    /// each room gets --rate msg/s in total: the game-lobby shape.
+    Lobby(LobbyArgs),
+    /// Acked round trips (`message-with-ack`) at --rate per client: the RTT distribution.
+    Echo(EchoArgs),
+    /// Connection storm and churn: --clients connections opened at --rate per second (all at
+    /// once without --rate), each held --hold seconds; handshake latencies, failures by reason.
+    Connect(ConnectArgs),
+    /// Hold --clients connections open for --duration, answering pings.
+    Idle(IdleArgs),
+    /// Step the rate of `fanout` (or `lobby`) up by --step-factor every --duration seconds until
+    /// the p99 objective or zero loss breaks; report the highest rate that held.
+    Ramp(RampArgs),
+    /// Internal: one worker process of `--workers N` (reads its plan on stdin).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// Flags every scenario has.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Server URL, http://HOST:PORT. Loopback only unless --allow-remote names HOST.
+    #[arg(long)]
+    pub url: String,
+    /// Engine.IO path.
+    #[arg(long, default_value = "/socket.io/")]
+    pub path: String,
+    /// Socket.IO namespace.
+    #[arg(long, default_value = "/")]
+    pub namespace: String,
+    /// Auth payload sent with the namespace CONNECT (a JSON object).
+    #[arg(long, value_name = "JSON")]
+    pub auth: Option<String>,
+    /// Share of connections on HTTP long-polling instead of WebSocket (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub polling_share: f64,
+    /// Number of clients (subscribers in fanout; connections in the other scenarios).
+    #[arg(long, short = 'c')]
+    pub clients: u32,
+    /// Measured duration in seconds (per step for ramp). Required: every run is bounded.
+    #[arg(long, short = 'd')]
+    pub duration: f64,
+    /// Longest wait after the schedule ends for deliveries in flight, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Write the full result as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report (inline SVG charts) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Run the clients in N worker processes (0 = in this process).
+    #[arg(long, default_value_t = 0)]
+    pub workers: u32,
+    /// Client threads per process [default: cores available / max(workers, 1)].
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Bind clients to N source addresses 127.0.0.1, 127.0.0.2, ... (past the ephemeral port
+    /// range; IPv4 loopback targets only). 0 = let the kernel choose.
+    #[arg(long, default_value_t = 0)]
+    pub source_ips: u32,
+    /// Sample this server process's RSS and CPU during the run.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Reconnect (and rejoin) a client whose connection is lost; off by default.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Allow this exact non-loopback host as a target.
+    #[arg(long, value_name = "HOST")]
+    pub allow_remote: Option<String>,
+    /// Connection handshakes in flight at once, per process.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: u32,
+    /// Timeout of one connection handshake (and of a join), in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Longest time to connect and join every client before measuring, in seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub setup_timeout: f64,
+    /// No progress line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Flags of scenarios that send messages.
+#[derive(Args, Debug, Clone)]
+pub struct TrafficArgs {
+    /// Messages per second per room (fanout, lobby, ramp start) or per client (echo).
+    #[arg(long, short = 'r')]
+    pub rate: Option<f64>,
+    /// Padding bytes carried by every message (an ASCII string argument).
+    #[arg(long, default_value_t = 16)]
+    pub payload: usize,
+    /// Event name delivered to subscribers [fanout/lobby: news] or round-tripped [echo:
+    /// message-with-ack].
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
+/// Flags of room scenarios.
+#[derive(Args, Debug, Clone)]
+pub struct RoomArgs {
+    /// Number of rooms (fanout: default 1; lobby: default clients / room-size).
+    #[arg(long)]
+    pub rooms: Option<u32>,
+    /// Publishers per room (fanout), each at rate / publishers.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: u32,
+    /// Event a client emits, with an ack, to join a room: EVENT(room) -> ack true.
+    #[arg(long, default_value = "join")]
+    pub join_event: String,
+    /// Event a publisher emits: EVENT(room, event, pubId, seq, scheduledNs, sentNs, padding); the server
+    /// must emit `event` with the remaining arguments to the room.
+    #[arg(long, default_value = "publish")]
+    pub publish_event: String,
+    /// Room names are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "room-")]
+    pub room_prefix: String,
+}
+
+/// `fanout`
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub traffic: TrafficArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub rooms: RoomArgs,
+}
+
+/// `lobby`
+#[derive(Args, Debug, Clone)]
+pub struct LobbyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub traffic: TrafficArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub rooms: RoomArgs,
+    /// Members per room when --rooms is not given.
+    #[arg(long, default_value_t = 10)]
+    pub room_size: u32,
+}
+
+/// `echo`
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub traffic: TrafficArgs,
+}
+
+/// `connect`
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Connection attempts per second (open loop); all at once when not given (a storm).
+    #[arg(long, short = 'r')]
+    pub rate: Option<f64>,
+    /// Seconds each connection is held before the harness closes it.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold: f64,
+}
+
+/// `idle`
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+}
+
+/// Which traffic shape `ramp` steps up.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shape {
+    /// `fanout`
+    Fanout,
+    /// `lobby`
+    Lobby,
+}
+
+/// `ramp`
+#[derive(Args, Debug, Clone)]
+pub struct RampArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub traffic: TrafficArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub rooms: RoomArgs,
+    /// Traffic shape to step up.
+    #[arg(long, value_enum, default_value_t = Shape::Fanout)]
+    pub shape: Shape,
+    /// Members per room for --shape lobby when --rooms is not given.
+    #[arg(long, default_value_t = 10)]
+    pub room_size: u32,
+    /// Each step multiplies the rate by this.
+    #[arg(long, default_value_t = 2.0)]
+    pub step_factor: f64,
+    /// Most steps.
+    #[arg(long, default_value_t = 8)]
+    pub steps: u32,
+    /// Latency objective: a step holds while its p99 is at most this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_ms: f64,
+    /// Loss allowed in a step that holds, as a fraction of expected deliveries (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_loss: f64,
+}
