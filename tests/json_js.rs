@@ -176,3 +176,66 @@ async fn max_json_depth_is_configurable() {
     assert_eq!(probe.reason_of(&id).await, DisconnectReason::ForcedClose);
     ws.roundtrip("/").await;
 }
+
+/// Hostile JSON from many connections at once (seeded mixes of lone surrogates, nesting
+/// far past the limit, out-of-range numbers, deep but allowed values) while a healthy room
+/// member receives a numbered stream: each hostile connection gets the reference's answer or
+/// is closed alone, the stream arrives whole and in order, and a new client is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_javascript_json_leaves_everyone_else_served() {
+    const SEED: u64 = 0x5eed_2026_1201;
+    let server = TestServer::demo(config().build().unwrap());
+    let addr = server.addr;
+    let (mut member, _) = Ws::connected(addr).await;
+    member.send(r#"421["join","feed"]"#).await;
+    member.expect("431[true]").await;
+    let (mut publisher, _) = Ws::connected(addr).await;
+
+    let deep_ok = format!("{}0{}", "[".repeat(900), "]".repeat(900));
+    let too_deep = "[".repeat(100_000);
+    let storm: Vec<_> = (0..40u64)
+        .map(|i| {
+            let (deep_ok, too_deep) = (deep_ok.clone(), too_deep.clone());
+            tokio::spawn(async move {
+                let mut rng = SEED ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let (mut ws, _) = Ws::connected(addr).await;
+                for step in 0..6 {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    match (rng >> 33) % 4 {
+                        0 => {
+                            ws.send(r#"421["message-with-ack","a\ud83d","\udc00"]"#).await;
+                            ws.expect(r#"431["a\ud83d","\udc00"]"#).await;
+                        }
+                        1 => {
+                            ws.send(r#"422["message-with-ack",1e999999,-0,9007199254740993]"#)
+                                .await;
+                            ws.expect("432[null,0,9007199254740992]").await;
+                        }
+                        2 => {
+                            ws.send(&format!(r#"423["message-with-ack",{deep_ok}]"#)).await;
+                            ws.expect(&format!("433[{deep_ok}]")).await;
+                        }
+                        _ => {
+                            ws.send(&format!(r#"42["message",{too_deep}"#)).await;
+                            let before = ws.expect_closed().await;
+                            assert!(before.is_empty(), "seed {SEED:#x} conn {i} step {step}");
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in 0..300 {
+        publisher.send(&format!(r#"42["publish","feed","n",{n}]"#)).await;
+    }
+    for n in 0..300 {
+        member.expect(&format!(r#"42["n",{n}]"#)).await;
+    }
+    for s in storm {
+        s.await.unwrap_or_else(|e| panic!("seed {SEED:#x}: a storm connection failed: {e}"));
+    }
+    let (mut newcomer, _) = Ws::connected(addr).await;
+    newcomer.roundtrip("/").await;
+    member.roundtrip("/").await;
+}

@@ -90,10 +90,7 @@ fn more_events(socket: &Socket, ns: &Namespace) {
                 }
                 Err(BroadcastAckError::Emit(e)) => (e.to_string().into(), Vec::new()),
             };
-            let first: Vec<Value> = responses
-                .iter()
-                .map(|(_, a)| a.values().first().cloned().unwrap_or(Value::Null))
-                .collect();
+            let first: Vec<Value> = responses.iter().map(|(_, a)| first_arg(a)).collect();
             let _ = ack.send(json!({"error": error, "responses": first}));
         });
     });
@@ -116,22 +113,21 @@ fn more_events(socket: &Socket, ns: &Namespace) {
             let _ = ack.send((ids,));
         });
     });
-    let n = ns.clone();
-    socket.on("sockets-join", move |_s, args, ack| {
-        let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
-            return reply(ack, false);
-        };
-        n.in_(room.to_owned()).sockets_join(other.to_owned());
-        reply(ack, true);
-    });
-    let n = ns.clone();
-    socket.on("sockets-leave", move |_s, args, ack| {
-        let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
-            return reply(ack, false);
-        };
-        n.in_(room.to_owned()).sockets_leave(other.to_owned());
-        reply(ack, true);
-    });
+    for (event, join) in [("sockets-join", true), ("sockets-leave", false)] {
+        let n = ns.clone();
+        socket.on(event, move |_s, args, ack| {
+            let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
+                return reply(ack, false);
+            };
+            let selected = n.in_(room.to_owned());
+            if join {
+                selected.sockets_join(other.to_owned());
+            } else {
+                selected.sockets_leave(other.to_owned());
+            }
+            reply(ack, true);
+        });
+    }
     let n = ns.clone();
     socket.on("disconnect-room", move |_s, args, ack| {
         let Some(room) = args.str(0).map(str::to_owned) else { return reply(ack, false) };
@@ -154,10 +150,7 @@ fn more_events(socket: &Socket, ns: &Namespace) {
                     Ok(r) => (Value::Null, r),
                     Err(e) => (e.to_string().into(), Vec::new()),
                 };
-            let first: Vec<Value> = responses
-                .iter()
-                .map(|a| a.values().first().cloned().unwrap_or(Value::Null))
-                .collect();
+            let first: Vec<Value> = responses.iter().map(first_arg).collect();
             let _ = ack.send(json!({"error": error, "responses": first}));
         });
     });
@@ -170,6 +163,11 @@ fn more_events(socket: &Socket, ns: &Namespace) {
             let _ = ack.send((rooms,));
         });
     });
+}
+
+/// A reply's first argument (`null` when it had none), as socket.io collects replies.
+fn first_arg(args: &Args) -> Value {
+    args.values().first().cloned().unwrap_or(Value::Null)
 }
 
 fn reply(ack: Option<AckSender>, ok: bool) {
