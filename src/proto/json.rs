@@ -393,7 +393,7 @@ const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
 /// A JavaScript number as a JSON value: integral values within ±2^53 as integers (so
 /// handlers can read them as integers), others as `f64`; non-finite ones (which JSON cannot
 /// hold) as `null`, what `JSON.stringify` writes for them.
-fn js_number(f: f64) -> Value {
+pub(crate) fn js_number(f: f64) -> Value {
     if !f.is_finite() {
         Value::Null
     } else if f.fract() == 0.0 && f.abs() <= MAX_SAFE {

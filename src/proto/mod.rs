@@ -5,5 +5,6 @@
 
 pub mod eio;
 pub mod json;
+pub mod msgpack;
 pub mod sid;
 pub mod sio;
