@@ -309,7 +309,7 @@ async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
     Some((parts.io.into_inner(), parts.read_buf.to_vec()))
 }
 
-/// Our WebSocket over a raw TCP stream (see transport/ws.rs for why it is ours).
+/// Our WebSocket over a raw TCP stream (see transport/ws/mod.rs for why it is ours).
 fn websocket(tcp: TcpStream, already_read: Vec<u8>, cfg: &WsConfig) -> Ws {
     let (r, w) = tcp.into_split();
     Ws {
