@@ -12,6 +12,12 @@
 //!
 //! Layer: above the broadcast engine, below the operators users call.
 
+// The Redis adapter (issue 10) builds on these; their tests pin the wire format now.
+#[allow(dead_code)]
+pub mod wire;
+#[cfg(test)]
+mod wire_tests;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,0 +1,158 @@
+//! The classic `@socket.io/redis-adapter` broadcast message (8.x), sans-IO: what one server
+//! publishes on `{key}#{nsp}#` (or `{key}#{nsp}#{room}#` when it targets exactly one room) for
+//! the others to deliver to their own sockets: the MessagePack (notepack.io) array
+//! `[uid, packet, {rooms, except, flags}]`, where `packet` is the Socket.IO packet before the
+//! parser sees it: `{type: 2, data: [event, ...args], nsp}`, binary arguments in place as
+//! `bin`. A receiver ignores its own uid, treats a missing `nsp` as `/`, and applies `flags`
+//! (`volatile`, `compress`) to its local delivery; `local` broadcasts are never published.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+use smallvec::SmallVec;
+
+use crate::broadcast::Selection;
+use crate::ns::args::Args;
+use crate::ns::Room;
+use crate::proto::json;
+use crate::proto::msgpack::{self, MsgpackError};
+
+/// Why a received broadcast message was ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not MessagePack.
+    #[error("adapter message: {0}")]
+    Msgpack(#[from] MsgpackError),
+    /// MessagePack of another shape than `[uid, packet, opts]`.
+    #[error("adapter message: unexpected shape ({0})")]
+    Shape(&'static str),
+}
+
+/// A broadcast as it travels between servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireBroadcast {
+    /// The publishing server's uid.
+    pub uid: String,
+    /// The namespace.
+    pub nsp: String,
+    /// The event name.
+    pub event: String,
+    /// Its arguments (binary as placeholders and attachments).
+    pub args: Args,
+    /// Target rooms and exceptions.
+    pub sel: Selection,
+    /// `flags.volatile`.
+    pub volatile: bool,
+    /// `flags.compress` (true when absent, as in socket.io).
+    pub compress: bool,
+}
+
+/// The channel a broadcast is published on: `{key}#{nsp}#`, plus `{room}#` when the
+/// broadcast targets exactly one room.
+pub fn broadcast_channel(key: &str, nsp: &str, rooms: &[Room]) -> String {
+    match rooms {
+        [room] => format!("{key}#{nsp}#{room}#"),
+        _ => format!("{key}#{nsp}#"),
+    }
+}
+
+/// Encodes a broadcast for the other servers.
+pub fn encode_broadcast(b: &WireBroadcast) -> Bytes {
+    let (values, binary) = (b.args.values(), b.args.binary());
+    let mut data = Vec::with_capacity(values.len() + 1);
+    data.push(Value::String(b.event.clone()));
+    data.extend(values.iter().cloned());
+    let rooms: Vec<&str> = b.sel.rooms.iter().map(|r| &**r).collect();
+    let except: Vec<&str> = b.sel.except.iter().map(|r| &**r).collect();
+    let mut flags = Map::new();
+    if b.volatile {
+        flags.insert("volatile".into(), Value::Bool(true));
+    }
+    if !b.compress {
+        flags.insert("compress".into(), Value::Bool(false));
+    }
+    let msg = json!([
+        b.uid,
+        {"type": 2, "data": data, "nsp": b.nsp},
+        {"rooms": rooms, "except": except, "flags": flags},
+    ]);
+    let mut out = BytesMut::new();
+    msgpack::encode(&mut out, &msg, binary);
+    out.freeze()
+}
+
+/// Decodes a broadcast another server (or the emitter) published.
+pub fn decode_broadcast(bytes: &Bytes, max_depth: usize) -> Result<WireBroadcast, WireError> {
+    let decoded = msgpack::decode(bytes, max_depth)?;
+    let Value::Array(mut parts) = decoded.value else {
+        return Err(WireError::Shape("not an array"));
+    };
+    if parts.len() < 3 {
+        return Err(WireError::Shape("fewer than 3 parts"));
+    }
+    let opts = parts.remove(2);
+    let packet = parts.remove(1);
+    let uid = match parts.remove(0) {
+        Value::String(s) => s,
+        _ => return Err(WireError::Shape("uid")),
+    };
+    let Value::Object(mut packet) = packet else { return Err(WireError::Shape("packet")) };
+    // EVENT (2) as the adapter publishes it, or BINARY_EVENT (5) from older encoders.
+    if !matches!(packet.get("type").and_then(Value::as_u64), Some(2 | 5)) {
+        return Err(WireError::Shape("packet type"));
+    }
+    let nsp = match packet.remove("nsp") {
+        None | Some(Value::Null) => "/".to_owned(),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(WireError::Shape("nsp")),
+    };
+    let Some(Value::Array(mut data)) = packet.remove("data") else {
+        return Err(WireError::Shape("data"));
+    };
+    if data.is_empty() {
+        return Err(WireError::Shape("no event"));
+    }
+    let event = match data.remove(0) {
+        Value::String(s) => s,
+        v @ Value::Number(_) => {
+            let mut t = BytesMut::new();
+            json::write_value(&mut t, &v);
+            String::from_utf8_lossy(&t).into_owned()
+        }
+        _ => return Err(WireError::Shape("event name")),
+    };
+    let Value::Object(opts) = opts else { return Err(WireError::Shape("opts")) };
+    let rooms = |key: &str| -> Result<SmallVec<[Room; 2]>, WireError> {
+        match opts.get(key) {
+            None | Some(Value::Null) => Ok(SmallVec::new()),
+            Some(Value::Array(list)) => list.iter().map(room_name).collect(),
+            Some(_) => Err(WireError::Shape("rooms")),
+        }
+    };
+    let sel = Selection { rooms: rooms("rooms")?, except: rooms("except")? };
+    let flags = opts.get("flags").and_then(Value::as_object);
+    let flag = |name: &str| flags.and_then(|f| f.get(name)).and_then(Value::as_bool);
+    Ok(WireBroadcast {
+        uid,
+        nsp,
+        event,
+        args: Args::from_parts(data, decoded.binary, Default::default()),
+        sel,
+        volatile: flag("volatile").unwrap_or(false),
+        compress: flag("compress").unwrap_or(true),
+    })
+}
+
+/// A room name as JavaScript would make a Set member of it (rooms may be numbers there).
+fn room_name(v: &Value) -> Result<Room, WireError> {
+    match v {
+        Value::String(s) => Ok(Arc::from(s.as_str())),
+        Value::Number(_) => {
+            let mut t = BytesMut::new();
+            json::write_value(&mut t, v);
+            Ok(Arc::from(String::from_utf8_lossy(&t).as_ref()))
+        }
+        _ => Err(WireError::Shape("room name")),
+    }
+}

@@ -1,0 +1,149 @@
+//! The classic broadcast message against the official `@socket.io/redis-adapter` itself,
+//! through the Redis on 127.0.0.1:6379: what a Node server publishes decodes to the
+//! broadcast it made, and what we encode, published on its channel, reaches a
+//! `socket.io-client` connected to that Node server. Needs Node.js and `npm ci` in
+//! tests/cluster (done here when missing).
+
+use std::process::Command;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::wire::{broadcast_channel, decode_broadcast, encode_broadcast, WireBroadcast};
+use crate::broadcast::Selection;
+use crate::ns::args::Args;
+use crate::ns::Room;
+
+const CAPTURE: &str = r##"
+import { Server } from "socket.io";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { createClient } from "redis";
+const key = process.argv[1];
+const pub = createClient({ url: "redis://127.0.0.1:6379" }), sub = pub.duplicate(), raw = pub.duplicate();
+await Promise.all([pub.connect(), sub.connect(), raw.connect()]);
+const seen = [];
+await raw.pSubscribe(key + "#*", (msg, channel) => seen.push({ channel: channel.toString(), hex: msg.toString("hex") }), true);
+const io = new Server();
+io.adapter(createAdapter(pub, sub, { key }));
+await new Promise((r) => setTimeout(r, 100));
+io.to("r").emit("ev", 1, "two", Buffer.from([1, 2, 3]), { a: [1.5, null] });
+io.except("x").volatile.compress(false).emit("ev2");
+io.of("/chat").to(["a", "b"]).emit("ev3", "é😀");
+io.local.emit("never");
+await new Promise((r) => setTimeout(r, 300));
+process.stdout.write(JSON.stringify(seen));
+await Promise.all([pub.quit(), sub.quit(), raw.quit()]);
+process.exit(0);
+"##;
+
+const DELIVER: &str = r##"
+import { Server } from "socket.io";
+import { io as connect } from "socket.io-client";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { createClient } from "redis";
+import http from "node:http";
+const [key, channel, hex] = process.argv.slice(1);
+const pub = createClient({ url: "redis://127.0.0.1:6379" }), sub = pub.duplicate(), raw = pub.duplicate();
+await Promise.all([pub.connect(), sub.connect(), raw.connect()]);
+const httpServer = http.createServer();
+const io = new Server(httpServer);
+io.adapter(createAdapter(pub, sub, { key }));
+io.on("connection", (s) => s.join("r"));
+await new Promise((r) => httpServer.listen(0, "127.0.0.1", r));
+const client = connect(`http://127.0.0.1:${httpServer.address().port}`, { transports: ["websocket"] });
+const got = new Promise((resolve) => client.on("from-rust", (...args) => resolve(args)));
+await new Promise((r) => client.on("connect", r));
+await new Promise((r) => setTimeout(r, 100));
+await raw.publish(channel, Buffer.from(hex, "hex"));
+const args = await Promise.race([got, new Promise((r) => setTimeout(() => r("timeout"), 3000))]);
+process.stdout.write(JSON.stringify(args, (k, v) => (v && v.type === "Buffer" ? { buffer: v.data } : v)));
+client.close(); io.close();
+await Promise.all([pub.quit(), sub.quit(), raw.quit()]);
+"##;
+
+fn node(script: &str, args: &[&str]) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster");
+    if !std::path::Path::new(dir).join("node_modules/@socket.io/redis-adapter").exists() {
+        let st =
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir).status();
+        assert!(st.is_ok_and(|s| s.success()), "npm ci in tests/cluster failed");
+    }
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", script])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("node is needed for this test");
+    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn rooms(list: &[&str]) -> smallvec::SmallVec<[Room; 2]> {
+    list.iter().map(|r| Room::from(*r)).collect()
+}
+
+#[test]
+fn what_the_node_adapter_publishes_decodes_to_its_broadcast() {
+    let key = format!("shardcast-test-{}", std::process::id());
+    let seen: Value = serde_json::from_str(&node(CAPTURE, &[&key])).unwrap();
+    let seen = seen.as_array().unwrap();
+    assert_eq!(seen.len(), 3, "a local broadcast is not published: {seen:?}");
+    let decoded: Vec<(String, WireBroadcast)> = seen
+        .iter()
+        .map(|m| {
+            let bytes = Bytes::from(unhex(m["hex"].as_str().unwrap()));
+            (m["channel"].as_str().unwrap().to_owned(), decode_broadcast(&bytes, 100).unwrap())
+        })
+        .collect();
+    let (ch, b) = &decoded[0];
+    assert_eq!(ch, &broadcast_channel(&key, "/", &rooms(&["r"])));
+    assert_eq!((b.nsp.as_str(), b.event.as_str()), ("/", "ev"));
+    assert_eq!(
+        b.args.values(),
+        &[
+            json!(1),
+            json!("two"),
+            json!({"_placeholder": true, "num": 0}),
+            json!({"a": [1.5, null]})
+        ]
+    );
+    assert_eq!(b.args.binary(), &[Bytes::from_static(b"\x01\x02\x03")]);
+    assert_eq!(b.sel, Selection { rooms: rooms(&["r"]), except: rooms(&[]) });
+    assert!(!b.volatile && b.compress);
+    assert!(!b.uid.is_empty());
+    let (ch, b) = &decoded[1];
+    assert_eq!(ch, &broadcast_channel(&key, "/", &[]));
+    assert_eq!((b.event.as_str(), b.sel.except.as_slice()), ("ev2", &rooms(&["x"])[..]));
+    assert!(b.volatile && !b.compress);
+    let (ch, b) = &decoded[2];
+    assert_eq!(ch, &broadcast_channel(&key, "/chat", &rooms(&["a", "b"])));
+    assert_eq!((b.nsp.as_str(), b.args.values()), ("/chat", &[json!("é😀")][..]));
+    assert_eq!(b.sel.rooms, rooms(&["a", "b"]));
+    // and re-encoding what we decoded decodes to the same broadcast
+    for (_, b) in &decoded {
+        assert_eq!(&decode_broadcast(&encode_broadcast(b), 100).unwrap(), b);
+    }
+}
+
+#[test]
+fn what_we_publish_reaches_a_client_of_the_node_server() {
+    let key = format!("shardcast-test-d{}", std::process::id());
+    let args = Args::new().arg(1).arg("x").binary_arg(Bytes::from_static(b"\x09\x08"));
+    let b = WireBroadcast {
+        uid: "rust-test".into(),
+        nsp: "/".into(),
+        event: "from-rust".into(),
+        args,
+        sel: Selection { rooms: rooms(&["r"]), except: rooms(&[]) },
+        volatile: false,
+        compress: true,
+    };
+    let hex: String = encode_broadcast(&b).iter().map(|x| format!("{x:02x}")).collect();
+    let channel = broadcast_channel(&key, "/", &b.sel.rooms);
+    let got: Value = serde_json::from_str(&node(DELIVER, &[&key, &channel, &hex])).unwrap();
+    assert_eq!(got, json!([1, "x", {"buffer": [9, 8]}]));
+}
