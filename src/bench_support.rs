@@ -175,6 +175,7 @@ fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
         sel,
         packet,
         volatile: false,
+        compress: true,
         event: Arc::from(event),
         args: Arc::new(args.clone()),
         ack: None,

@@ -80,6 +80,12 @@ pub struct Config {
     /// does not recurse, and the shard threads' stacks are sized for handling values this
     /// deep. From 2 to 100,000. Default 1,000.
     pub max_json_depth: usize,
+    /// Redis URL of the cluster this server joins (`redis://127.0.0.1:6379`), speaking the
+    /// protocol of `@socket.io/redis-adapter` 8.x (`createAdapter`). `None` (the default): no
+    /// cluster, this process alone.
+    pub redis: Option<String>,
+    /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
+    pub redis_key: String,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
     pub max_connections: usize,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
@@ -113,6 +119,8 @@ impl Default for Config {
             write_coalesce_max: Duration::from_millis(100),
             max_attachments: 10,
             max_json_depth: 1000,
+            redis: None,
+            redis_key: "socket.io".into(),
             max_connections: 100_000,
             tcp_nodelay: true,
             per_message_deflate: false,
@@ -209,6 +217,16 @@ impl ConfigBuilder {
         per_message_deflate: bool);
     setter!(/// See [`Config::deflate_threshold`].
         deflate_threshold: usize);
+    /// See [`Config::redis`].
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.0.redis = Some(url.into());
+        self
+    }
+    /// See [`Config::redis_key`].
+    pub fn redis_key(mut self, key: impl Into<String>) -> Self {
+        self.0.redis_key = key.into();
+        self
+    }
     /// See [`Config::cors`].
     pub fn cors(mut self, v: Cors) -> Self {
         self.0.cors = Some(v);

@@ -54,6 +54,12 @@ struct ServeArgs {
     /// packets close that connection.
     #[arg(long, default_value_t = 1000)]
     max_json_depth: usize,
+    /// Join the cluster on this Redis (redis://HOST:PORT), as @socket.io/redis-adapter does.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// The cluster's channel prefix (the adapter's `key`).
+    #[arg(long, value_name = "PREFIX", default_value = "socket.io")]
+    redis_key: String,
 }
 
 fn main() -> ExitCode {
@@ -102,10 +108,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .max_payload(args.max_payload)
         .max_json_depth(args.max_json_depth)
+        .redis_key(args.redis_key.clone())
         .write_coalesce(Duration::from_millis(args.write_coalesce))
         .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {
         builder = builder.shards(n);
+    }
+    if let Some(url) = &args.redis {
+        builder = builder.redis(url.clone());
     }
     let config = builder.build().map_err(|e| format!("invalid option: {e}"))?;
     let addr: SocketAddr = (args.host.as_str(), args.port)
@@ -118,7 +128,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let io = Server::new(config);
     shardcast::app::install(&io);
-    let running = io.listen(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let running = io.listen(addr).map_err(|e| match e.kind() {
+        // The cluster adapter could not connect: its message names Redis.
+        std::io::ErrorKind::NotConnected => e.to_string(),
+        _ => format!("cannot listen on {addr}: {e}"),
+    })?;
     let bound = running.local_addr();
     println!("listening on {}:{}", args.host, bound.port());
     let _ = std::io::stdout().flush();

@@ -26,6 +26,8 @@ fn help_documents_every_flag() {
         "--write-coalesce",
         "--write-coalesce-max",
         "--max-json-depth",
+        "--redis",
+        "--redis-key",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -45,6 +47,21 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
         assert!(err.starts_with("shardcast: "), "{err:?}");
     }
+}
+
+#[test]
+fn unreachable_redis_gives_one_line_and_non_zero_exit() {
+    let free = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let url = format!("redis://127.0.0.1:{port}");
+    let out =
+        Command::new(BIN).args(["serve", "--port", "0", "--redis", &url]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("shardcast: cannot reach Redis at redis://127.0.0.1:"), "{err:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"));
 }
 
 #[test]

@@ -12,8 +12,7 @@
 //!
 //! Layer: above the broadcast engine, below the operators users call.
 
-// The Redis adapter (issue 10) builds on these; their tests pin the wire format now.
-#[allow(dead_code)]
+pub(crate) mod redis;
 pub mod wire;
 #[cfg(test)]
 mod wire_tests;
@@ -183,19 +182,48 @@ impl Adapter for InProcess {
     }
 }
 
-/// What the adapter layer keeps in the server's shared state.
-struct Slot(Arc<dyn Adapter>);
+/// A cluster adapter's running side (its thread), stopped with the server.
+pub(crate) struct Started {
+    thread: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
 
-/// Installs `adapter` as `server`'s (before it serves; the first one installed stays).
-pub(crate) fn install(server: &ServerShared, adapter: Arc<dyn Adapter>) {
-    server.set_upper(Box::new(Slot(adapter)));
+impl Started {
+    /// Stops the adapter's thread and waits for it.
+    pub(crate) fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts a cluster adapter's connections once the server's shared state exists; returns
+/// when it is ready (subscribed).
+pub(crate) type Starter = Box<dyn FnOnce(Arc<ServerShared>) -> std::io::Result<Started> + Send>;
+
+/// What the adapter layer keeps in the server's shared state.
+struct Slot {
+    adapter: Arc<dyn Adapter>,
+    starter: std::sync::Mutex<Option<Starter>>,
+}
+
+/// Installs `adapter` as `server`'s (before it serves; the first one installed stays), with
+/// what starts it when the server listens.
+pub(crate) fn install(server: &ServerShared, adapter: Arc<dyn Adapter>, starter: Option<Starter>) {
+    server.set_upper(Box::new(Slot { adapter, starter: std::sync::Mutex::new(starter) }));
+}
+
+/// Starts the installed adapter's connections, if it has any (once).
+pub(crate) fn start(server: &Arc<ServerShared>) -> std::io::Result<Option<Started>> {
+    let Some(slot) = server.upper().and_then(|u| u.downcast_ref::<Slot>()) else { return Ok(None) };
+    let starter = slot.starter.lock().unwrap_or_else(|p| p.into_inner()).take();
+    starter.map(|s| s(server.clone())).transpose()
 }
 
 /// The adapter of `server`: the one installed, else this process alone.
 pub(crate) fn of(server: &ServerShared) -> &dyn Adapter {
     static IN_PROCESS: InProcess = InProcess;
     match server.upper().and_then(|u| u.downcast_ref::<Slot>()) {
-        Some(Slot(a)) => &**a,
+        Some(slot) => &*slot.adapter,
         None => &IN_PROCESS,
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct BroadcastMsg {
     pub sel: Selection,
     pub packet: Out,
     pub volatile: bool,
+    /// Whether the packet may be compressed (a cluster adapter passes the flag on).
+    pub compress: bool,
     /// Event and arguments, for recipients with `on_any_outgoing` listeners.
     pub event: Arc<str>,
     pub args: Arc<Args>,
@@ -81,6 +83,7 @@ pub(crate) fn encode(
         sel: sel.clone(),
         packet,
         volatile,
+        compress,
         event: Arc::from(event),
         args: Arc::new(args),
         ack,

@@ -105,6 +105,11 @@ impl ServerShared {
         self.mesh.get()
     }
 
+    /// The namespace `name` when it exists (no pattern is tried).
+    pub(crate) fn existing(&self, name: &str) -> Option<Arc<NamespaceInner>> {
+        self.namespaces.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
     /// The namespace a client asks to join: a registered one, or one a dynamic pattern
     /// accepts (created on this first connect, then registered like any other).
     pub(crate) fn namespace_for(&self, name: &str, auth: &Value) -> Option<Arc<NamespaceInner>> {

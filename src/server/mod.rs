@@ -59,13 +59,21 @@ pub struct Server(pub(crate) Arc<ServerShared>);
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
-        Server::with_adapter(config, Arc::new(InProcess))
+        match config.redis.clone() {
+            Some(url) => {
+                let pending = adapter::redis::new(&url, &config.redis_key);
+                let shared = ServerShared::new(config);
+                adapter::install(&shared, pending.adapter.clone(), Some(pending.starter()));
+                Server(Arc::new(shared))
+            }
+            None => Server::with_adapter(config, Arc::new(InProcess)),
+        }
     }
 
     /// A server whose cross-process operations go through `adapter`.
     pub(crate) fn with_adapter(config: Config, adapter: Arc<dyn adapter::Adapter>) -> Server {
         let shared = ServerShared::new(config);
-        adapter::install(&shared, adapter);
+        adapter::install(&shared, adapter, None);
         Server(Arc::new(shared))
     }
 
@@ -217,6 +225,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let mut threads = Vec::with_capacity(n + 1);
+        let mut adapter_running = None;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         // Every thread builds its runtime before anything is accepted: a runtime needs
@@ -235,6 +244,8 @@ impl Server {
             for _ in 0..n {
                 ready_rx.recv().map_err(|_| io::Error::other("a shard thread died"))??;
             }
+            // The cluster adapter is connected and subscribed before anything is accepted.
+            adapter_running = adapter::start(&self.0)?;
             let (server, stop2) = (self.0.clone(), stop.clone());
             let acceptor = std::thread::Builder::new()
                 .name("acceptor".into())
@@ -242,7 +253,14 @@ impl Server {
             ready_rx.recv().map_err(|_| io::Error::other("the acceptor thread died"))??;
             Ok(acceptor)
         })();
-        let mut running = RunningServer { local_addr, mesh, threads, acceptor: None, stop };
+        let mut running = RunningServer {
+            local_addr,
+            mesh,
+            threads,
+            acceptor: None,
+            stop,
+            adapter: adapter_running,
+        };
         match started {
             Ok(acceptor) => {
                 running.acceptor = Some(acceptor);
@@ -290,6 +308,8 @@ pub struct RunningServer {
     threads: Vec<JoinHandle<()>>,
     acceptor: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// The cluster adapter's thread, when there is one.
+    adapter: Option<adapter::Started>,
 }
 
 impl RunningServer {
@@ -322,6 +342,9 @@ impl RunningServer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        if let Some(a) = self.adapter.take() {
+            a.stop();
+        }
     }
 }
 
@@ -331,9 +354,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// Accepts connections and deals them round-robin to the shards. On running out of file
-/// descriptors (or memory) it backs off instead of spinning: the pending connection stays
-/// in the kernel's backlog until a descriptor is free.
 /// A shard thread's stack: room for values `max_json_depth` deep. The JSON parser does not
 /// recurse, but what handlers do with a value does (drop, clone, compare, serialize, serde's
 /// `Deserialize`): measured at ~1.6 KiB per level in a debug build and ~0.4 KiB in release,
@@ -342,6 +362,9 @@ fn shard_stack_size(max_json_depth: usize) -> usize {
     8 * 1024 * 1024 + max_json_depth.saturating_mul(4 * 1024)
 }
 
+/// Accepts connections and deals them round-robin to the shards. On running out of file
+/// descriptors (or memory) it backs off instead of spinning: the pending connection stays
+/// in the kernel's backlog until a descriptor is free.
 fn accept_loop(
     listener: StdListener,
     server: Arc<ServerShared>,

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
-// Reference peer: the shardcast demo app (see /work/shared/spec/demo-app.md)
+// Reference peer: the shardcast demo app (docs/demo-app.md)
 // implemented with the official `socket.io` server package.
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
+//                  [--redis URL] [--redis-key PREFIX]
 //
+// With --redis it joins the cluster on that Redis with the official
+// @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
+// prefix `socket.io`), and says `listening on` once subscribed.
 // Prints `listening on HOST:PORT` once it accepts connections and exits with
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
 // Node process is one "shard").
@@ -14,7 +18,7 @@ import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]";
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX]";
 
 function parseArgs(argv) {
   const opts = {
@@ -24,7 +28,10 @@ function parseArgs(argv) {
     pingInterval: 25000,
     pingTimeout: 20000,
     maxPayload: 1000000,
+    redis: null,
+    redisKey: "socket.io",
   };
+  const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
   const numeric = {
     "--port": "port",
     "--shards": "shards",
@@ -46,7 +53,7 @@ function parseArgs(argv) {
       console.log(USAGE);
       process.exit(0);
     }
-    if (flag !== "--host" && !(flag in numeric)) {
+    if (!(flag in text) && !(flag in numeric)) {
       console.error(`unknown argument: ${args[i]}\n${USAGE}`);
       process.exit(2);
     }
@@ -57,8 +64,8 @@ function parseArgs(argv) {
       }
       value = args[++i];
     }
-    if (flag === "--host") {
-      opts.host = value;
+    if (flag in text) {
+      opts[text[flag]] = value;
     } else {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 0) {
@@ -83,6 +90,19 @@ const io = new Server(httpServer, {
   // path "/socket.io/", transports ["polling", "websocket"], upgrades allowed:
   // socket.io defaults.
 });
+
+if (opts.redis) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const pub = createClient({ url: opts.redis });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub, { key: opts.redisKey }));
+  // The adapter of each namespace subscribes as the namespace is created, without a
+  // promise to wait on: give those subscriptions a moment before saying `listening on`.
+  io.of("/custom");
+  await new Promise((r) => setTimeout(r, 300));
+}
 
 // Splits a trailing acknowledgement callback off the event arguments.
 function splitAck(args) {
