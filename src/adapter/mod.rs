@@ -63,63 +63,18 @@ pub enum ServerSideAckError {
 }
 
 /// The operations that may cross the process boundary. Implementations are called from any
-/// thread; what they run on shards goes there by message.
+/// thread; what they run on shards goes there by message. Each method's default is what it
+/// does for this process alone (every shard): an adapter overrides what it carries further.
 pub(crate) trait Adapter: Send + Sync + 'static {
     /// Delivers the encoded broadcast to the selected sockets of every shard here and, unless
     /// `local`, of every other server.
-    fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool);
-
-    /// The same for a broadcast awaiting acks (`msg.ack` is set). Returns how many
-    /// [`crate::ns::socket::AckEvent::Delivered`] reports to expect on the ack channel: one
-    /// per shard here, one per other server reached.
-    fn broadcast_with_ack(
-        &self,
-        server: &ServerShared,
-        msg: Arc<BroadcastMsg>,
-        local: bool,
-    ) -> usize;
-
-    /// The selected sockets.
-    fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>>;
-
-    /// Makes the selected sockets join `rooms`.
-    fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>);
-
-    /// Makes the selected sockets leave `rooms`.
-    fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>);
-
-    /// Disconnects the selected sockets (with `close`, their connections).
-    fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool);
-
-    /// Emits `event` to the other servers of the cluster (not to this one, as in socket.io).
-    fn server_side_emit(&self, server: &ServerShared, nsp: &str, event: &str, args: Args);
-
-    /// The same, awaiting one reply per other server for at most `timeout`.
-    fn server_side_emit_with_ack(
-        &self,
-        server: &ServerShared,
-        nsp: &str,
-        event: &str,
-        args: Args,
-        timeout: Duration,
-    ) -> BoxFuture<Result<Vec<Args>, ServerSideAckError>>;
-
-    /// Every room of the namespaces `names` (socket ids included), sorted, each once.
-    fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>>;
-
-    /// The number of servers sharing this adapter, this one included.
-    fn server_count(&self) -> BoxFuture<usize>;
-}
-
-/// The default adapter: this process, all its shards, nothing else.
-#[derive(Debug, Default)]
-pub(crate) struct InProcess;
-
-impl Adapter for InProcess {
     fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, _local: bool) {
         broadcast::dispatch(server, msg);
     }
 
+    /// The same for a broadcast awaiting acks (`msg.ack` is set). Returns how many
+    /// [`crate::ns::socket::AckEvent::Delivered`] reports to expect on the ack channel: one
+    /// per shard here, one per other server reached.
     fn broadcast_with_ack(
         &self,
         server: &ServerShared,
@@ -129,11 +84,13 @@ impl Adapter for InProcess {
         broadcast::dispatch(server, msg)
     }
 
+    /// The selected sockets.
     fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>> {
         let server = server.clone();
         Box::pin(async move { broadcast::fetch_sockets(&server, target.names, target.sel).await })
     }
 
+    /// Makes the selected sockets join `rooms`.
     fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
         broadcast::for_each_selected(server, target.names, target.sel, move |ctx, s| {
             for r in &rooms {
@@ -142,6 +99,7 @@ impl Adapter for InProcess {
         });
     }
 
+    /// Makes the selected sockets leave `rooms`.
     fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
         broadcast::for_each_selected(server, target.names, target.sel, move |ctx, s| {
             for r in &rooms {
@@ -150,16 +108,19 @@ impl Adapter for InProcess {
         });
     }
 
+    /// Disconnects the selected sockets (with `close`, their connections).
     fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool) {
         broadcast::for_each_selected(server, target.names, target.sel, move |_ctx, s| {
             s.disconnect(close)
         });
     }
 
+    /// Emits `event` to the other servers of the cluster (not to this one, as in socket.io).
     fn server_side_emit(&self, _server: &ServerShared, _nsp: &str, _event: &str, _args: Args) {
         // No other server to tell.
     }
 
+    /// The same, awaiting one reply per other server for at most `timeout`.
     fn server_side_emit_with_ack(
         &self,
         _server: &ServerShared,
@@ -172,15 +133,23 @@ impl Adapter for InProcess {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Every room of the namespaces `names` (socket ids included), sorted, each once.
     fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>> {
         let server = server.clone();
         Box::pin(async move { broadcast::all_rooms(&server, names).await })
     }
 
+    /// The number of servers sharing this adapter, this one included.
     fn server_count(&self) -> BoxFuture<usize> {
         Box::pin(async { 1 })
     }
 }
+
+/// The default adapter: this process, all its shards, nothing else (every default method).
+#[derive(Debug, Default)]
+pub(crate) struct InProcess;
+
+impl Adapter for InProcess {}
 
 /// A cluster adapter's running side (its thread), stopped with the server.
 pub(crate) struct Started {

@@ -18,19 +18,15 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{self, WireBroadcast};
-use super::{Adapter, BoxFuture, InProcess, ServerSideAckError, Target};
+use super::Adapter;
 use crate::broadcast::{self, BroadcastMsg};
-use crate::ns::args::Args;
 use crate::ns::shared::ServerShared;
-use crate::ns::socket::Socket;
-use crate::ns::Room;
 
 /// The deepest MessagePack a peer's message may nest (arguments included).
 const MAX_DEPTH: usize = 1000;
@@ -190,51 +186,6 @@ impl Adapter for RedisAdapter {
         broadcast::dispatch(server, msg);
     }
 
-    fn broadcast_with_ack(
-        &self,
-        server: &ServerShared,
-        msg: Arc<BroadcastMsg>,
-        local: bool,
-    ) -> usize {
-        InProcess.broadcast_with_ack(server, msg, local)
-    }
-
-    fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>> {
-        InProcess.fetch_sockets(server, target)
-    }
-
-    fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
-        InProcess.sockets_join(server, target, rooms)
-    }
-
-    fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
-        InProcess.sockets_leave(server, target, rooms)
-    }
-
-    fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool) {
-        InProcess.disconnect_sockets(server, target, close)
-    }
-
-    fn server_side_emit(&self, server: &ServerShared, nsp: &str, event: &str, args: Args) {
-        InProcess.server_side_emit(server, nsp, event, args)
-    }
-
-    fn server_side_emit_with_ack(
-        &self,
-        server: &ServerShared,
-        nsp: &str,
-        event: &str,
-        args: Args,
-        timeout: Duration,
-    ) -> BoxFuture<Result<Vec<Args>, ServerSideAckError>> {
-        InProcess.server_side_emit_with_ack(server, nsp, event, args, timeout)
-    }
-
-    fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>> {
-        InProcess.all_rooms(server, names)
-    }
-
-    fn server_count(&self) -> BoxFuture<usize> {
-        InProcess.server_count()
-    }
+    // The other operations answer for this server alone (the trait's defaults) until the
+    // request/response channels are carried.
 }
