@@ -179,6 +179,7 @@ fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
         event: Arc::from(event),
         args: Arc::new(args.clone()),
         ack: None,
+        ack_timeout: None,
     }
 }
 

@@ -86,6 +86,15 @@ pub struct Config {
     pub redis: Option<String>,
     /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
     pub redis_key: String,
+    /// How long a request to the other servers of the cluster (`fetch_sockets`,
+    /// `all_rooms`, `server_side_emit_with_ack`, the remote part of a broadcast with acks
+    /// that has no timeout of its own) waits for their answers (the adapter's
+    /// `requestsTimeout`). Default 5 s.
+    pub requests_timeout: Duration,
+    /// Most messages waiting to be published to the cluster's broker; past it (a broker too
+    /// slow, or away) further ones are dropped and counted, and local delivery goes on.
+    /// Default 65,536.
+    pub redis_max_queued: usize,
     /// Most open TCP connections; further ones are accepted and closed at once. Default 100,000.
     pub max_connections: usize,
     /// Set `TCP_NODELAY` on accepted sockets. Default `true`.
@@ -121,6 +130,8 @@ impl Default for Config {
             max_json_depth: 1000,
             redis: None,
             redis_key: "socket.io".into(),
+            requests_timeout: Duration::from_millis(5000),
+            redis_max_queued: 65_536,
             max_connections: 100_000,
             tcp_nodelay: true,
             per_message_deflate: false,
@@ -209,6 +220,10 @@ impl ConfigBuilder {
         max_attachments: usize);
     setter!(/// See [`Config::max_json_depth`].
         max_json_depth: usize);
+    setter!(/// See [`Config::requests_timeout`].
+        requests_timeout: Duration);
+    setter!(/// See [`Config::redis_max_queued`].
+        redis_max_queued: usize);
     setter!(/// See [`Config::max_connections`].
         max_connections: usize);
     setter!(/// See [`Config::tcp_nodelay`].
@@ -251,6 +266,8 @@ impl ConfigBuilder {
             ("max_outbox", c.max_outbox == 0),
             ("max_outbox_bytes", c.max_outbox_bytes == 0),
             ("max_connections", c.max_connections == 0),
+            ("requests_timeout", c.requests_timeout.is_zero()),
+            ("redis_max_queued", c.redis_max_queued == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));

@@ -67,12 +67,14 @@ mod server;
 mod shard;
 mod transport;
 
-pub use adapter::ServerSideAckError;
+pub use adapter::{RequestError, ServerSideAckError};
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
 pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
-pub use ns::{Namespace, Room, RoomEvent};
-pub use operator::{AckResponses, BroadcastAckError, BroadcastOperator, IntoRooms};
+pub use ns::{Namespace, Room, RoomEvent, ServerSideAck};
+pub use operator::{
+    AckResponses, BroadcastAckError, BroadcastOperator, FetchedSocket, IntoRooms, RemoteSocket,
+};
 pub use server::{RunningServer, Server};
 pub use transport::request::{HandshakeInfo, Headers, Pairs};

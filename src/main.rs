@@ -125,11 +125,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .ok_or_else(|| format!("cannot resolve {}", args.host))?;
     // Signal handlers first: installing them needs descriptors, which clients connecting as
     // soon as we listen could otherwise exhaust.
-    let signals = Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals =
+        Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let io = Server::new(config);
     shardcast::app::install(&io);
-    let running = io.listen(addr).map_err(|e| match e.kind() {
-        // The cluster adapter could not connect: its message names Redis.
+    // Listening waits for the cluster adapter to subscribe (retrying while Redis is away):
+    // a signal meanwhile ends the process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let starting = io.clone();
+    std::thread::spawn(move || drop(tx.send(starting.listen(addr))));
+    let Some(listened) = signals.wait_for(rx) else { return Ok(()) };
+    let running = listened.map_err(|e| match e.kind() {
+        // The cluster adapter could not start: its message names Redis.
         std::io::ErrorKind::NotConnected => e.to_string(),
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
@@ -159,6 +166,20 @@ impl Signals {
             ))
         })?;
         Ok(Signals { rt, term, int })
+    }
+
+    /// Blocks until `rx` yields (`Some`) or SIGINT or SIGTERM comes (`None`).
+    fn wait_for<T: Send + 'static>(&mut self, rx: std::sync::mpsc::Receiver<T>) -> Option<T> {
+        // A detached thread, not `spawn_blocking`: the runtime would wait for it on drop.
+        let (tx, waiting) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || drop(rx.recv().map(|v| tx.send(v))));
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => None,
+                _ = self.int.recv() => None,
+                got = waiting => got.ok(),
+            }
+        })
     }
 
     /// Blocks until SIGINT or SIGTERM.

@@ -50,7 +50,7 @@ async fn dynamic_namespaces_are_created_on_first_connect() {
         names.contains(&"/dyn-1".to_owned()) && names.contains(&"/dyn-2".to_owned()),
         "{names:?}"
     );
-    assert_eq!(server.io.of("/dyn-1").fetch_sockets().await.len(), 2);
+    assert_eq!(server.io.of("/dyn-1").fetch_sockets().await.unwrap().len(), 2);
 
     // The parent's emit reaches every child namespace.
     parent.emit("everyone", ()).unwrap();
@@ -188,6 +188,7 @@ async fn socket_data_is_visible_through_fetch_sockets() {
         .io
         .fetch_sockets()
         .await
+        .unwrap()
         .iter()
         .map(|s| s.data()["user"].as_str().unwrap().to_owned())
         .collect();

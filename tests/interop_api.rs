@@ -73,7 +73,7 @@ use serde_json::{json, Value};
 use shardcast::proto::sid::Sid;
 use shardcast::{
     AckError, AckSender, Args, BroadcastAckError, BroadcastOperator, Config, ConnectError,
-    EmitError, IntoArgs, Namespace, RoomEvent, Server, Socket,
+    EmitError, FetchedSocket, IntoArgs, Namespace, RoomEvent, Server, Socket,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ fn install(app: &App, s: &Socket) {
                 let id = s.id().to_owned();
                 let v = match s.timeout(timeout).emit_with_ack(&event, args).await {
                     Ok(answer) => {
-                        json!({"ok": true, "responses": responses_json(vec![(id, answer)]), "missing": []})
+                        json!({"ok": true, "responses": responses_json(vec![(Some(id), answer)]), "missing": []})
                     }
                     Err(AckError::Emit(e)) => json!({"ok": false, "error": e.to_string()}),
                     Err(e) => json!({"ok": false, "responses": [], "missing": [id], "error": e.to_string()}),
@@ -278,7 +278,7 @@ fn install(app: &App, s: &Socket) {
                 Ok(responses) => {
                     json!({"ok": true, "responses": responses_json(responses), "missing": []})
                 }
-                Err(BroadcastAckError::Timeout { responses, mut missing }) => {
+                Err(BroadcastAckError::Timeout { responses, mut missing, .. }) => {
                     missing.sort();
                     json!({"ok": false, "responses": responses_json(responses), "missing": missing})
                 }
@@ -403,7 +403,7 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2).filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
-fn responses_json(mut responses: Vec<(String, Args)>) -> Vec<Value> {
+fn responses_json(mut responses: Vec<(Option<String>, Args)>) -> Vec<Value> {
     responses.sort_by(|a, b| a.0.cmp(&b.0));
     responses
         .into_iter()
@@ -545,13 +545,16 @@ fn emit_op(app: &App, s: &Socket, spec: &Value, args: Args) -> Result<(), String
     res.map_err(|e| e.to_string())
 }
 
-type Fetch = Pin<Box<dyn Future<Output = Vec<Socket>> + Send>>;
+type Fetch = Pin<Box<dyn Future<Output = Vec<FetchedSocket>> + Send>>;
 
 fn fetch_op(app: &App, s: &Socket, spec: &Value) -> Result<Fetch, String> {
     Ok(match selection(app, s, spec)? {
-        Sel::Io(io) => Box::pin(async move { io.fetch_sockets().await }),
-        Sel::Ns(ns) => Box::pin(async move { ns.fetch_sockets().await }),
-        sel => Box::pin(sel.op().fetch_sockets()),
+        Sel::Io(io) => Box::pin(async move { io.fetch_sockets().await.unwrap() }),
+        Sel::Ns(ns) => Box::pin(async move { ns.fetch_sockets().await.unwrap() }),
+        sel => {
+            let op = sel.op();
+            Box::pin(async move { op.fetch_sockets().await.unwrap() })
+        }
     })
 }
 

@@ -13,6 +13,7 @@
 //! Layer: above the broadcast engine, below the operators users call.
 
 pub(crate) mod redis;
+pub mod request;
 pub mod wire;
 #[cfg(test)]
 mod wire_tests;
@@ -39,8 +40,42 @@ pub(crate) struct Target {
     pub sel: Selection,
     /// `local`: this server only, whatever the adapter. (This process is all the in-process
     /// adapter reaches anyway; a cluster adapter reads it.)
-    #[allow(dead_code)]
     pub local: bool,
+}
+
+/// Why a request to the other servers of the cluster failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Some servers did not answer within the adapter's `requests_timeout`.
+    #[error("timeout reached while waiting for {what} response ({answered} of {expected} servers answered)")]
+    Timeout {
+        /// The operation (`fetchSockets`, `allRooms`), as socket.io names it.
+        what: &'static str,
+        /// How many other servers were asked.
+        expected: usize,
+        /// How many answered.
+        answered: usize,
+    },
+    /// The broker cannot be reached: the request was not sent.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The sockets a fetch found: this server's as full handles, the others' as the cluster
+/// protocol describes them.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub local: Vec<Socket>,
+    pub remote: Vec<request::WireSocket>,
+}
+
+/// What a broadcast with acks was handed to: how many shards here report a delivery, and
+/// whether other servers were asked too (their number then arrives as
+/// [`crate::ns::socket::AckEvent::Servers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckPlan {
+    pub shards: usize,
+    pub remote: bool,
 }
 
 /// Why a server-side emit with acknowledgement did not get every reply.
@@ -49,9 +84,8 @@ pub enum ServerSideAckError {
     /// The emit itself was refused (a reserved event name).
     #[error(transparent)]
     Emit(#[from] crate::error::EmitError),
-    /// Some servers did not answer within the adapter's request timeout: the replies that
-    /// did arrive.
-    #[error("operation has timed out: {missing} of {expected} servers did not answer")]
+    /// Some servers did not answer within the timeout: the replies that did arrive.
+    #[error("timeout reached: only {} responses received out of {expected}", responses.len())]
     Timeout {
         /// The replies received.
         responses: Vec<Args>,
@@ -60,6 +94,9 @@ pub enum ServerSideAckError {
         /// How many did not answer.
         missing: usize,
     },
+    /// The broker cannot be reached: the event was not sent.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The operations that may cross the process boundary. Implementations are called from any
@@ -72,22 +109,29 @@ pub(crate) trait Adapter: Send + Sync + 'static {
         broadcast::dispatch(server, msg);
     }
 
-    /// The same for a broadcast awaiting acks (`msg.ack` is set). Returns how many
-    /// [`crate::ns::socket::AckEvent::Delivered`] reports to expect on the ack channel: one
-    /// per shard here, one per other server reached.
+    /// The same for a broadcast awaiting acks (`msg.ack` is set): how many
+    /// [`crate::ns::socket::AckEvent::Delivered`] reports to expect on the ack channel (one
+    /// per shard here), and whether other servers report too.
     fn broadcast_with_ack(
         &self,
         server: &ServerShared,
         msg: Arc<BroadcastMsg>,
         _local: bool,
-    ) -> usize {
-        broadcast::dispatch(server, msg)
+    ) -> AckPlan {
+        AckPlan { shards: broadcast::dispatch(server, msg), remote: false }
     }
 
     /// The selected sockets.
-    fn fetch_sockets(&self, server: &Arc<ServerShared>, target: Target) -> BoxFuture<Vec<Socket>> {
+    fn fetch_sockets(
+        &self,
+        server: &Arc<ServerShared>,
+        target: Target,
+    ) -> BoxFuture<Result<Fetched, RequestError>> {
         let server = server.clone();
-        Box::pin(async move { broadcast::fetch_sockets(&server, target.names, target.sel).await })
+        Box::pin(async move {
+            let local = broadcast::fetch_sockets(&server, target.names, target.sel).await;
+            Ok(Fetched { local, remote: Vec::new() })
+        })
     }
 
     /// Makes the selected sockets join `rooms`.
@@ -134,14 +178,18 @@ pub(crate) trait Adapter: Send + Sync + 'static {
     }
 
     /// Every room of the namespaces `names` (socket ids included), sorted, each once.
-    fn all_rooms(&self, server: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>> {
+    fn all_rooms(
+        &self,
+        server: &Arc<ServerShared>,
+        names: Vec<Arc<str>>,
+    ) -> BoxFuture<Result<Vec<Room>, RequestError>> {
         let server = server.clone();
-        Box::pin(async move { broadcast::all_rooms(&server, names).await })
+        Box::pin(async move { Ok(broadcast::all_rooms(&server, names).await) })
     }
 
-    /// The number of servers sharing this adapter, this one included.
-    fn server_count(&self) -> BoxFuture<usize> {
-        Box::pin(async { 1 })
+    /// The number of servers of the cluster that serve namespace `nsp`, this one included.
+    fn server_count(&self, _nsp: &str) -> BoxFuture<Result<usize, RequestError>> {
+        Box::pin(async { Ok(1) })
     }
 }
 

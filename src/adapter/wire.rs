@@ -6,16 +6,13 @@
 //! `bin`. A receiver ignores its own uid, treats a missing `nsp` as `/`, and applies `flags`
 //! (`volatile`, `compress`) to its local delivery; `local` broadcasts are never published.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
-use smallvec::SmallVec;
 
+use super::request::{event_and_args, selection};
 use crate::broadcast::Selection;
 use crate::ns::args::Args;
 use crate::ns::Room;
-use crate::proto::json;
 use crate::proto::msgpack::{self, MsgpackError};
 
 /// Why a received broadcast message was ignored.
@@ -107,52 +104,18 @@ pub fn decode_broadcast(bytes: &Bytes, max_depth: usize) -> Result<WireBroadcast
         Some(Value::String(s)) => s,
         Some(_) => return Err(WireError::Shape("nsp")),
     };
-    let Some(Value::Array(mut data)) = packet.remove("data") else {
-        return Err(WireError::Shape("data"));
-    };
-    if data.is_empty() {
-        return Err(WireError::Shape("no event"));
-    }
-    let event = match data.remove(0) {
-        Value::String(s) => s,
-        v @ Value::Number(_) => {
-            let mut t = BytesMut::new();
-            json::write_value(&mut t, &v);
-            String::from_utf8_lossy(&t).into_owned()
-        }
-        _ => return Err(WireError::Shape("event name")),
-    };
-    let Value::Object(opts) = opts else { return Err(WireError::Shape("opts")) };
-    let rooms = |key: &str| -> Result<SmallVec<[Room; 2]>, WireError> {
-        match opts.get(key) {
-            None | Some(Value::Null) => Ok(SmallVec::new()),
-            Some(Value::Array(list)) => list.iter().map(room_name).collect(),
-            Some(_) => Err(WireError::Shape("rooms")),
-        }
-    };
-    let sel = Selection { rooms: rooms("rooms")?, except: rooms("except")? };
+    let (event, args) =
+        event_and_args(packet.remove("data").unwrap_or(Value::Null), decoded.binary)?;
+    let sel = selection(&opts)?;
     let flags = opts.get("flags").and_then(Value::as_object);
     let flag = |name: &str| flags.and_then(|f| f.get(name)).and_then(Value::as_bool);
     Ok(WireBroadcast {
         uid,
         nsp,
         event,
-        args: Args::from_parts(data, decoded.binary, Default::default()),
+        args,
         sel,
         volatile: flag("volatile").unwrap_or(false),
         compress: flag("compress").unwrap_or(true),
     })
-}
-
-/// A room name as JavaScript would make a Set member of it (rooms may be numbers there).
-fn room_name(v: &Value) -> Result<Room, WireError> {
-    match v {
-        Value::String(s) => Ok(Arc::from(s.as_str())),
-        Value::Number(_) => {
-            let mut t = BytesMut::new();
-            json::write_value(&mut t, v);
-            Ok(Arc::from(String::from_utf8_lossy(&t).as_ref()))
-        }
-        _ => Err(WireError::Shape("room name")),
-    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::adapter::ServerSideAckError;
 use crate::ns::args::Args;
 use crate::ns::socket::{AckSender, Socket};
 use crate::ns::Namespace;
@@ -45,6 +46,23 @@ pub fn install(io: &Server) {
         });
         socket.on("disconnect-me", |s, _args, _ack| s.disconnect(true));
         more_events(&socket, &room_ns);
+    });
+    let local = root.clone();
+    root.on_server_side_any(move |event, args, ack| {
+        // `server-side (event, ...args)` to this server's sockets on `/`.
+        let (values, binary, _) = args.into_parts();
+        let mut all = Vec::with_capacity(values.len() + 1);
+        all.push(Value::String(event.to_owned()));
+        all.extend(values);
+        let _ =
+            local.local().emit("server-side", Args::from_parts(all, binary, Default::default()));
+        if let Some(ack) = ack {
+            let local = local.clone();
+            tokio::task::spawn_local(async move {
+                let n = local.local().fetch_sockets().await.map_or(0, |s| s.len());
+                ack.send((json!({ "sockets": n }),));
+            });
+        }
     });
     io.of("/custom").on_connection(|socket| greet_and_echo(&socket));
 }
@@ -107,10 +125,15 @@ fn more_events(socket: &Socket, ns: &Namespace) {
         let (Some(room), Some(ack)) = (args.str(0), ack) else { return };
         let op = n.in_(room.to_owned());
         tokio::task::spawn_local(async move {
-            let mut ids: Vec<String> =
-                op.fetch_sockets().await.iter().map(|s| s.id().to_owned()).collect();
-            ids.sort();
-            let _ = ack.send((ids,));
+            // As the reference's handler, which rejects: no ack when a server did not answer.
+            match op.fetch_sockets().await {
+                Ok(found) => {
+                    let mut ids: Vec<String> = found.iter().map(|s| s.id().to_owned()).collect();
+                    ids.sort();
+                    let _ = ack.send((ids,));
+                }
+                Err(e) => tracing::warn!(error = %e, "fetch-sockets"),
+            }
         });
     });
     for (event, join) in [("sockets-join", true), ("sockets-leave", false)] {
@@ -148,7 +171,15 @@ fn more_events(socket: &Socket, ns: &Namespace) {
             let (error, responses) =
                 match n.server_side_emit_with_ack(&event, (), REQUESTS_TIMEOUT).await {
                     Ok(r) => (Value::Null, r),
-                    Err(e) => (e.to_string().into(), Vec::new()),
+                    // On a timeout, the replies that came, as the reference's callback gets.
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let responses = match e {
+                            ServerSideAckError::Timeout { responses, .. } => responses,
+                            _ => Vec::new(),
+                        };
+                        (msg.into(), responses)
+                    }
                 };
             let first: Vec<Value> = responses.iter().map(first_arg).collect();
             let _ = ack.send(json!({"error": error, "responses": first}));
@@ -159,8 +190,13 @@ fn more_events(socket: &Socket, ns: &Namespace) {
         let Some(ack) = ack else { return };
         let n = n.clone();
         tokio::task::spawn_local(async move {
-            let rooms: Vec<String> = n.all_rooms().await.iter().map(|r| r.to_string()).collect();
-            let _ = ack.send((rooms,));
+            match n.all_rooms().await {
+                Ok(rooms) => {
+                    let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+                    let _ = ack.send((rooms,));
+                }
+                Err(e) => tracing::warn!(error = %e, "all-rooms"),
+            }
         });
     });
 }

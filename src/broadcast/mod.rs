@@ -50,6 +50,9 @@ pub(crate) struct BroadcastMsg {
     pub args: Arc<Args>,
     /// Namespace-wide ack id and where replies go, for broadcasts with acks.
     pub ack: Option<(u64, AckSink)>,
+    /// How long the issuer of a broadcast with acks waits (a cluster adapter tells the other
+    /// servers).
+    pub ack_timeout: Option<std::time::Duration>,
 }
 
 /// Encodes a broadcast of `event` once, for the sockets of `nsp` that `sel` selects; `ack`
@@ -87,6 +90,7 @@ pub(crate) fn encode(
         event: Arc::from(event),
         args: Arc::new(args),
         ack,
+        ack_timeout: None,
     }))
 }
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::ConnectError;
+use crate::ns::args::{Args, IntoArgs};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 
@@ -25,6 +26,43 @@ pub type Room = Arc<str>;
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
 pub(crate) type RoomHandler = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
+/// A listener for events other servers send this one (`server_side_emit`), with the event
+/// name (`None`: every event).
+pub(crate) type ServerSideHandler = (Option<String>, ServerSideFn);
+pub(crate) type ServerSideFn = Arc<dyn Fn(&str, Args, Option<ServerSideAck>) + Send + Sync>;
+type ReplyFn = Box<dyn FnOnce(Args) + Send>;
+
+/// Replies to a server-side event whose sender awaits one reply per server (socket.io's
+/// `serverSideEmit(event, ..., callback)`). Only the first reply of this server counts.
+pub struct ServerSideAck(Arc<std::sync::Mutex<Option<ReplyFn>>>);
+
+impl ServerSideAck {
+    /// Wraps what sends the reply.
+    pub(crate) fn new(send: impl FnOnce(Args) + Send + 'static) -> ServerSideAck {
+        ServerSideAck(Arc::new(std::sync::Mutex::new(Some(Box::new(send)))))
+    }
+
+    /// Sends the reply (its first argument is what the sender receives from this server).
+    /// Only the first call of this server's listeners is sent.
+    pub fn send(&self, args: impl IntoArgs) {
+        let send = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(send) = send {
+            send(args.into_args());
+        }
+    }
+}
+
+impl Clone for ServerSideAck {
+    fn clone(&self) -> Self {
+        ServerSideAck(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for ServerSideAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSideAck")
+    }
+}
 
 /// A change of a namespace's rooms, as socket.io's adapter events name them. Each fires once
 /// per change across all shards: `CreateRoom` when a room gets its first member anywhere,
@@ -48,6 +86,7 @@ pub(crate) struct NamespaceInner {
     on_connection: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
     room_handlers: RwLock<Vec<RoomHandler>>,
+    server_side_handlers: RwLock<Vec<ServerSideHandler>>,
     has_room_handlers: AtomicBool,
     /// Some socket of this namespace has (or had) an outgoing catch-all listener: plain
     /// broadcasts then take the path that looks each recipient up.
@@ -82,6 +121,7 @@ impl NamespaceInner {
             on_connection: RwLock::new(None),
             middlewares: RwLock::new(Vec::new()),
             room_handlers: RwLock::new(Vec::new()),
+            server_side_handlers: RwLock::new(Vec::new()),
             has_room_handlers: AtomicBool::new(false),
             has_outgoing_listeners: AtomicBool::new(false),
             ack_ids: AtomicU64::new(0),
@@ -139,6 +179,23 @@ impl NamespaceInner {
         }
     }
 
+    /// Runs the server-side listeners of `event` (and the catch-all ones) in the order they
+    /// were added; `ack` when the sender awaits a reply. True when one listened.
+    pub(crate) fn fire_server_side(
+        &self,
+        event: &str,
+        args: Args,
+        ack: Option<ServerSideAck>,
+    ) -> bool {
+        let handlers = read(&self.root().server_side_handlers).clone();
+        let mut heard = false;
+        for (_, h) in handlers.iter().filter(|(n, _)| n.as_deref().is_none_or(|n| n == event)) {
+            heard = true;
+            h(event, args.clone(), ack.clone());
+        }
+        heard
+    }
+
     pub(crate) fn add_child(&self, child: Arc<NamespaceInner>) {
         self.children.write().unwrap_or_else(|p| p.into_inner()).push(child);
     }
@@ -192,6 +249,35 @@ impl Namespace {
     {
         self.inner.room_handlers.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(handler));
         self.inner.has_room_handlers.store(true, Ordering::Release);
+        self
+    }
+
+    /// Listens to the events other servers of the cluster send with `server_side_emit` under
+    /// this name (socket.io's `io.on(event, (...args) => ...)` for server-side events):
+    /// `handler(args, ack)`, `ack` present when the sender awaits a reply. Run on shard 0.
+    pub fn on_server_side<F>(&self, event: impl Into<String>, handler: F) -> &Self
+    where
+        F: Fn(Args, Option<ServerSideAck>) + Send + Sync + 'static,
+    {
+        let h: ServerSideFn = Arc::new(move |_event: &str, args, ack| handler(args, ack));
+        self.inner
+            .server_side_handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((Some(event.into()), h));
+        self
+    }
+
+    /// Listens to every server-side event: `handler(event, args, ack)`.
+    pub fn on_server_side_any<F>(&self, handler: F) -> &Self
+    where
+        F: Fn(&str, Args, Option<ServerSideAck>) + Send + Sync + 'static,
+    {
+        self.inner
+            .server_side_handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((None, Arc::new(handler)));
         self
     }
 

@@ -29,7 +29,12 @@ pub(crate) struct ServerShared {
     mesh: OnceLock<Arc<ShardMesh>>,
     /// What the layers above keep per server (the adapter), by type, set once.
     upper: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Told the name of each namespace created after it is set (a cluster adapter
+    /// subscribes to its channels).
+    on_new_namespace: OnceLock<NamespaceHook>,
 }
+
+type NamespaceHook = Box<dyn Fn(&Arc<str>) + Send + Sync>;
 
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
@@ -46,6 +51,7 @@ impl ServerShared {
             root,
             mesh: OnceLock::new(),
             upper: OnceLock::new(),
+            on_new_namespace: OnceLock::new(),
         }
     }
 
@@ -63,9 +69,28 @@ impl ServerShared {
     pub(crate) fn of(&self, name: &str) -> Arc<NamespaceInner> {
         let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
         let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(name.clone())
-            .or_insert_with(|| Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None)))
-            .clone()
+        if let Some(ns) = map.get(&name) {
+            return ns.clone();
+        }
+        let ns = Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None));
+        map.insert(name, ns.clone());
+        drop(map);
+        self.created(&ns);
+        ns
+    }
+
+    /// Sets what is told of each namespace created from now on; returns the names of those
+    /// that exist already (patterns excluded). Set once.
+    pub(crate) fn watch_namespaces(&self, hook: NamespaceHook) -> Vec<Arc<str>> {
+        let _ = self.on_new_namespace.set(hook);
+        let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|ns| ns.name.clone()).collect()
+    }
+
+    fn created(&self, ns: &Arc<NamespaceInner>) {
+        if let Some(hook) = self.on_new_namespace.get() {
+            hook(&ns.name);
+        }
     }
 
     /// Adds a namespace pattern (tried in order for unknown names); returns the namespace
@@ -127,7 +152,9 @@ impl ServerShared {
         }
         let child = Arc::new(NamespaceInner::new(Arc::from(name), Some(parent.clone())));
         map.insert(name.to_owned(), child.clone());
+        drop(map);
         parent.add_child(child.clone());
+        self.created(&child);
         Some(child)
     }
 }

@@ -49,6 +49,59 @@ impl Handshake {
     }
 }
 
+impl Handshake {
+    /// The handshake as socket.io shapes `socket.handshake` (what a cluster's fetch
+    /// answers carry): `headers` (names lowercase, repeated ones joined by `, `), `time`
+    /// (as JavaScript's `Date.toString()` writes it, in UTC), `address`, `xdomain` (an
+    /// `Origin` header was sent), `secure`, `issued` (ms since the epoch), `url`, `query` and
+    /// `auth`.
+    pub fn to_json(&self) -> Value {
+        let mut headers = serde_json::Map::new();
+        for (name, value) in self.info.headers.iter() {
+            let name = name.to_ascii_lowercase();
+            match headers.get_mut(&name) {
+                Some(Value::String(v)) => {
+                    v.push_str(", ");
+                    v.push_str(value);
+                }
+                _ => {
+                    headers.insert(name, Value::String(value.to_owned()));
+                }
+            }
+        }
+        let mut query = serde_json::Map::new();
+        for (k, v) in self.info.query.iter() {
+            query.entry(k.to_owned()).or_insert_with(|| Value::String(v.to_owned()));
+        }
+        let issued = self
+            .info
+            .issued
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        serde_json::json!({
+            "headers": headers,
+            "time": js_date_string(self.info.issued),
+            "address": self.info.address.ip().to_string(),
+            "xdomain": self.info.headers.contains("origin"),
+            "secure": false,
+            "issued": issued,
+            "url": self.info.url,
+            "query": query,
+            "auth": self.auth,
+        })
+    }
+}
+
+/// `new Date(t).toString()` in the UTC time zone.
+fn js_date_string(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[weekday repr:short] [month repr:short] [day] [year] [hour]:[minute]:[second]"
+    );
+    let date = t.format(&format).unwrap_or_default();
+    format!("{date} GMT+0000 (Coordinated Universal Time)")
+}
+
 impl std::ops::Deref for Handshake {
     type Target = HandshakeInfo;
 
@@ -70,6 +123,14 @@ pub(crate) enum AckEvent {
     Reply(Sid, Args),
     /// A recipient disconnected before acknowledging.
     Gone(Sid),
+    /// A cluster adapter: this many other servers were asked (each reports its count).
+    Servers(usize),
+    /// Another server delivered the packet to this many of its clients.
+    RemoteDelivered(usize),
+    /// One of those clients acknowledged (its first argument; no id crosses servers).
+    RemoteReply(Args),
+    /// The adapter stopped listening for the other servers' replies.
+    RemoteExpired,
 }
 
 /// A handler for one event: the socket, the arguments, and the acknowledgement callback when

@@ -7,22 +7,26 @@
 //! Layer: above the adapter, below the `Server` handle. The methods on `Socket` and
 //! `Namespace` are defined here, with the operators they return.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ahash::AHashSet;
 use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
-use crate::adapter::{self, ServerSideAckError, Target};
+mod ack;
+mod remote;
+
+pub use remote::{FetchedSocket, RemoteSocket};
+
+use ack::AckCollect;
+
+use crate::adapter::{self, RequestError, ServerSideAckError, Target};
 use crate::broadcast::{self, Selection};
 use crate::error::EmitError;
 use crate::ns::args::{Args, IntoArgs};
 use crate::ns::shared::ServerShared;
-use crate::ns::socket::{AckEvent, Socket};
+use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner, Room};
-use crate::proto::sid::Sid;
 use crate::proto::sio;
 
 /// What can name the target rooms of a broadcast: one room (`&str`, `String`, [`Room`]) or
@@ -82,8 +86,10 @@ pub struct BroadcastOperator {
     timeout: Option<Duration>,
 }
 
-/// The replies a broadcast with acknowledgements collected, by socket id.
-pub type AckResponses = Vec<(String, Args)>;
+/// The replies a broadcast with acknowledgements collected: the socket id (for sockets of
+/// this server; `None` for a reply relayed by another server, which the cluster protocol
+/// does not name) and the reply's arguments (only the first crosses servers).
+pub type AckResponses = Vec<(Option<String>, Args)>;
 
 /// A broadcast with acknowledgements that did not get every reply.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,13 +98,16 @@ pub enum BroadcastAckError {
     #[error(transparent)]
     Emit(#[from] EmitError),
     /// Some recipients did not acknowledge in time (or disconnected first): the replies that
-    /// did arrive, and the ids of the sockets that did not answer.
-    #[error("operation has timed out: {} of {} recipients did not acknowledge", missing.len(), missing.len() + responses.len())]
+    /// did arrive, the ids of this server's sockets that did not answer, and how many on
+    /// other servers did not (or, when a server never reported, at least one).
+    #[error("operation has timed out: {} of {} recipients did not acknowledge", missing.len() + missing_remote, missing.len() + missing_remote + responses.len())]
     Timeout {
-        /// The replies received, by socket id.
+        /// The replies received.
         responses: AckResponses,
-        /// The sockets that did not reply.
+        /// This server's sockets that did not reply.
         missing: Vec<String>,
+        /// Clients of other servers that did not reply.
+        missing_remote: usize,
     },
 }
 
@@ -210,9 +219,12 @@ impl BroadcastOperator {
 
     /// Emits `event` to every selected socket and collects each one's acknowledgement, like
     /// socket.io's `io.timeout(ms).emit(event, ..., (err, responses) => ...)`. The packet is
-    /// encoded once, with one namespace-wide ack id. Resolves with every reply, or with
-    /// [`BroadcastAckError::Timeout`] listing the replies and the silent sockets once the
-    /// timeout passes (without a timeout: once every silent socket has disconnected).
+    /// encoded once, with one namespace-wide ack id. With a cluster adapter the other
+    /// servers deliver it too and report how many clients they reached, then each reply.
+    /// Resolves with every reply, or with [`BroadcastAckError::Timeout`] listing the replies
+    /// and the silent sockets once the timeout passes (without a timeout: once every silent
+    /// socket here has disconnected and the other servers' part ended, which is bounded by
+    /// the adapter's `requests_timeout`).
     pub async fn emit_with_ack(
         self,
         event: &str,
@@ -222,11 +234,11 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent(event.to_owned()).into());
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut shards = 0;
+        let (mut shards, mut remote_asks) = (0, 0);
         let adapter = adapter::of(&self.server);
         broadcast::for_each_target(&self.nsp, args.into_args(), |nsp, args| {
             let ack = Some((nsp.next_ack_id(), tx.clone()));
-            let msg = broadcast::encode(
+            let mut msg = broadcast::encode(
                 &self.server,
                 nsp,
                 &self.sel,
@@ -236,19 +248,19 @@ impl BroadcastOperator {
                 self.volatile,
                 self.compress,
             )?;
-            shards += adapter.broadcast_with_ack(&self.server, msg, self.local);
+            if let Some(m) = Arc::get_mut(&mut msg) {
+                m.ack_timeout = self.timeout;
+            }
+            let plan = adapter.broadcast_with_ack(&self.server, msg, self.local);
+            shards += plan.shards;
+            remote_asks += usize::from(plan.remote);
             Ok(())
         })?;
         drop(tx);
-        let mut delivered_shards = 0;
-        let mut expected: AHashSet<Sid> = AHashSet::new();
-        let mut replies: HashMap<Sid, Args> = HashMap::new();
-        let mut gone: AHashSet<Sid> = AHashSet::new();
+        let mut c = AckCollect::default();
         let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
         let timed_out = loop {
-            let done = delivered_shards == shards
-                && expected.iter().all(|s| replies.contains_key(s) || gone.contains(s));
-            if done {
+            if c.done(shards, remote_asks) {
                 break false;
             }
             let ev = match deadline {
@@ -259,39 +271,31 @@ impl BroadcastOperator {
                 None => rx.recv().await,
             };
             match ev {
-                Some(AckEvent::Delivered(sids)) => {
-                    delivered_shards += 1;
-                    expected.extend(sids);
-                }
-                Some(AckEvent::Reply(sid, args)) => {
-                    replies.entry(sid).or_insert(args);
-                }
-                Some(AckEvent::Gone(sid)) => {
-                    gone.insert(sid);
-                }
+                Some(ev) => c.add(ev),
                 // Every sender is gone: nothing more can arrive.
                 None => break true,
             }
         };
-        let mut responses: AckResponses = Vec::with_capacity(replies.len());
-        let mut missing = Vec::new();
-        for sid in &expected {
-            match replies.remove(sid) {
-                Some(args) => responses.push((sid.as_str().to_owned(), args)),
-                None => missing.push(sid.as_str().to_owned()),
-            }
-        }
-        if missing.is_empty() && !timed_out {
-            Ok(responses)
-        } else {
-            Err(BroadcastAckError::Timeout { responses, missing })
-        }
+        c.finish(timed_out, remote_asks)
     }
 
-    /// The selected sockets, from every shard. Each is a full handle: it can emit, join,
-    /// leave and disconnect wherever it lives.
-    pub async fn fetch_sockets(self) -> Vec<Socket> {
-        adapter::of(&self.server).fetch_sockets(&self.server, self.target()).await
+    /// The selected sockets, from every shard and (with a cluster adapter, unless
+    /// [`BroadcastOperator::local`]) every server (socket.io's `fetchSockets()`). This
+    /// server's are full handles; the others' carry what the cluster protocol describes
+    /// (id, handshake, rooms, data), and can be emitted to, joined, left and disconnected.
+    /// Fails when another server does not answer within `requests_timeout`.
+    pub async fn fetch_sockets(self) -> Result<Vec<FetchedSocket>, RequestError> {
+        let fetched = adapter::of(&self.server).fetch_sockets(&self.server, self.target()).await?;
+        let mut out: Vec<FetchedSocket> =
+            fetched.local.into_iter().map(FetchedSocket::Local).collect();
+        for w in fetched.remote {
+            out.push(FetchedSocket::Remote(RemoteSocket::new(
+                self.server.clone(),
+                self.nsp.clone(),
+                w,
+            )));
+        }
+        Ok(out)
     }
 
     /// Makes the selected sockets join `rooms`, on every shard.
@@ -363,8 +367,8 @@ impl Namespace {
         self.op().emit(event, args)
     }
 
-    /// Every socket of this namespace, from every shard.
-    pub async fn fetch_sockets(&self) -> Vec<Socket> {
+    /// Every socket of this namespace, from every shard and every server of the cluster.
+    pub async fn fetch_sockets(&self) -> Result<Vec<FetchedSocket>, RequestError> {
         self.op().fetch_sockets().await
     }
 
@@ -384,10 +388,17 @@ impl Namespace {
     }
 
     /// Every room of this namespace, on every server (socket ids included, as socket.io's
-    /// `adapter.allRooms()`), sorted.
-    pub async fn all_rooms(&self) -> Vec<Room> {
+    /// `adapter.allRooms()`), sorted. Fails when another server does not answer within
+    /// `requests_timeout`.
+    pub async fn all_rooms(&self) -> Result<Vec<Room>, RequestError> {
         let names = broadcast::target_names(&self.inner);
         adapter::of(&self.server).all_rooms(&self.server, names).await
+    }
+
+    /// The number of servers of the cluster that have this namespace, this one included
+    /// (socket.io's `serverCount()`); 1 without a cluster adapter.
+    pub async fn server_count(&self) -> Result<usize, RequestError> {
+        adapter::of(&self.server).server_count(&self.inner.name).await
     }
 
     /// Emits `event` to the other servers of the cluster (socket.io's `serverSideEmit`);

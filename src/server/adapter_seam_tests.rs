@@ -4,12 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::adapter::{Adapter, BoxFuture, InProcess, ServerSideAckError, Target};
+use crate::adapter::{
+    AckPlan, Adapter, BoxFuture, Fetched, InProcess, RequestError, ServerSideAckError, Target,
+};
 use crate::broadcast::BroadcastMsg;
 use crate::config::Config;
 use crate::ns::args::Args;
 use crate::ns::shared::ServerShared;
-use crate::ns::socket::Socket;
 use crate::ns::Room;
 use crate::server::Server;
 
@@ -28,11 +29,15 @@ impl Adapter for Recording {
         self.note(format!("broadcast {} {:?} local={local}", msg.event, msg.sel.rooms));
         InProcess.broadcast(server, msg, local)
     }
-    fn broadcast_with_ack(&self, s: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) -> usize {
+    fn broadcast_with_ack(&self, s: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) -> AckPlan {
         self.note(format!("broadcast_with_ack {} local={local}", msg.event));
         InProcess.broadcast_with_ack(s, msg, local)
     }
-    fn fetch_sockets(&self, s: &Arc<ServerShared>, t: Target) -> BoxFuture<Vec<Socket>> {
+    fn fetch_sockets(
+        &self,
+        s: &Arc<ServerShared>,
+        t: Target,
+    ) -> BoxFuture<Result<Fetched, RequestError>> {
         self.note(format!("fetch_sockets {:?} except={:?}", t.sel.rooms, t.sel.except));
         InProcess.fetch_sockets(s, t)
     }
@@ -63,13 +68,17 @@ impl Adapter for Recording {
         self.note(format!("server_side_emit_with_ack {nsp} {event}"));
         InProcess.server_side_emit_with_ack(s, nsp, event, args, timeout)
     }
-    fn all_rooms(&self, s: &Arc<ServerShared>, names: Vec<Arc<str>>) -> BoxFuture<Vec<Room>> {
+    fn all_rooms(
+        &self,
+        s: &Arc<ServerShared>,
+        names: Vec<Arc<str>>,
+    ) -> BoxFuture<Result<Vec<Room>, RequestError>> {
         self.note(format!("all_rooms {names:?}"));
         InProcess.all_rooms(s, names)
     }
-    fn server_count(&self) -> BoxFuture<usize> {
-        self.note("server_count".into());
-        InProcess.server_count()
+    fn server_count(&self, nsp: &str) -> BoxFuture<Result<usize, RequestError>> {
+        self.note(format!("server_count {nsp}"));
+        InProcess.server_count(nsp)
     }
 }
 
@@ -88,14 +97,14 @@ fn every_operation_goes_through_the_adapter() {
         io.local().except("x").emit("b", ()).unwrap();
         let t = Duration::from_millis(50);
         assert_eq!(io.to("r").timeout(t).emit_with_ack("c", ()).await, Ok(Vec::new()));
-        assert!(io.to("r").except("s").fetch_sockets().await.is_empty());
+        assert!(io.to("r").except("s").fetch_sockets().await.unwrap().is_empty());
         io.to("r").sockets_join("j");
         io.to("r").sockets_leave(["k", "l"]);
         io.local().disconnect_sockets(true);
         io.server_side_emit("d", ()).unwrap();
         assert_eq!(io.of("/other").server_side_emit_with_ack("e", (), t).await, Ok(vec![]));
-        assert_eq!(io.all_rooms().await, Vec::<Room>::new());
-        assert_eq!(io.server_count().await, 1);
+        assert_eq!(io.all_rooms().await, Ok(Vec::<Room>::new()));
+        assert_eq!(io.of("/other").server_count().await, Ok(1));
     });
     drop(running);
     let seen = rec.0.lock().unwrap().clone();
@@ -112,7 +121,7 @@ fn every_operation_goes_through_the_adapter() {
             "server_side_emit / d",
             "server_side_emit_with_ack /other e",
             r#"all_rooms ["/"]"#,
-            "server_count",
+            "server_count /other",
         ]
     );
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::adapter::{self, InProcess, ServerSideAckError};
+use crate::adapter::{self, InProcess, RequestError, ServerSideAckError};
 use crate::config::Config;
 use crate::error::EmitError;
 use crate::mesh::Mesh;
@@ -29,7 +29,7 @@ use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 use crate::ns::Namespace;
 use crate::ns::Room;
-use crate::operator::{BroadcastOperator, IntoRooms};
+use crate::operator::{BroadcastOperator, FetchedSocket, IntoRooms};
 use crate::shard::{self, ShardCtx, ShardMesh, ShardMsg, ShardSetup};
 use crate::transport;
 use crate::transport::link;
@@ -61,7 +61,12 @@ impl Server {
     pub fn new(config: Config) -> Server {
         match config.redis.clone() {
             Some(url) => {
-                let pending = adapter::redis::new(&url, &config.redis_key);
+                let pending = adapter::redis::new(
+                    &url,
+                    &config.redis_key,
+                    config.requests_timeout,
+                    config.redis_max_queued,
+                );
                 let shared = ServerShared::new(config);
                 adapter::install(&shared, pending.adapter.clone(), Some(pending.starter()));
                 Server(Arc::new(shared))
@@ -157,15 +162,14 @@ impl Server {
         self.root().emit(event, args)
     }
 
-    /// The number of servers in the cluster, this one included: 1 without a cluster adapter
-    /// (socket.io's `io.of("/").adapter.serverCount()`).
-    pub async fn server_count(&self) -> usize {
-        adapter::of(&self.0).server_count().await
+    /// Every room of `/` on every server, socket ids included, sorted.
+    pub async fn all_rooms(&self) -> Result<Vec<Room>, RequestError> {
+        self.root().all_rooms().await
     }
 
-    /// Every room of `/` on every server, socket ids included, sorted.
-    pub async fn all_rooms(&self) -> Vec<Room> {
-        self.root().all_rooms().await
+    /// The number of servers of the cluster (those that have `/`), this one included.
+    pub async fn server_count(&self) -> Result<usize, RequestError> {
+        self.root().server_count().await
     }
 
     /// Emits `event` to the other servers of the cluster (socket.io's `io.serverSideEmit`);
@@ -185,8 +189,8 @@ impl Server {
         self.root().server_side_emit_with_ack(event, args, timeout).await
     }
 
-    /// Every socket of `/`, from every shard.
-    pub async fn fetch_sockets(&self) -> Vec<Socket> {
+    /// Every socket of `/`, from every shard and every server of the cluster.
+    pub async fn fetch_sockets(&self) -> Result<Vec<FetchedSocket>, RequestError> {
         self.root().fetch_sockets().await
     }
 

@@ -4,81 +4,9 @@
 // every server once, with binary arguments, in the publisher's order; `except` and another
 // key's cluster are respected.
 
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import net from "node:net";
-import { io } from "socket.io-client";
-
-const SHARDCAST = process.env.SHARDCAST;
-const NODE_PEER = process.env.NODE_PEER;
-const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const T = { timeout: 30000 };
-const procs = new Set();
-const sockets = new Set();
-after(() => {
-  for (const s of sockets) s.close();
-  for (const p of procs) p.kill("SIGTERM");
-});
-
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function start(kind, key) {
-  const port = await freePort();
-  const argv =
-    kind === "shardcast"
-      ? [SHARDCAST, ["serve", "--port", String(port), "--shards", "2", "--redis", REDIS, "--redis-key", key]]
-      : ["node", [NODE_PEER, "--port", String(port), "--redis", REDIS, "--redis-key", key]];
-  const proc = spawn(argv[0], argv[1], { stdio: ["ignore", "pipe", "pipe"] });
-  procs.add(proc);
-  let err = "";
-  proc.stderr.on("data", (d) => (err += d));
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${kind} did not listen: ${err}`)), 15000);
-    proc.stdout.on("data", (d) => {
-      if (/listening on/.test(String(d))) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.on("exit", (code) => reject(new Error(`${kind} exited ${code}: ${err}`)));
-  });
-  return `http://127.0.0.1:${port}`;
-}
-
-async function client(url) {
-  const s = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
-  sockets.add(s);
-  await new Promise((resolve, reject) => {
-    s.on("connect", resolve);
-    s.on("connect_error", reject);
-  });
-  return s;
-}
-
-const ack = (s, ...args) => s.timeout(5000).emitWithAck(...args);
-
-function collect(s, event) {
-  const got = [];
-  s.on(event, (...args) => got.push(args));
-  return got;
-}
-
-async function until(pred, what, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { T, ack, client, collect, start, until } from "./lib.mjs";
 
 describe("cluster broadcasts", { concurrency: false }, () => {
   test("shardcast, shardcast and Node on one key: every member of every server gets each publish once, in order", T, async () => {

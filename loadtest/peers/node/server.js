@@ -112,6 +112,19 @@ function splitAck(args) {
   return [args, null];
 }
 
+// A server-side event from another server of the cluster (any name): `server-side`
+// (event, ...args) to this server's sockets on "/", and, when the sender awaits a reply,
+// `{ sockets: n }`. socket.io has no catch-all for server-side events; the namespace
+// method that dispatches them is wrapped instead.
+{
+  const root = io.of("/");
+  root._onServerSideEmit = (args) => {
+    const [data, ack] = splitAck(args);
+    io.local.emit("server-side", ...data);
+    if (ack) ack({ sockets: root.sockets.size });
+  };
+}
+
 // Namespace "/"
 io.on("connection", (socket) => {
   socket.emit("auth", socket.handshake.auth);
@@ -211,7 +224,8 @@ io.on("connection", (socket) => {
       ack({ error: null, responses: [] });
       return;
     }
-    io.timeout(5000).serverSideEmit(event, (err, responses) => {
+    // The wait is the adapter's requestsTimeout (5 s by default).
+    io.serverSideEmit(event, (err, responses) => {
       ack({ error: err ? err.message : null, responses: responses ?? [] });
     });
   });

@@ -1,0 +1,206 @@
+//! This server's requests awaiting the other servers' answers: the table the Redis thread
+//! keeps (no lock: only that thread touches it), filled as answers arrive, completed when
+//! the expected number came (`PUBSUB NUMSUB` of the request channel, less this server) or
+//! when the wait ends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::super::request::{kind, Response, WireSocket};
+use super::super::{RequestError, ServerSideAckError};
+use crate::ns::args::Args;
+use crate::ns::socket::{AckEvent, AckSink};
+use crate::ns::Room;
+
+type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// What collects a request's answers.
+pub(crate) enum Kind {
+    /// Only the server count (`PUBSUB NUMSUB`); nothing is published.
+    Count(Reply<usize>),
+    /// `fetch_sockets`: the sockets of every other server.
+    Fetch(Reply<Vec<WireSocket>>),
+    /// `all_rooms`: the rooms of every other server.
+    AllRooms(Reply<Vec<Room>>),
+    /// `server_side_emit_with_ack`: one reply per other server.
+    ServerSide(oneshot::Sender<Result<Vec<Args>, ServerSideAckError>>),
+    /// A broadcast with acks: the counts and replies go to the operator as they come.
+    Ack(AckSink),
+}
+
+impl Kind {
+    /// Ends the request with `e` before it was sent.
+    pub(crate) fn fail(self, e: RequestError) {
+        match self {
+            Kind::Count(tx) => drop(tx.send(Err(e))),
+            Kind::Fetch(tx) => drop(tx.send(Err(e))),
+            Kind::AllRooms(tx) => drop(tx.send(Err(e))),
+            Kind::ServerSide(tx) => {
+                drop(tx.send(Err(ServerSideAckError::Unavailable(e.to_string()))))
+            }
+            Kind::Ack(sink) => drop(sink.send(AckEvent::RemoteExpired)),
+        }
+    }
+}
+
+/// A request to publish and the collector of its answers.
+pub(crate) struct Ask {
+    /// The request channel of its namespace (whose subscribers are counted).
+    pub request_channel: String,
+    /// The encoded request (empty for [`Kind::Count`]).
+    pub payload: Bytes,
+    pub request_id: String,
+    /// How long answers are awaited.
+    pub wait: Duration,
+    pub kind: Kind,
+}
+
+impl Ask {
+    /// Only the number of servers subscribed to `request_channel`.
+    pub(crate) fn count(request_channel: String, tx: Reply<usize>) -> Ask {
+        Ask {
+            request_channel,
+            payload: Bytes::new(),
+            request_id: String::new(),
+            wait: Duration::ZERO,
+            kind: Kind::Count(tx),
+        }
+    }
+}
+
+/// What has been collected so far for one request.
+enum Collected {
+    Fetch(Reply<Vec<WireSocket>>, Vec<WireSocket>),
+    AllRooms(Reply<Vec<Room>>, Vec<Room>),
+    ServerSide(oneshot::Sender<Result<Vec<Args>, ServerSideAckError>>, Vec<Args>),
+    Ack(AckSink),
+}
+
+struct Entry {
+    /// How many other servers answer; `None` until `PUBSUB NUMSUB` returned.
+    expected: Option<usize>,
+    /// How many answered.
+    answered: usize,
+    collected: Collected,
+}
+
+/// The requests of this server awaiting answers, by request id.
+#[derive(Default)]
+pub(crate) struct Table {
+    entries: HashMap<String, Entry>,
+}
+
+impl Table {
+    /// Starts collecting for `id` (before its request is published).
+    pub(crate) fn insert(&mut self, id: String, kind: Kind) {
+        let collected = match kind {
+            Kind::Count(tx) => {
+                // Answered by `PUBSUB NUMSUB` alone; never in the table.
+                drop(tx);
+                return;
+            }
+            Kind::Fetch(tx) => Collected::Fetch(tx, Vec::new()),
+            Kind::AllRooms(tx) => Collected::AllRooms(tx, Vec::new()),
+            Kind::ServerSide(tx) => Collected::ServerSide(tx, Vec::new()),
+            Kind::Ack(sink) => Collected::Ack(sink),
+        };
+        self.entries.insert(id, Entry { expected: None, answered: 0, collected });
+    }
+
+    /// `servers` subscribe to the request channel, this one included.
+    pub(crate) fn set_servers(&mut self, id: &str, servers: usize) {
+        let Some(e) = self.entries.get_mut(id) else { return };
+        let others = servers.saturating_sub(1);
+        e.expected = Some(others);
+        if let Collected::Ack(sink) = &e.collected {
+            if sink.send(AckEvent::Servers(others)).is_err() {
+                self.entries.remove(id);
+                return;
+            }
+        }
+        self.complete_if_done(id);
+    }
+
+    /// An answer arrived; unknown ids (another server's requests) are ignored.
+    pub(crate) fn answer(&mut self, r: Response) -> Result<(), super::super::wire::WireError> {
+        let Some(e) = self.entries.get_mut(&r.request_id) else { return Ok(()) };
+        match &mut e.collected {
+            Collected::Fetch(_, got) => {
+                got.extend(r.sockets()?);
+                e.answered += 1;
+            }
+            Collected::AllRooms(_, got) => {
+                got.extend(r.rooms()?);
+                e.answered += 1;
+            }
+            Collected::ServerSide(_, got) => {
+                if r.kind != Some(kind::SERVER_SIDE_EMIT) {
+                    return Ok(());
+                }
+                got.push(r.reply());
+                e.answered += 1;
+            }
+            Collected::Ack(sink) => {
+                let ev = match r.kind {
+                    Some(kind::BROADCAST_CLIENT_COUNT) => {
+                        AckEvent::RemoteDelivered(r.client_count()?)
+                    }
+                    Some(kind::BROADCAST_ACK) => AckEvent::RemoteReply(r.reply()),
+                    _ => return Ok(()),
+                };
+                if sink.send(ev).is_err() {
+                    // The operator is done with it.
+                    self.entries.remove(&r.request_id);
+                }
+                return Ok(());
+            }
+        }
+        self.complete_if_done(&r.request_id);
+        Ok(())
+    }
+
+    fn complete_if_done(&mut self, id: &str) {
+        let done = self.entries.get(id).is_some_and(|e| {
+            !matches!(e.collected, Collected::Ack(_)) && e.expected.is_some_and(|n| e.answered >= n)
+        });
+        if !done {
+            return;
+        }
+        if let Some(e) = self.entries.remove(id) {
+            match e.collected {
+                Collected::Fetch(tx, got) => drop(tx.send(Ok(got))),
+                Collected::AllRooms(tx, got) => drop(tx.send(Ok(got))),
+                Collected::ServerSide(tx, got) => drop(tx.send(Ok(got))),
+                Collected::Ack(_) => {}
+            }
+        }
+    }
+
+    /// The wait for `id` ended: what did not answer is a timeout.
+    pub(crate) fn expire(&mut self, id: &str) {
+        let Some(e) = self.entries.remove(id) else { return };
+        // Before the server count is known, every other server counts as silent; the count
+        // is not known then, so the error says at least one.
+        let expected = e.expected.unwrap_or(e.answered + 1);
+        match e.collected {
+            Collected::Fetch(tx, _) => drop(tx.send(Err(RequestError::Timeout {
+                what: "fetchSockets",
+                expected,
+                answered: e.answered,
+            }))),
+            Collected::AllRooms(tx, _) => drop(tx.send(Err(RequestError::Timeout {
+                what: "allRooms",
+                expected,
+                answered: e.answered,
+            }))),
+            Collected::ServerSide(tx, responses) => {
+                let missing = expected.saturating_sub(responses.len());
+                drop(tx.send(Err(ServerSideAckError::Timeout { responses, expected, missing })))
+            }
+            Collected::Ack(sink) => drop(sink.send(AckEvent::RemoteExpired)),
+        }
+    }
+}

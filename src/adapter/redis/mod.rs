@@ -1,0 +1,350 @@
+//! The classic Redis adapter, wire-compatible with `@socket.io/redis-adapter` 8.x
+//! (`createAdapter(pub, sub, { key })`) and `@socket.io/redis-emitter` 5.x: shardcast servers
+//! and Node servers on one Redis share broadcasts, broadcast acks, fetches, remote joins,
+//! leaves and disconnects, server-side emits, all rooms and the server count.
+//!
+//! - A broadcast is delivered here as by the in-process adapter and, unless `local`,
+//!   published once on `{key}#{nsp}#` (or `{key}#{nsp}#{room}#`), as [`super::wire`]
+//!   encodes it. What other servers and the emitter publish there enters the same local
+//!   fan-out, decoded once per server; our own messages come back and are skipped by uid.
+//! - A request ([`super::request`]) is published on `{key}-request#{nsp}#`; the number of
+//!   answers to wait for is `PUBSUB NUMSUB` of that channel (every server of the namespace
+//!   subscribes to it) less this one; the answers come on `{key}-response#{nsp}#`. Requests
+//!   of other servers are answered here ([`serve`]). Joins, leaves and disconnects are
+//!   applied here directly and published for the others (a Node server applies its own when
+//!   its request comes back to it; we skip ours by uid).
+//!
+//! One thread per server runs the Redis side on its own runtime ([`link`]): one subscriber
+//! connection for every namespace and one connection that publishes everything queued since
+//! its last write as one pipeline. Shards never wait on Redis: what they publish goes to
+//! that thread over one bounded queue, in order (a join published before a broadcast is
+//! applied before it everywhere); a full queue drops and counts, it never blocks.
+
+mod ask;
+mod link;
+mod serve;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::request::{self, Request, RequestBody, Targets};
+use super::wire::{self, WireBroadcast};
+use super::{AckPlan, Adapter, BoxFuture, Fetched, RequestError, ServerSideAckError, Target};
+use crate::broadcast::{self, BroadcastMsg};
+use crate::ns::args::Args;
+use crate::ns::shared::ServerShared;
+use crate::ns::socket::AckEvent;
+use crate::ns::Room;
+
+/// The deepest MessagePack or JSON a peer's message may nest (arguments included).
+const MAX_DEPTH: usize = 1000;
+
+/// What the shards and operators hand the Redis thread, in order.
+pub(super) enum Cmd {
+    /// Publish `payload` on `channel` (broadcasts, requests nobody answers, answers).
+    Publish(String, Bytes),
+    /// Publish a request and collect the answers.
+    Ask(ask::Ask),
+    /// A namespace now exists here: subscribe to its request and response channels.
+    Watch(Arc<str>),
+}
+
+/// Counters of the adapter, read by tests, logs and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Connected to Redis (subscribed and able to publish).
+    pub up: AtomicBool,
+    /// Messages published.
+    pub published: AtomicU64,
+    /// Messages not published: the queue was full or Redis was away.
+    pub dropped: AtomicU64,
+    /// Messages received from other servers and handled.
+    pub received: AtomicU64,
+    /// Messages received and ignored as malformed.
+    pub malformed: AtomicU64,
+}
+
+/// The adapter object the operators call (any thread).
+pub(crate) struct RedisAdapter {
+    uid: String,
+    key: String,
+    requests_timeout: Duration,
+    cmds: mpsc::Sender<Cmd>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// What [`new`] hands back: the adapter to install, and the Redis side to run once the
+/// server's shared state exists.
+pub(crate) struct Pending {
+    pub(crate) adapter: Arc<RedisAdapter>,
+    url: String,
+    rx: mpsc::Receiver<Cmd>,
+}
+
+/// A new adapter for `url` with channel prefix `key`; nothing is connected yet.
+pub(crate) fn new(url: &str, key: &str, requests_timeout: Duration, max_queued: usize) -> Pending {
+    let (cmds, rx) = mpsc::channel(max_queued.max(1));
+    let adapter = Arc::new(RedisAdapter {
+        uid: new_id(),
+        key: key.to_owned(),
+        requests_timeout,
+        cmds,
+        stats: Arc::new(Stats::default()),
+    });
+    Pending { adapter, url: url.to_owned(), rx }
+}
+
+/// A server uid or request id: 12 hex digits, as `uid2(6)` makes them.
+fn new_id() -> String {
+    (0..6).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+impl Pending {
+    /// What starts the Redis side when the server listens: returns once subscribed (it
+    /// retries with backoff while Redis cannot be reached, saying so in the log).
+    pub(crate) fn starter(self) -> super::Starter {
+        Box::new(move |server| link::start(self, server))
+    }
+}
+
+impl RedisAdapter {
+    /// Queues `cmd` for the Redis thread; false (and counted) when the queue is full.
+    fn queue(&self, cmd: Cmd) -> bool {
+        match self.cmds.try_send(cmd) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn publish_request(&self, nsp: &str, body: RequestBody) {
+        let r = Request { uid: Some(self.uid.clone()), request_id: None, body };
+        let channel = request::request_channel(&self.key, nsp);
+        self.queue(Cmd::Publish(channel, request::encode_request(&r)));
+    }
+
+    /// Why a request cannot be sent now, if it cannot.
+    fn unavailable(&self) -> Option<RequestError> {
+        (!self.stats.up.load(Ordering::Acquire))
+            .then(|| RequestError::Unavailable("not connected to Redis".into()))
+    }
+
+    /// Publishes a request awaiting answers, with `kind` collecting them.
+    fn ask(&self, nsp: &str, body: RequestBody, wait: Duration, kind: ask::Kind) {
+        let request_id = new_id();
+        let r = Request { uid: Some(self.uid.clone()), request_id: Some(request_id.clone()), body };
+        let a = ask::Ask {
+            request_channel: request::request_channel(&self.key, nsp),
+            payload: request::encode_request(&r),
+            request_id,
+            wait,
+            kind,
+        };
+        if let Err(mpsc::error::TrySendError::Full(Cmd::Ask(a))) = self.cmds.try_send(Cmd::Ask(a)) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            a.kind.fail(RequestError::Unavailable("the Redis queue is full".into()));
+        }
+    }
+
+    /// Asks the other servers of `nsp` and waits for the collected answers.
+    async fn ask_and_wait<T>(
+        &self,
+        nsp: &str,
+        body: RequestBody,
+        make: impl FnOnce(oneshot::Sender<Result<T, RequestError>>) -> ask::Kind,
+    ) -> Result<T, RequestError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.ask(nsp, body, self.requests_timeout, make(tx));
+        rx.await
+            .unwrap_or_else(|_| Err(RequestError::Unavailable("the Redis thread stopped".into())))
+    }
+}
+
+impl Adapter for RedisAdapter {
+    fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) {
+        if !local {
+            let wire = WireBroadcast {
+                uid: self.uid.clone(),
+                nsp: msg.nsp.to_string(),
+                event: msg.event.to_string(),
+                args: (*msg.args).clone(),
+                sel: msg.sel.clone(),
+                volatile: msg.volatile,
+                compress: msg.compress,
+            };
+            let channel = wire::broadcast_channel(&self.key, &msg.nsp, &msg.sel.rooms);
+            self.queue(Cmd::Publish(channel, wire::encode_broadcast(&wire)));
+        }
+        broadcast::dispatch(server, msg);
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        server: &ServerShared,
+        msg: Arc<BroadcastMsg>,
+        local: bool,
+    ) -> AckPlan {
+        let sink = msg.ack.as_ref().map(|(_, sink)| sink.clone());
+        let remote = match sink {
+            Some(sink) if !local => {
+                if self.unavailable().is_some() {
+                    // Nobody else can be asked: the remote part can only time out.
+                    let _ = sink.send(AckEvent::RemoteExpired);
+                } else {
+                    let body = RequestBody::Broadcast {
+                        event: msg.event.to_string(),
+                        args: (*msg.args).clone(),
+                        sel: msg.sel.clone(),
+                        volatile: msg.volatile,
+                        compress: msg.compress,
+                        timeout: msg.ack_timeout,
+                    };
+                    let wait = msg.ack_timeout.unwrap_or(self.requests_timeout);
+                    self.ask(&msg.nsp, body, wait, ask::Kind::Ack(sink));
+                }
+                true
+            }
+            _ => false,
+        };
+        AckPlan { shards: broadcast::dispatch(server, msg), remote }
+    }
+
+    fn fetch_sockets(
+        &self,
+        server: &Arc<ServerShared>,
+        target: Target,
+    ) -> BoxFuture<Result<Fetched, RequestError>> {
+        let server = server.clone();
+        let this = self.clone_handle();
+        Box::pin(async move {
+            let local =
+                broadcast::fetch_sockets(&server, target.names.clone(), target.sel.clone()).await;
+            if target.local {
+                return Ok(Fetched { local, remote: Vec::new() });
+            }
+            let mut remote = Vec::new();
+            for nsp in &target.names {
+                let body = RequestBody::Fetch { sel: target.sel.clone() };
+                remote.extend(this.ask_and_wait(nsp, body, ask::Kind::Fetch).await?);
+            }
+            Ok(Fetched { local, remote })
+        })
+    }
+
+    fn sockets_join(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
+        if !target.local {
+            for nsp in &target.names {
+                let targets = Targets::Selection(target.sel.clone());
+                self.publish_request(nsp, RequestBody::Join { targets, rooms: rooms.clone() });
+            }
+        }
+        super::InProcess.sockets_join(server, target, rooms);
+    }
+
+    fn sockets_leave(&self, server: &ServerShared, target: Target, rooms: Vec<Room>) {
+        if !target.local {
+            for nsp in &target.names {
+                let targets = Targets::Selection(target.sel.clone());
+                self.publish_request(nsp, RequestBody::Leave { targets, rooms: rooms.clone() });
+            }
+        }
+        super::InProcess.sockets_leave(server, target, rooms);
+    }
+
+    fn disconnect_sockets(&self, server: &ServerShared, target: Target, close: bool) {
+        if !target.local {
+            for nsp in &target.names {
+                let targets = Targets::Selection(target.sel.clone());
+                self.publish_request(nsp, RequestBody::Disconnect { targets, close });
+            }
+        }
+        super::InProcess.disconnect_sockets(server, target, close);
+    }
+
+    fn server_side_emit(&self, _server: &ServerShared, nsp: &str, event: &str, args: Args) {
+        self.publish_request(nsp, RequestBody::ServerSideEmit { event: event.to_owned(), args });
+    }
+
+    fn server_side_emit_with_ack(
+        &self,
+        _server: &ServerShared,
+        nsp: &str,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<Args>, ServerSideAckError>> {
+        let this = self.clone_handle();
+        let (nsp, event) = (nsp.to_owned(), event.to_owned());
+        Box::pin(async move {
+            if let Some(e) = this.unavailable() {
+                return Err(ServerSideAckError::Unavailable(e.to_string()));
+            }
+            let (tx, rx) = oneshot::channel();
+            let body = RequestBody::ServerSideEmit { event, args };
+            this.ask(&nsp, body, timeout, ask::Kind::ServerSide(tx));
+            rx.await.unwrap_or_else(|_| {
+                Err(ServerSideAckError::Unavailable("the Redis thread stopped".into()))
+            })
+        })
+    }
+
+    fn all_rooms(
+        &self,
+        server: &Arc<ServerShared>,
+        names: Vec<Arc<str>>,
+    ) -> BoxFuture<Result<Vec<Room>, RequestError>> {
+        let server = server.clone();
+        let this = self.clone_handle();
+        Box::pin(async move {
+            let mut rooms = broadcast::all_rooms(&server, names.clone()).await;
+            for nsp in &names {
+                rooms.extend(
+                    this.ask_and_wait(nsp, RequestBody::AllRooms, ask::Kind::AllRooms).await?,
+                );
+            }
+            rooms.sort();
+            rooms.dedup();
+            Ok(rooms)
+        })
+    }
+
+    fn server_count(&self, nsp: &str) -> BoxFuture<Result<usize, RequestError>> {
+        let this = self.clone_handle();
+        let nsp = nsp.to_owned();
+        Box::pin(async move {
+            if let Some(e) = this.unavailable() {
+                return Err(e);
+            }
+            let (tx, rx) = oneshot::channel();
+            let channel = request::request_channel(&this.key, &nsp);
+            if !this.queue(Cmd::Ask(ask::Ask::count(channel, tx))) {
+                return Err(RequestError::Unavailable("the Redis queue is full".into()));
+            }
+            rx.await.unwrap_or_else(|_| {
+                Err(RequestError::Unavailable("the Redis thread stopped".into()))
+            })
+        })
+    }
+}
+
+impl RedisAdapter {
+    /// A handle for the futures the adapter returns (they outlive the `&self` borrow).
+    fn clone_handle(&self) -> Arc<RedisAdapter> {
+        Arc::new(RedisAdapter {
+            uid: self.uid.clone(),
+            key: self.key.clone(),
+            requests_timeout: self.requests_timeout,
+            cmds: self.cmds.clone(),
+            stats: self.stats.clone(),
+        })
+    }
+}

@@ -1,0 +1,100 @@
+// Helpers of the cluster suite: start shardcast servers (SHARDCAST) and the Node peer
+// (NODE_PEER, the official server with @socket.io/redis-adapter) on one Redis, connect
+// official clients, wait for what they receive. Every process and socket started here is
+// stopped when the test file ends.
+
+import { after } from "node:test";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { io } from "socket.io-client";
+
+const SHARDCAST = process.env.SHARDCAST;
+const NODE_PEER = process.env.NODE_PEER;
+export const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+export const T = { timeout: 30000 };
+const procs = new Set();
+const sockets = new Set();
+let stopping = false;
+after(() => {
+  stopping = true;
+  for (const s of sockets) s.close();
+  for (const p of procs) p.kill("SIGTERM");
+});
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts a server of `kind` ("shardcast" or "node") in the cluster `key` and waits for its
+// `listening on`: { url, proc, port }. `redis` overrides the Redis URL, `args` adds flags.
+export async function server(kind, key, { redis = REDIS, args = [], port } = {}) {
+  port ??= await freePort();
+  const argv =
+    kind === "shardcast"
+      ? [SHARDCAST, ["serve", "--port", String(port), "--shards", "2", "--redis", redis, "--redis-key", key, ...args]]
+      : ["node", [NODE_PEER, "--port", String(port), "--redis", redis, "--redis-key", key, ...args]];
+  const proc = spawn(argv[0], argv[1], { stdio: ["ignore", "pipe", "pipe"] });
+  procs.add(proc);
+  proc.stderrText = "";
+  proc.stderr.on("data", (d) => (proc.stderrText += d));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${kind} did not listen: ${proc.stderrText}`)), 15000);
+    proc.stdout.on("data", (d) => {
+      if (/listening on/.test(String(d))) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`${kind} exited ${code}: ${proc.stderrText}`)));
+  });
+  proc.on("exit", (code, signal) => {
+    if (!stopping) console.error(`${kind} on port ${port} exited (${code ?? signal}):\n${proc.stderrText}`);
+  });
+  return { url: `http://127.0.0.1:${port}`, proc, port };
+}
+
+// The URL of a new server of `kind` in cluster `key`.
+export async function start(kind, key, opts) {
+  return (await server(kind, key, opts)).url;
+}
+
+export async function client(url) {
+  const s = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+  sockets.add(s);
+  await new Promise((resolve, reject) => {
+    s.on("connect", resolve);
+    s.on("connect_error", reject);
+  });
+  return s;
+}
+
+export const ack = (s, ...args) => s.timeout(8000).emitWithAck(...args);
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves with the reason once `s` is disconnected.
+export function disconnected(s) {
+  return new Promise((resolve) => (s.connected ? s.once("disconnect", resolve) : resolve("already")));
+}
+
+export function collect(s, event) {
+  const got = [];
+  s.on(event, (...args) => got.push(args));
+  return got;
+}
+
+// Waits until `pred()` (which may be async) holds, for at most `ms`.
+export async function until(pred, what, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
