@@ -12,6 +12,9 @@
 //!
 //! Layer: above the broadcast engine, below the operators users call.
 
+pub mod cluster_wire;
+#[cfg(test)]
+mod cluster_wire_tests;
 pub(crate) mod redis;
 pub mod request;
 pub mod wire;
