@@ -67,6 +67,13 @@ mod server;
 mod shard;
 mod transport;
 
+/// The cluster adapters' wire codecs (classic broadcasts and requests, the
+/// `ClusterAdapter` messages of the sharded and streams adapters), for the fuzz targets
+/// and the interop tests; not a stable API.
+#[doc(hidden)]
+pub mod __wire {
+    pub use crate::adapter::{cluster_wire, request, wire};
+}
 pub use adapter::{RequestError, ServerSideAckError};
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
