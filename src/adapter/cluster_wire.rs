@@ -13,6 +13,9 @@
 //! Channels ([`channel`], [`response_channel`], [`room_channel`], [`publish_channel`]):
 //! requests go to `{prefix}#{nsp}#` (or, for a plain broadcast to one room, to that room's
 //! own channel, per [`SubscriptionMode`]), responses to `{prefix}#{nsp}#{requester uid}#`.
+//! The Node receiver treats whatever arrives on its response channel as a response, and a
+//! response arriving on the namespace channel as one too; it drops a message with its own
+//! uid or another namespace's name, except on its response channel.
 //!
 //! Layer: the adapter (it builds on the codecs of `proto`, the arguments of `ns` and the
 //! selection of `broadcast`).
@@ -207,7 +210,9 @@ pub enum Body {
     InitialHeartbeat,
     /// `HEARTBEAT`, no data.
     Heartbeat,
-    /// `BROADCAST`: `{packet: {type: 2, data: [event, ...args]}, requestId?, opts}`.
+    /// `BROADCAST`: `{packet: {type: 2, data: [event, ...args]}, requestId?, opts}`. The
+    /// packet has no `nsp` (the receiving namespace sets it); one there, or an `id`, is
+    /// not read.
     Broadcast {
         /// Selection and flags.
         opts: Opts,
