@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use shardcast::__cluster_wire::*;
+use shardcast::__wire::cluster_wire::*;
 use shardcast::Args;
 
 const HARNESS: &str = r##"

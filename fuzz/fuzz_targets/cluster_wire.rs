@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use shardcast::__cluster_wire::{self as wire, SubscriptionMode};
+use shardcast::__wire::cluster_wire::{self as wire, SubscriptionMode};
 
 fuzz_target!(|data: &[u8]| {
     let input = Bytes::copy_from_slice(data);
