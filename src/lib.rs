@@ -73,6 +73,7 @@ mod transport;
 #[doc(hidden)]
 pub mod __wire {
     pub use crate::adapter::{cluster_wire, request, wire};
+    pub use crate::broadcast::Selection;
 }
 pub use adapter::{RequestError, ServerSideAckError};
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};

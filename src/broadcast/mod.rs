@@ -30,7 +30,7 @@ pub static ENCODINGS: AtomicU64 = AtomicU64::new(0);
 
 /// Which sockets of a namespace a broadcast or an operation selects.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Selection {
+pub struct Selection {
     /// Target rooms (union); empty means every socket of the namespace.
     pub rooms: SmallVec<[Room; 2]>,
     /// Sockets in any of these rooms are skipped.
