@@ -17,6 +17,8 @@ pub mod cluster_wire;
 mod cluster_wire_tests;
 pub(crate) mod redis;
 pub mod request;
+#[cfg(test)]
+mod request_tests;
 pub mod wire;
 #[cfg(test)]
 mod wire_tests;

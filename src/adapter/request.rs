@@ -127,6 +127,22 @@ pub enum RequestBody {
     },
 }
 
+impl RequestBody {
+    /// The request's type number.
+    pub fn kind(&self) -> u64 {
+        match self {
+            RequestBody::Sockets { .. } => kind::SOCKETS,
+            RequestBody::AllRooms => kind::ALL_ROOMS,
+            RequestBody::Join { .. } => kind::REMOTE_JOIN,
+            RequestBody::Leave { .. } => kind::REMOTE_LEAVE,
+            RequestBody::Disconnect { .. } => kind::REMOTE_DISCONNECT,
+            RequestBody::Fetch { .. } => kind::REMOTE_FETCH,
+            RequestBody::ServerSideEmit { .. } => kind::SERVER_SIDE_EMIT,
+            RequestBody::Broadcast { .. } => kind::BROADCAST,
+        }
+    }
+}
+
 /// A request as it travels between servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -341,6 +357,8 @@ pub fn encode_request(r: &Request) -> Bytes {
     if let Some(id) = &r.request_id {
         m.insert("requestId".into(), Value::String(id.clone()));
     }
+    // The reference's key order: uid, requestId, type, then the request's own fields.
+    m.insert("type".into(), Value::from(r.body.kind()));
     let targets = |m: &mut Map<String, Value>, t: &Targets| match t {
         Targets::Selection(sel) => {
             m.insert("opts".into(), opts_json(sel));
@@ -349,12 +367,12 @@ pub fn encode_request(r: &Request) -> Bytes {
             m.insert("sid".into(), Value::String(sid.clone()));
         }
     };
-    let (ty, binary): (u64, &[Bytes]) = match &r.body {
+    let binary: &[Bytes] = match &r.body {
         RequestBody::Sockets { rooms } => {
             m.insert("rooms".into(), rooms_json(rooms));
-            (kind::SOCKETS, &[])
+            &[]
         }
-        RequestBody::AllRooms => (kind::ALL_ROOMS, &[]),
+        RequestBody::AllRooms => &[],
         RequestBody::Join { targets: t, rooms } | RequestBody::Leave { targets: t, rooms } => {
             targets(&mut m, t);
             match (t, rooms.as_slice()) {
@@ -365,24 +383,20 @@ pub fn encode_request(r: &Request) -> Bytes {
                     m.insert("rooms".into(), rooms_json(rooms));
                 }
             }
-            let ty = match r.body {
-                RequestBody::Join { .. } => kind::REMOTE_JOIN,
-                _ => kind::REMOTE_LEAVE,
-            };
-            (ty, &[])
+            &[]
         }
         RequestBody::Disconnect { targets: t, close } => {
             targets(&mut m, t);
             m.insert("close".into(), Value::Bool(*close));
-            (kind::REMOTE_DISCONNECT, &[])
+            &[]
         }
         RequestBody::Fetch { sel } => {
             m.insert("opts".into(), opts_json(sel));
-            (kind::REMOTE_FETCH, &[])
+            &[]
         }
         RequestBody::ServerSideEmit { event, args } => {
             m.insert("data".into(), data_json(event, args));
-            (kind::SERVER_SIDE_EMIT, args.binary())
+            args.binary()
         }
         RequestBody::Broadcast { event, args, sel, volatile, compress, timeout } => {
             let mut flags = Map::new();
@@ -401,11 +415,9 @@ pub fn encode_request(r: &Request) -> Bytes {
                 o.insert("flags".into(), Value::Object(flags));
             }
             m.insert("opts".into(), opts);
-            m.insert("type".into(), Value::from(kind::BROADCAST));
             return to_msgpack(&Value::Object(m), args.binary());
         }
     };
-    m.insert("type".into(), Value::from(ty));
     let v = Value::Object(m);
     if binary.is_empty() {
         to_json(&v)
