@@ -27,7 +27,7 @@ use super::serve;
 use super::{Cmd, Pending, RedisAdapter, MAX_DEPTH};
 use crate::adapter::request::{self, decode_request, decode_response};
 use crate::adapter::wire;
-use crate::adapter::Started;
+use crate::adapter::{RequestError, Started};
 use crate::broadcast;
 use crate::ns::shared::ServerShared;
 
@@ -42,8 +42,11 @@ const MAX_BATCH: usize = 1024;
 
 /// What the publisher tells the link.
 enum Internal {
-    /// Collect the answers of request `id` (sent before the request is published).
-    Register(String, ask::Kind),
+    /// Collect the answers of request `id` (sent before the request is published), asking
+    /// how many servers subscribe to its request channel, until the deadline.
+    Register { id: String, kind: ask::Kind, channel: String, deadline: tokio::time::Instant },
+    /// Only the number of servers subscribed to `channel`.
+    Count(String, oneshot::Sender<Result<usize, RequestError>>),
     /// `PUBSUB NUMSUB` answered for request `id`.
     Servers(String, usize),
     /// The wait of request `id` ended.
@@ -104,7 +107,8 @@ async fn run(
     let ctx = Arc::new(serve::Ctx { server: server.clone(), adapter: adapter.clone() });
     tokio::spawn(publisher(rx, conn_rx, internal_tx.clone(), adapter.clone()));
     tokio::spawn(log_drops(adapter.clone()));
-    let mut link = Link { ctx, url, table: ask::Table::default(), nsps };
+    let mut link =
+        Link { ctx, url, table: ask::Table::default(), nsps, conn: None, internal: internal_tx };
     let mut ready = Some(ready);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -130,6 +134,7 @@ async fn run(
             }
         };
         backoff = FIRST_BACKOFF;
+        link.conn = Some(conn.clone());
         let _ = conn_tx.send(Some(conn));
         link.ctx.adapter.stats.up.store(true, Ordering::Release);
         match ready.take() {
@@ -153,6 +158,7 @@ async fn run(
             }
         }
         link.ctx.adapter.stats.up.store(false, Ordering::Release);
+        link.conn = None;
         let _ = conn_tx.send(None);
         tracing::warn!("lost the connection to Redis at {}; reconnecting", link.url);
     }
@@ -164,6 +170,9 @@ struct Link {
     table: ask::Table,
     /// The namespaces whose request and response channels this server subscribes to.
     nsps: BTreeSet<Arc<str>>,
+    /// The publishing connection while Redis is up (for `PUBSUB NUMSUB`).
+    conn: Option<MultiplexedConnection>,
+    internal: mpsc::UnboundedSender<Internal>,
 }
 
 impl Link {
@@ -199,7 +208,33 @@ impl Link {
     /// Handles what the publisher said; false when the connection must be remade.
     async fn handle_internal(&mut self, msg: Internal, sink: Option<&mut PubSubSink>) -> bool {
         match msg {
-            Internal::Register(id, kind) => self.table.insert(id, kind),
+            // Handled in order after the subscriptions of namespaces created before: the
+            // count includes this server.
+            Internal::Register { id, kind, channel, deadline } => {
+                self.table.insert(id.clone(), kind);
+                let (conn, link) = (self.conn.clone(), self.internal.clone());
+                tokio::spawn(async move {
+                    if let Some(conn) = conn {
+                        if let Ok(n) = numsub(conn, &channel).await {
+                            let _ = link.send(Internal::Servers(id.clone(), n));
+                        }
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                    let _ = link.send(Internal::Expire(id));
+                });
+            }
+            Internal::Count(channel, tx) => {
+                let conn = self.conn.clone();
+                tokio::spawn(async move {
+                    let n = match conn {
+                        Some(conn) => numsub(conn, &channel)
+                            .await
+                            .map_err(|e| RequestError::Unavailable(e.to_string())),
+                        None => Err(RequestError::Unavailable("not connected to Redis".into())),
+                    };
+                    let _ = tx.send(n);
+                });
+            }
             Internal::Servers(id, n) => self.table.set_servers(&id, n),
             Internal::Expire(id) => self.table.expire(&id),
             Internal::Watch(nsp) => {
@@ -299,13 +334,11 @@ async fn publisher(
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
                 Cmd::Ask(a) => {
-                    let Some(c) = current.clone() else {
-                        a.kind.fail(crate::adapter::RequestError::Unavailable(
-                            "not connected to Redis".into(),
-                        ));
+                    if current.is_none() {
+                        a.kind.fail(RequestError::Unavailable("not connected to Redis".into()));
                         continue;
-                    };
-                    if ask_one(a, c, &link, &mut pipe) {
+                    }
+                    if ask_one(a, &link, &mut pipe) {
                         n += 1;
                     }
                 }
@@ -329,34 +362,18 @@ async fn publisher(
     }
 }
 
-/// Starts request `a`: the server count is asked at once; a request with answers is
-/// registered, then added to `pipe` (true) and its wait started.
-fn ask_one(
-    a: Ask,
-    conn: MultiplexedConnection,
-    link: &mpsc::UnboundedSender<Internal>,
-    pipe: &mut redis::Pipeline,
-) -> bool {
+/// Starts request `a`: a server count is handed to the link; a request with answers is
+/// registered with the link, then added to `pipe` (true).
+fn ask_one(a: Ask, link: &mpsc::UnboundedSender<Internal>, pipe: &mut redis::Pipeline) -> bool {
     let Ask { request_channel, payload, request_id, wait, kind } = a;
     if let ask::Kind::Count(tx) = kind {
-        tokio::spawn(async move {
-            let n = numsub(conn, &request_channel).await;
-            let _ =
-                tx.send(n.map_err(|e| crate::adapter::RequestError::Unavailable(e.to_string())));
-        });
+        let _ = link.send(Internal::Count(request_channel, tx));
         return false;
     }
-    let _ = link.send(Internal::Register(request_id.clone(), kind));
     pipe.publish(&request_channel, payload.as_ref()).ignore();
-    let (link, id) = (link.clone(), request_id);
     let deadline = tokio::time::Instant::now() + wait;
-    tokio::spawn(async move {
-        if let Ok(n) = numsub(conn, &request_channel).await {
-            let _ = link.send(Internal::Servers(id.clone(), n));
-        }
-        tokio::time::sleep_until(deadline).await;
-        let _ = link.send(Internal::Expire(id));
-    });
+    let _ =
+        link.send(Internal::Register { id: request_id, kind, channel: request_channel, deadline });
     true
 }
 
