@@ -86,6 +86,10 @@ pub struct Config {
     pub redis: Option<String>,
     /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
     pub redis_key: String,
+    /// Speak `createShardedAdapter`'s protocol (Redis 7 sharded pub/sub, `channelPrefix`
+    /// = `redis_key`, subscription mode `dynamic`) instead of `createAdapter`'s; works on a
+    /// single Redis and on a Redis Cluster (detected). Default `false`.
+    pub redis_sharded: bool,
     /// How long a request to the other servers of the cluster (`fetch_sockets`,
     /// `all_rooms`, `server_side_emit_with_ack`, the remote part of a broadcast with acks
     /// that has no timeout of its own) waits for their answers (the adapter's
@@ -130,6 +134,7 @@ impl Default for Config {
             max_json_depth: 1000,
             redis: None,
             redis_key: "socket.io".into(),
+            redis_sharded: false,
             requests_timeout: Duration::from_millis(5000),
             redis_max_queued: 65_536,
             max_connections: 100_000,
@@ -220,6 +225,8 @@ impl ConfigBuilder {
         max_attachments: usize);
     setter!(/// See [`Config::max_json_depth`].
         max_json_depth: usize);
+    setter!(/// See [`Config::redis_sharded`].
+        redis_sharded: bool);
     setter!(/// See [`Config::requests_timeout`].
         requests_timeout: Duration);
     setter!(/// See [`Config::redis_max_queued`].

@@ -60,6 +60,10 @@ struct ServeArgs {
     /// The cluster's channel prefix (the adapter's `key`).
     #[arg(long, value_name = "PREFIX", default_value = "socket.io")]
     redis_key: String,
+    /// With --redis: speak createShardedAdapter's protocol (Redis 7 sharded pub/sub;
+    /// --redis-key is its channelPrefix), on a single Redis or a Redis Cluster.
+    #[arg(long, requires = "redis")]
+    redis_sharded: bool,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +113,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .max_payload(args.max_payload)
         .max_json_depth(args.max_json_depth)
         .redis_key(args.redis_key.clone())
+        .redis_sharded(args.redis_sharded)
         .write_coalesce(Duration::from_millis(args.write_coalesce))
         .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {

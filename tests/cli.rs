@@ -30,6 +30,7 @@ fn help_documents_every_flag() {
         "--max-json-depth",
         "--redis",
         "--redis-key",
+        "--redis-sharded",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }

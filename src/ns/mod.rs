@@ -172,6 +172,13 @@ impl NamespaceInner {
         self.root().has_room_handlers.load(Ordering::Acquire)
     }
 
+    /// Adds a room-event listener for the layers above (a cluster adapter's room channels).
+    pub(crate) fn add_room_handler(&self, h: RoomHandler) {
+        let root = self.root();
+        root.room_handlers.write().unwrap_or_else(|p| p.into_inner()).push(h);
+        root.has_room_handlers.store(true, Ordering::Release);
+    }
+
     pub(crate) fn fire_room_event(&self, ev: &RoomEvent) {
         let handlers = read(&self.root().room_handlers).clone();
         for h in handlers {

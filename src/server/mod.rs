@@ -61,9 +61,15 @@ impl Server {
     pub fn new(config: Config) -> Server {
         match config.redis.clone() {
             Some(url) => {
+                let proto = if config.redis_sharded {
+                    adapter::redis::Proto::Sharded(adapter::redis::SubscriptionMode::Dynamic)
+                } else {
+                    adapter::redis::Proto::Classic
+                };
                 let pending = adapter::redis::new(
                     &url,
                     &config.redis_key,
+                    proto,
                     config.requests_timeout,
                     config.redis_max_queued,
                 );

@@ -4,11 +4,13 @@
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
-//                  [--redis URL] [--redis-key PREFIX]
+//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
-// prefix `socket.io`), and says `listening on` once subscribed.
+// prefix `socket.io`), and says `listening on` once subscribed. With --redis-sharded
+// it uses `createShardedAdapter(pub, sub, { channelPrefix: PREFIX })` instead, on a
+// single Redis or, when that Redis is a cluster node, on the Redis Cluster.
 // Prints `listening on HOST:PORT` once it accepts connections and exits with
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
 // Node process is one "shard").
@@ -18,7 +20,7 @@ import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX]";
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded]";
 
 function parseArgs(argv) {
   const opts = {
@@ -30,6 +32,7 @@ function parseArgs(argv) {
     maxPayload: 1000000,
     redis: null,
     redisKey: "socket.io",
+    redisSharded: false,
   };
   const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
   const numeric = {
@@ -52,6 +55,10 @@ function parseArgs(argv) {
     if (flag === "-h" || flag === "--help") {
       console.log(USAGE);
       process.exit(0);
+    }
+    if (flag === "--redis-sharded") {
+      opts.redisSharded = true;
+      continue;
     }
     if (!(flag in text) && !(flag in numeric)) {
       console.error(`unknown argument: ${args[i]}\n${USAGE}`);
@@ -92,12 +99,27 @@ const io = new Server(httpServer, {
 });
 
 if (opts.redis) {
-  const { createClient } = await import("redis");
-  const { createAdapter } = await import("@socket.io/redis-adapter");
-  const pub = createClient({ url: opts.redis });
+  const { createClient, createCluster } = await import("redis");
+  const { createAdapter, createShardedAdapter } = await import("@socket.io/redis-adapter");
+  let pub = createClient({ url: opts.redis });
+  if (opts.redisSharded) {
+    await pub.connect();
+    const info = await pub.info("cluster");
+    if (/cluster_enabled:1/.test(info)) {
+      await pub.quit();
+      pub = createCluster({ rootNodes: [{ url: opts.redis }] });
+    } else {
+      await pub.quit();
+      pub = createClient({ url: opts.redis });
+    }
+  }
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
-  io.adapter(createAdapter(pub, sub, { key: opts.redisKey }));
+  io.adapter(
+    opts.redisSharded
+      ? createShardedAdapter(pub, sub, { channelPrefix: opts.redisKey })
+      : createAdapter(pub, sub, { key: opts.redisKey }),
+  );
   // The adapter of each namespace subscribes as the namespace is created, without a
   // promise to wait on: give those subscriptions a moment before saying `listening on`.
   io.of("/custom");

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::super::request::{kind, Response, WireSocket};
+use super::super::wire::WireError;
 use super::super::{RequestError, ServerSideAckError};
 use crate::ns::args::Args;
 use crate::ns::socket::{AckEvent, AckSink};
@@ -71,6 +72,20 @@ impl Ask {
     }
 }
 
+/// One server's answer to a request of ours, whatever the protocol carried it.
+pub(crate) enum Answer {
+    /// Its selected sockets (a fetch).
+    Sockets(Vec<WireSocket>),
+    /// Its rooms.
+    Rooms(Vec<Room>),
+    /// Its server-side listener's reply.
+    ServerSide(Args),
+    /// How many of its clients a broadcast with acks reached.
+    ClientCount(usize),
+    /// One of those clients' ack.
+    Ack(Args),
+}
+
 /// What has been collected so far for one request.
 enum Collected {
     Fetch(Reply<Vec<WireSocket>>, Vec<WireSocket>),
@@ -124,42 +139,50 @@ impl Table {
         self.complete_if_done(id);
     }
 
-    /// An answer arrived; unknown ids (another server's requests) are ignored.
-    pub(crate) fn answer(&mut self, r: Response) -> Result<(), super::super::wire::WireError> {
-        let Some(e) = self.entries.get_mut(&r.request_id) else { return Ok(()) };
-        match &mut e.collected {
-            Collected::Fetch(_, got) => {
-                got.extend(r.sockets()?);
-                e.answered += 1;
+    /// A classic response arrived, read by what its request asked; unknown ids (another
+    /// server's requests) are ignored.
+    pub(crate) fn answer_classic(&mut self, r: Response) -> Result<(), WireError> {
+        let Some(e) = self.entries.get(&r.request_id) else { return Ok(()) };
+        let a = match &e.collected {
+            Collected::Fetch(..) => Answer::Sockets(r.sockets()?),
+            Collected::AllRooms(..) => Answer::Rooms(r.rooms()?),
+            Collected::ServerSide(..) if r.kind == Some(kind::SERVER_SIDE_EMIT) => {
+                Answer::ServerSide(r.reply())
             }
-            Collected::AllRooms(_, got) => {
-                got.extend(r.rooms()?);
-                e.answered += 1;
+            Collected::Ack(_) if r.kind == Some(kind::BROADCAST_CLIENT_COUNT) => {
+                Answer::ClientCount(r.client_count()?)
             }
-            Collected::ServerSide(_, got) => {
-                if r.kind != Some(kind::SERVER_SIDE_EMIT) {
-                    return Ok(());
-                }
-                got.push(r.reply());
-                e.answered += 1;
-            }
-            Collected::Ack(sink) => {
-                let ev = match r.kind {
-                    Some(kind::BROADCAST_CLIENT_COUNT) => {
-                        AckEvent::RemoteDelivered(r.client_count()?)
-                    }
-                    Some(kind::BROADCAST_ACK) => AckEvent::RemoteReply(r.reply()),
-                    _ => return Ok(()),
+            Collected::Ack(_) if r.kind == Some(kind::BROADCAST_ACK) => Answer::Ack(r.reply()),
+            _ => return Ok(()),
+        };
+        self.answer(&r.request_id, a);
+        Ok(())
+    }
+
+    /// An answer to request `id` arrived; unknown ids and answers of another kind than
+    /// the request are ignored.
+    pub(crate) fn answer(&mut self, id: &str, a: Answer) {
+        let Some(e) = self.entries.get_mut(id) else { return };
+        match (&mut e.collected, a) {
+            (Collected::Fetch(_, got), Answer::Sockets(s)) => got.extend(s),
+            (Collected::AllRooms(_, got), Answer::Rooms(r)) => got.extend(r),
+            (Collected::ServerSide(_, got), Answer::ServerSide(args)) => got.push(args),
+            (Collected::Ack(sink), a @ (Answer::ClientCount(_) | Answer::Ack(_))) => {
+                let ev = match a {
+                    Answer::ClientCount(n) => AckEvent::RemoteDelivered(n),
+                    Answer::Ack(args) => AckEvent::RemoteReply(args),
+                    _ => return,
                 };
                 if sink.send(ev).is_err() {
                     // The operator is done with it.
-                    self.entries.remove(&r.request_id);
+                    self.entries.remove(id);
                 }
-                return Ok(());
+                return;
             }
+            _ => return,
         }
-        self.complete_if_done(&r.request_id);
-        Ok(())
+        e.answered += 1;
+        self.complete_if_done(id);
     }
 
     fn complete_if_done(&mut self, id: &str) {

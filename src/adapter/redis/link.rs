@@ -269,7 +269,7 @@ impl Link {
                 Err(e) => Err(e),
             }
         } else {
-            decode_response(&payload, MAX_DEPTH).and_then(|r| self.table.answer(r))
+            decode_response(&payload, MAX_DEPTH).and_then(|r| self.table.answer_classic(r))
         };
         match ok {
             Ok(()) => stats.received.fetch_add(1, Ordering::Relaxed),
@@ -385,7 +385,7 @@ async fn numsub(mut conn: MultiplexedConnection, channel: &str) -> redis::RedisR
 }
 
 /// Logs, once a second at most, how many messages could not be published.
-async fn log_drops(adapter: Arc<RedisAdapter>) {
+pub(super) async fn log_drops(adapter: Arc<RedisAdapter>) {
     let mut seen = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -23,6 +23,9 @@
 mod ask;
 mod link;
 mod serve;
+mod sharded;
+
+pub(crate) use super::cluster_wire::SubscriptionMode;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,10 +71,20 @@ pub(crate) struct Stats {
     pub malformed: AtomicU64,
 }
 
+/// Which of the Redis adapters' wire protocols a cluster speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    /// `createAdapter`: PUBLISH / PSUBSCRIBE, the request and response channels.
+    Classic,
+    /// `createShardedAdapter`: SPUBLISH / SSUBSCRIBE, socket.io-adapter's cluster messages.
+    Sharded(SubscriptionMode),
+}
+
 /// The adapter object the operators call (any thread).
 pub(crate) struct RedisAdapter {
     uid: String,
     key: String,
+    proto: Proto,
     requests_timeout: Duration,
     cmds: mpsc::Sender<Cmd>,
     pub(crate) stats: Arc<Stats>,
@@ -85,12 +98,20 @@ pub(crate) struct Pending {
     rx: mpsc::Receiver<Cmd>,
 }
 
-/// A new adapter for `url` with channel prefix `key`; nothing is connected yet.
-pub(crate) fn new(url: &str, key: &str, requests_timeout: Duration, max_queued: usize) -> Pending {
+/// A new adapter for `url` with channel prefix `key`, speaking `proto`; nothing is
+/// connected yet.
+pub(crate) fn new(
+    url: &str,
+    key: &str,
+    proto: Proto,
+    requests_timeout: Duration,
+    max_queued: usize,
+) -> Pending {
     let (cmds, rx) = mpsc::channel(max_queued.max(1));
     let adapter = Arc::new(RedisAdapter {
         uid: new_id(),
         key: key.to_owned(),
+        proto,
         requests_timeout,
         cmds,
         stats: Arc::new(Stats::default()),
@@ -98,17 +119,20 @@ pub(crate) fn new(url: &str, key: &str, requests_timeout: Duration, max_queued: 
     Pending { adapter, url: url.to_owned(), rx }
 }
 
-/// A server uid or request id: 12 hex digits, as `uid2(6)` makes them.
-fn new_id() -> String {
-    (0..6).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
-}
-
 impl Pending {
     /// What starts the Redis side when the server listens: returns once subscribed (it
     /// retries with backoff while Redis cannot be reached, saying so in the log).
     pub(crate) fn starter(self) -> super::Starter {
-        Box::new(move |server| link::start(self, server))
+        Box::new(move |server| match self.adapter.proto {
+            Proto::Classic => link::start(self, server),
+            Proto::Sharded(_) => sharded::start(self, server),
+        })
     }
+}
+
+/// A server uid or request id: 16 hex digits.
+fn new_id() -> String {
+    (0..8).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
 impl RedisAdapter {
@@ -123,10 +147,42 @@ impl RedisAdapter {
         }
     }
 
+    /// The channel requests of `nsp` go on (whose subscribers are the servers counted).
+    fn request_channel(&self, nsp: &str) -> String {
+        match self.proto {
+            Proto::Classic => request::request_channel(&self.key, nsp),
+            Proto::Sharded(_) => super::cluster_wire::channel(&self.key, nsp),
+        }
+    }
+
+    /// `body` as this cluster's protocol writes it (`None`: it has no such request).
+    fn encode_request(
+        &self,
+        nsp: &str,
+        request_id: Option<String>,
+        body: RequestBody,
+    ) -> Option<Bytes> {
+        match self.proto {
+            Proto::Classic => {
+                let r = Request { uid: Some(self.uid.clone()), request_id, body };
+                Some(request::encode_request(&r))
+            }
+            Proto::Sharded(_) => {
+                let body = sharded::body_of(body, request_id)?;
+                let msg = super::cluster_wire::ClusterMessage {
+                    uid: self.uid.clone(),
+                    nsp: nsp.to_owned(),
+                    body,
+                };
+                Some(super::cluster_wire::encode(&msg))
+            }
+        }
+    }
+
     fn publish_request(&self, nsp: &str, body: RequestBody) {
-        let r = Request { uid: Some(self.uid.clone()), request_id: None, body };
-        let channel = request::request_channel(&self.key, nsp);
-        self.queue(Cmd::Publish(channel, request::encode_request(&r)));
+        if let Some(payload) = self.encode_request(nsp, None, body) {
+            self.queue(Cmd::Publish(self.request_channel(nsp), payload));
+        }
     }
 
     /// Why a request cannot be sent now, if it cannot.
@@ -138,10 +194,13 @@ impl RedisAdapter {
     /// Publishes a request awaiting answers, with `kind` collecting them.
     fn ask(&self, nsp: &str, body: RequestBody, wait: Duration, kind: ask::Kind) {
         let request_id = new_id();
-        let r = Request { uid: Some(self.uid.clone()), request_id: Some(request_id.clone()), body };
+        let Some(payload) = self.encode_request(nsp, Some(request_id.clone()), body) else {
+            kind.fail(RequestError::Unavailable("not a request of this protocol".into()));
+            return;
+        };
         let a = ask::Ask {
-            request_channel: request::request_channel(&self.key, nsp),
-            payload: request::encode_request(&r),
+            request_channel: self.request_channel(nsp),
+            payload,
             request_id,
             wait,
             kind,
@@ -171,7 +230,10 @@ impl RedisAdapter {
 
 impl Adapter for RedisAdapter {
     fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) {
-        if !local {
+        if let (false, Proto::Sharded(mode)) = (local, self.proto) {
+            let (channel, payload) = sharded::broadcast(&self.key, &self.uid, mode, &msg);
+            self.queue(Cmd::Publish(channel, payload));
+        } else if !local {
             let wire = WireBroadcast {
                 uid: self.uid.clone(),
                 nsp: msg.nsp.to_string(),
@@ -306,6 +368,8 @@ impl Adapter for RedisAdapter {
         let this = self.clone_handle();
         Box::pin(async move {
             let mut rooms = broadcast::all_rooms(&server, names.clone()).await;
+            // The sharded protocol has no such request: this server's rooms alone.
+            let names = if this.proto == Proto::Classic { names } else { Vec::new() };
             for nsp in &names {
                 rooms.extend(
                     this.ask_and_wait(nsp, RequestBody::AllRooms, ask::Kind::AllRooms).await?,
@@ -325,7 +389,7 @@ impl Adapter for RedisAdapter {
                 return Err(e);
             }
             let (tx, rx) = oneshot::channel();
-            let channel = request::request_channel(&this.key, &nsp);
+            let channel = this.request_channel(&nsp);
             if !this.queue(Cmd::Ask(ask::Ask::count(channel, tx))) {
                 return Err(RequestError::Unavailable("the Redis queue is full".into()));
             }
@@ -342,6 +406,7 @@ impl RedisAdapter {
         Arc::new(RedisAdapter {
             uid: self.uid.clone(),
             key: self.key.clone(),
+            proto: self.proto,
             requests_timeout: self.requests_timeout,
             cmds: self.cmds.clone(),
             stats: self.stats.clone(),

@@ -10,7 +10,8 @@ use ahash::AHashSet;
 use smallvec::smallvec;
 use tokio::sync::mpsc;
 
-use super::{Cmd, RedisAdapter};
+use super::{Cmd, Proto, RedisAdapter};
+use crate::adapter::cluster_wire::{Body, SocketInfo};
 use crate::adapter::request::{self, Request, RequestBody, Targets, WireSocket};
 use crate::adapter::{Adapter, InProcess, Target};
 use crate::broadcast::{self, Selection};
@@ -27,10 +28,66 @@ pub(super) struct Ctx {
     pub adapter: Arc<RedisAdapter>,
 }
 
+/// An answer of this server, whatever the protocol writes it as.
+pub(super) enum Reply<'a> {
+    SocketIds(&'a [String]),
+    Rooms(&'a [Room]),
+    Done,
+    Fetch(&'a [WireSocket]),
+    ServerSide(&'a Args),
+    ClientCount(usize),
+    Ack(&'a Args),
+}
+
 impl Ctx {
-    fn respond(&self, nsp: &str, payload: bytes::Bytes) {
-        let channel = request::response_channel(&self.adapter.key, nsp);
-        self.adapter.queue(Cmd::Publish(channel, payload));
+    /// Publishes `reply` to request `id` of server `asker` (classic: on the namespace's
+    /// common response channel; sharded: on the asker's own).
+    fn respond(&self, nsp: &str, asker: Option<&str>, id: &str, reply: Reply<'_>) {
+        let a = &self.adapter;
+        let (channel, payload) = match a.proto {
+            Proto::Classic => {
+                let payload = match reply {
+                    Reply::SocketIds(ids) => request::socket_ids_response(id, ids),
+                    Reply::Rooms(rooms) => request::rooms_response(id, rooms),
+                    Reply::Done => request::done_response(id),
+                    Reply::Fetch(sockets) => request::fetch_response(id, sockets),
+                    Reply::ServerSide(args) => request::server_side_response(id, args),
+                    Reply::ClientCount(n) => request::client_count_response(id, n),
+                    Reply::Ack(args) => request::ack_response(id, args),
+                };
+                (request::response_channel(&a.key, nsp), payload)
+            }
+            Proto::Sharded(_) => {
+                let Some(asker) = asker else { return };
+                let request_id = id.to_owned();
+                let body = match reply {
+                    Reply::Fetch(sockets) => Body::FetchSocketsResponse {
+                        request_id,
+                        sockets: sockets
+                            .iter()
+                            .map(|s| SocketInfo {
+                                id: s.id.clone(),
+                                handshake: s.handshake.clone(),
+                                rooms: s.rooms.clone(),
+                                data: Some(s.data.clone()),
+                            })
+                            .collect(),
+                        binary: Vec::new(),
+                    },
+                    Reply::ServerSide(args) => {
+                        Body::ServerSideEmitResponse { request_id, reply: first_only(args) }
+                    }
+                    Reply::ClientCount(n) => {
+                        Body::BroadcastClientCount { request_id, client_count: n as u64 }
+                    }
+                    Reply::Ack(args) => Body::BroadcastAck { request_id, reply: first_only(args) },
+                    // Not requests of this protocol.
+                    Reply::SocketIds(_) | Reply::Rooms(_) | Reply::Done => return,
+                };
+                super::sharded::response(&a.key, &a.uid, nsp, asker, body)
+            }
+        };
+        a.queue(Cmd::Publish(channel, payload));
     }
 
     fn target(nsp: &str, sel: Selection) -> Target {
@@ -45,6 +102,7 @@ pub(super) fn handle(ctx: &Arc<Ctx>, nsp: &str, r: Request) {
         return;
     }
     let id = r.request_id;
+    let asker: Option<Arc<str>> = r.uid.as_deref().map(Arc::from);
     let (server, nsp_name): (&Arc<ServerShared>, Arc<str>) = (&ctx.server, Arc::from(nsp));
     match r.body {
         RequestBody::Sockets { rooms } => {
@@ -55,7 +113,7 @@ pub(super) fn handle(ctx: &Arc<Ctx>, nsp: &str, r: Request) {
                 let found =
                     broadcast::fetch_sockets(&ctx.server, vec![nsp_name.clone()], sel).await;
                 let ids: Vec<String> = found.iter().map(|s| s.id().to_owned()).collect();
-                ctx.respond(&nsp_name, request::socket_ids_response(&id, &ids));
+                ctx.respond(&nsp_name, asker.as_deref(), &id, Reply::SocketIds(&ids));
             });
         }
         RequestBody::AllRooms => {
@@ -63,7 +121,7 @@ pub(super) fn handle(ctx: &Arc<Ctx>, nsp: &str, r: Request) {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let rooms = broadcast::all_rooms(&ctx.server, vec![nsp_name.clone()]).await;
-                ctx.respond(&nsp_name, request::rooms_response(&id, &rooms));
+                ctx.respond(&nsp_name, asker.as_deref(), &id, Reply::Rooms(&rooms));
             });
         }
         RequestBody::Join { targets: Targets::Selection(sel), rooms } => {
@@ -95,14 +153,17 @@ pub(super) fn handle(ctx: &Arc<Ctx>, nsp: &str, r: Request) {
                 let found =
                     broadcast::fetch_sockets(&ctx.server, vec![nsp_name.clone()], sel).await;
                 let sockets: Vec<WireSocket> = found.iter().map(wire_socket).collect();
-                ctx.respond(&nsp_name, request::fetch_response(&id, &sockets));
+                ctx.respond(&nsp_name, asker.as_deref(), &id, Reply::Fetch(&sockets));
             });
         }
-        RequestBody::ServerSideEmit { event, args } => server_side(ctx, nsp_name, id, event, args),
+        RequestBody::ServerSideEmit { event, args } => {
+            server_side(ctx, nsp_name, asker, id, event, args)
+        }
         RequestBody::Broadcast { event, args, sel, volatile, compress, timeout } => {
             let Some(id) = id else { return };
             let wait = timeout.unwrap_or(ctx.adapter.requests_timeout);
-            broadcast_with_ack(ctx, nsp_name, id, event, args, sel, volatile, compress, wait);
+            let asked = Asked { nsp: nsp_name, asker, id };
+            broadcast_with_ack(ctx, asked, event, args, sel, volatile, compress, wait);
         }
     }
 }
@@ -132,20 +193,27 @@ fn on_one_socket(
         let Some(s) = found.iter().find(|s| s.id() == sid) else { return };
         f(s);
         if let Some(id) = id {
-            ctx.respond(&nsp, request::done_response(&id));
+            ctx.respond(&nsp, None, &id, Reply::Done);
         }
     });
 }
 
 /// A server-side event: this server's listeners run on shard 0; the first reply goes back
 /// when the sender asked for one.
-fn server_side(ctx: &Arc<Ctx>, nsp: Arc<str>, id: Option<String>, event: String, args: Args) {
+fn server_side(
+    ctx: &Arc<Ctx>,
+    nsp: Arc<str>,
+    asker: Option<Arc<str>>,
+    id: Option<String>,
+    event: String,
+    args: Args,
+) {
     let (Some(ns), Some(mesh)) = (ctx.server.existing(&nsp), ctx.server.mesh()) else { return };
     let ack = id.map(|id| {
         let ctx = ctx.clone();
         let nsp = nsp.clone();
         ServerSideAck::new(move |reply: Args| {
-            ctx.respond(&nsp, request::server_side_response(&id, &reply));
+            ctx.respond(&nsp, asker.as_deref(), &id, Reply::ServerSide(&reply));
         })
     });
     shard::submit_to(mesh, 0, move || {
@@ -159,8 +227,7 @@ fn server_side(ctx: &Arc<Ctx>, nsp: Arc<str>, id: Option<String>, event: String,
 #[allow(clippy::too_many_arguments)]
 fn broadcast_with_ack(
     ctx: &Arc<Ctx>,
-    nsp: Arc<str>,
-    id: String,
+    asked: Asked,
     event: String,
     args: Args,
     sel: Selection,
@@ -168,7 +235,7 @@ fn broadcast_with_ack(
     compress: bool,
     wait: Duration,
 ) {
-    let Some(ns) = ctx.server.existing(&nsp) else { return };
+    let Some(ns) = ctx.server.existing(&asked.nsp) else { return };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ack = Some((ns.next_ack_id(), tx));
     let msg = match broadcast::encode(&ctx.server, &ns, &sel, &event, args, ack, volatile, compress)
@@ -200,12 +267,12 @@ fn broadcast_with_ack(
                     count += sids.len();
                     pending.extend(sids);
                     if reported == shards {
-                        ctx.respond(&nsp, request::client_count_response(&id, count));
+                        asked.reply(&ctx, Reply::ClientCount(count));
                     }
                 }
                 AckEvent::Reply(sid, args) => {
                     pending.remove(&sid);
-                    ctx.respond(&nsp, request::ack_response(&id, &args));
+                    asked.reply(&ctx, Reply::Ack(&args));
                 }
                 AckEvent::Gone(sid) => {
                     pending.remove(&sid);
@@ -215,7 +282,28 @@ fn broadcast_with_ack(
         }
         if reported < shards {
             // A shard did not report in time; the asker still needs a count to finish.
-            ctx.respond(&nsp, request::client_count_response(&id, count));
+            asked.reply(&ctx, Reply::ClientCount(count));
         }
     });
+}
+
+/// Who asked for a broadcast with acks, and in which namespace.
+struct Asked {
+    nsp: Arc<str>,
+    asker: Option<Arc<str>>,
+    id: String,
+}
+
+impl Asked {
+    fn reply(&self, ctx: &Ctx, reply: Reply<'_>) {
+        ctx.respond(&self.nsp, self.asker.as_deref(), &self.id, reply);
+    }
+}
+
+/// A reply's first argument only (what crosses servers).
+fn first_only(args: &Args) -> Args {
+    match args.values().first() {
+        Some(v) => Args::from_parts(vec![v.clone()], args.binary().to_vec(), Default::default()),
+        None => Args::new(),
+    }
 }
