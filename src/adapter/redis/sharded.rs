@@ -269,27 +269,32 @@ impl tokio_util::codec::Encoder<Vec<u8>> for RawCodec {
 }
 
 impl Sub {
+    /// Subscribes to each channel, one command each (channels of several slots cannot
+    /// share one on a cluster).
     async fn ssubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        if channels.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Sub::Single { write, .. } => {
-                let packed = redis::cmd("SSUBSCRIBE").arg(channels).get_packed_command();
-                write.send(packed).await.map_err(redis::RedisError::from)
+        for channel in channels {
+            match self {
+                Sub::Single { write, .. } => {
+                    let packed = redis::cmd("SSUBSCRIBE").arg(channel).get_packed_command();
+                    write.send(packed).await?;
+                }
+                Sub::Cluster { conn, .. } => conn.ssubscribe(channel).await?,
             }
-            Sub::Cluster { conn, .. } => conn.ssubscribe(channels).await,
         }
+        Ok(())
     }
 
     async fn sunsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        match self {
-            Sub::Single { write, .. } => {
-                let packed = redis::cmd("SUNSUBSCRIBE").arg(channels).get_packed_command();
-                write.send(packed).await.map_err(redis::RedisError::from)
+        for channel in channels {
+            match self {
+                Sub::Single { write, .. } => {
+                    let packed = redis::cmd("SUNSUBSCRIBE").arg(channel).get_packed_command();
+                    write.send(packed).await?;
+                }
+                Sub::Cluster { conn, .. } => conn.sunsubscribe(channel).await?,
             }
-            Sub::Cluster { conn, .. } => conn.sunsubscribe(channels).await,
         }
+        Ok(())
     }
 
     /// The next message: `Some((channel, payload))`, `Some` of an empty channel for other
