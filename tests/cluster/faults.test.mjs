@@ -24,15 +24,15 @@ function redisServer(port) {
 
 const stop = (proc) => new Promise((resolve) => (proc.once("exit", resolve), proc.kill("SIGKILL")));
 
-describe("Redis away and back", { concurrency: false }, () => {
-  const key = `sc-faults-${process.pid}`;
+for (const args of [[], ["--redis-sharded"]]) describe(`Redis away and back (${args.length ? "sharded" : "classic"})`, { concurrency: false }, () => {
+  const key = `sc-faults-${process.pid}${args.join("")}`;
   let port, url, redis, servers, members;
   before(async () => {
     port = await freePort();
     url = `redis://127.0.0.1:${port}`;
     redis = await redisServer(port);
     servers = [];
-    for (const kind of ["shardcast", "shardcast", "node"]) servers.push(await server(kind, key, { redis: url }));
+    for (const kind of ["shardcast", "shardcast", "node"]) servers.push(await server(kind, key, { redis: url, args }));
     members = [];
     for (const s of servers) members.push(await client(s.url), await client(s.url));
     for (const m of members) assert.equal(await ack(m, "join", "room"), true);
@@ -43,7 +43,7 @@ describe("Redis away and back", { concurrency: false }, () => {
 
   test("a hostile message on the channels is ignored, and the cluster goes on", T, async () => {
     const hostileKey = `${key}-hostile`;
-    const pair = [await server("shardcast", hostileKey, { redis: url }), await server("shardcast", hostileKey, { redis: url })];
+    const pair = [await server("shardcast", hostileKey, { redis: url, args }), await server("shardcast", hostileKey, { redis: url, args })];
     const pm = [await client(pair[0].url), await client(pair[1].url)];
     for (const m of pm) assert.equal(await ack(m, "join", "room"), true);
     const raw = createClient({ url });
@@ -57,11 +57,12 @@ describe("Redis away and back", { concurrency: false }, () => {
       Buffer.from("[".repeat(5000)),
       Buffer.from([0x93, 0xa3, 0x75, 0x69, 0x64, 0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x90, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f, 0x80]),
     ];
+    const publish = (channel, j) => (args.length ? raw.sPublish(channel, j) : raw.publish(channel, j));
     for (const j of junk) {
-      await raw.publish(`${hostileKey}#/#`, j);
-      await raw.publish(`${hostileKey}#/#room#`, j);
-      await raw.publish(`${hostileKey}-request#/#`, j);
-      await raw.publish(`${hostileKey}-response#/#`, j);
+      await publish(`${hostileKey}#/#`, j);
+      await publish(`${hostileKey}#/#room#`, j);
+      await publish(`${hostileKey}-request#/#`, j);
+      await publish(`${hostileKey}-response#/#`, j);
     }
     await raw.quit();
     const got = pm.map((m) => collect(m, "after-junk"));
@@ -75,8 +76,11 @@ describe("Redis away and back", { concurrency: false }, () => {
     await stop(redis);
     redis = null;
     await sleep(300);
-    // local delivery, at once, on every server
+    // local delivery, at once, on every server (but the Node server in sharded mode: its
+    // ClusterAdapter awaits the publish before delivering locally, so its local delivery
+    // waits for Redis to come back)
     for (const [i] of servers.entries()) {
+      if (args.length && i === 2) continue;
       assert.equal(await ack(members[2 * i], "publish", "room", "seq", `local-${i}`), true);
       await until(() => [0, 1].every((k) => got[2 * i + k].some((m) => m[0] === `local-${i}`)), `local delivery on server ${i}`, 2000);
     }

@@ -114,6 +114,9 @@ if (opts.redis) {
     }
   }
   const sub = pub.duplicate();
+  // node-redis reconnects by itself; without a listener an `error` event would end the
+  // process (the sharded adapter adds none).
+  for (const c of [pub, sub]) c.on("error", (e) => console.error(`redis: ${e.message}`));
   await Promise.all([pub.connect(), sub.connect()]);
   io.adapter(
     opts.redisSharded
