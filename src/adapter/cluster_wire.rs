@@ -571,7 +571,7 @@ fn body(
                 holders.push(&mut s.handshake);
                 holders.extend(s.data.as_mut());
             }
-            let binary = keep_referenced(holders, binary);
+            let binary = sio::keep_referenced(holders, binary);
             Body::FetchSocketsResponse { request_id, sockets, binary }
         }
         MessageType::ServerSideEmit => {
@@ -584,7 +584,7 @@ fn body(
             let reply = match d.remove("packet") {
                 None => Args::new(),
                 Some(mut v) => {
-                    let kept = keep_referenced(vec![&mut v], binary);
+                    let kept = sio::keep_referenced(vec![&mut v], binary);
                     Args::from_parts(vec![v], kept, Verbatim::default())
                 }
             };
@@ -629,7 +629,7 @@ fn event(
         v @ Value::Number(_) => js_text(&v),
         _ => return Err(ClusterWireError::WrongType(field)),
     };
-    let kept = keep_referenced(items.iter_mut().collect(), binary);
+    let kept = sio::keep_referenced(items.iter_mut().collect(), binary);
     Ok((name, Args::from_parts(items, kept, Verbatim::default())))
 }
 
@@ -745,46 +745,6 @@ fn uint(v: Option<&Value>, field: &'static str) -> Result<u64, ClusterWireError>
         None => Err(ClusterWireError::Missing(field)),
         Some(_) => Err(ClusterWireError::WrongType(field)),
     }
-}
-
-/// Keeps the attachments that placeholders in `values` name, renumbered in the order they
-/// are met (one copy of an attachment named twice): binary elsewhere in the message (a
-/// dropped field) is not carried along. A placeholder naming no attachment stays as it is.
-/// Iterative: values may be nested as deep as the decoder's limit.
-fn keep_referenced(values: Vec<&mut Value>, binary: &[Bytes]) -> Vec<Bytes> {
-    if binary.is_empty() {
-        return Vec::new();
-    }
-    let mut renamed: Vec<Option<usize>> = vec![None; binary.len()];
-    let mut kept = Vec::new();
-    let mut stack = values;
-    stack.reverse();
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(m) if m.get("_placeholder") == Some(&Value::Bool(true)) => {
-                let old =
-                    m.get("num").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok());
-                let Some((old, bin)) = old.and_then(|n| Some((n, binary.get(n)?))) else {
-                    continue;
-                };
-                let new = match renamed.get(old).copied().flatten() {
-                    Some(new) => new,
-                    None => {
-                        kept.push(bin.clone());
-                        if let Some(slot) = renamed.get_mut(old) {
-                            *slot = Some(kept.len() - 1);
-                        }
-                        kept.len() - 1
-                    }
-                };
-                *v = sio::placeholder(new);
-            }
-            Value::Object(m) => stack.extend(m.values_mut().rev()),
-            Value::Array(a) => stack.extend(a.iter_mut().rev()),
-            _ => {}
-        }
-    }
-    kept
 }
 
 // ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ use super::wire::WireError;
 use crate::broadcast::Selection;
 use crate::ns::args::Args;
 use crate::ns::Room;
-use crate::proto::{json, msgpack};
+use crate::proto::{json, msgpack, sio};
 
 /// The request type numbers of the classic adapter.
 pub mod kind {
@@ -234,9 +234,11 @@ pub(crate) fn selection(opts: &Value) -> Result<Selection, WireError> {
     Ok(Selection { rooms: small("rooms")?, except: small("except")? })
 }
 
-/// `[event, ...args]` (a packet's `data`) as the event name and its arguments.
+/// `[event, ...args]` (a packet's `data`) as the event name and its arguments, with the
+/// attachments their placeholders name (binary elsewhere in the message is dropped).
 pub(crate) fn event_and_args(data: Value, binary: Vec<Bytes>) -> Result<(String, Args), WireError> {
     let Value::Array(mut data) = data else { return Err(shape("data")) };
+    let binary = sio::keep_referenced(data.iter_mut().collect(), &binary);
     if data.is_empty() {
         return Err(shape("no event"));
     }
@@ -477,7 +479,11 @@ impl Response {
     pub fn reply(&self) -> Args {
         let key = if self.kind == Some(kind::BROADCAST_ACK) { "packet" } else { "data" };
         match self.fields.get(key) {
-            Some(v) => Args::from_parts(vec![v.clone()], self.binary.clone(), Default::default()),
+            Some(v) => {
+                let mut v = v.clone();
+                let binary = sio::keep_referenced(vec![&mut v], &self.binary);
+                Args::from_parts(vec![v], binary, Default::default())
+            }
             None => Args::new(),
         }
     }

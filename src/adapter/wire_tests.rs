@@ -147,3 +147,22 @@ fn what_we_publish_reaches_a_client_of_the_node_server() {
     let got: Value = serde_json::from_str(&node(DELIVER, &[&key, &channel, &hex])).unwrap();
     assert_eq!(got, json!([1, "x", {"buffer": [9, 8]}]));
 }
+
+/// Found by the redis_classic fuzz target: a broadcast whose ignored fields hold binary too
+/// (an `oroms` key with a nested copy of the message). Only the attachments the arguments
+/// name are kept, so it re-encodes to itself and clients are not sent stray attachments.
+#[test]
+fn binary_outside_the_arguments_is_not_carried() {
+    let input = Bytes::from_static(
+        b"\x93\xa3\x75\x2c\x64\x83\xa4\x74\x79\x70\x65\x02\xa4\x64\x61\x74\
+          \x61\x92\xa2\x65\x76\xc4\x02\x01\x02\xa3\x7d\x73\x70\xa1\x2f\x83\
+          \xa5\x6f\x72\x6f\x6d\x73\x91\x93\xa3\x75\x2c\x64\x83\xa4\x74\x79\
+          \x70\x65\x02\xa4\x64\x61\x74\x61\x92\xa2\x65\x76\xc4\x02\x01\x02\
+          \xa3\x7d\x73\x70\xa1\x2f\x83\xa5\x72\x6f\x6f\x6d\x73\x91\xa1\x72\
+          \xa6\x65\x78\x63\x00\x34\x74\x90\xa5\x66\x6c\x38\x00\x77\xa1\x72\
+          \xa6\x65\x78\x63\x00\x34\x74\x90\xa5\x66\x6c\x38\x00\x77\x80",
+    );
+    let b = decode_broadcast(&input, 200).expect("decodes");
+    assert_eq!(b.args.binary().len(), 1, "only the attachment the arguments name");
+    assert_eq!(decode_broadcast(&encode_broadcast(&b), 200), Ok(b));
+}

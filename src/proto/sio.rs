@@ -485,3 +485,43 @@ impl Reassembler {
 #[cfg(test)]
 #[path = "sio_tests.rs"]
 mod tests;
+
+/// Keeps the attachments that placeholders in `values` name, renumbered in the order they
+/// are met (one copy of an attachment named twice): binary elsewhere in the message (a
+/// dropped field) is not carried along. A placeholder naming no attachment stays as it is.
+/// Iterative: values may be nested as deep as the decoder's limit.
+pub(crate) fn keep_referenced(values: Vec<&mut Value>, binary: &[Bytes]) -> Vec<Bytes> {
+    if binary.is_empty() {
+        return Vec::new();
+    }
+    let mut renamed: Vec<Option<usize>> = vec![None; binary.len()];
+    let mut kept = Vec::new();
+    let mut stack = values;
+    stack.reverse();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) if m.get("_placeholder") == Some(&Value::Bool(true)) => {
+                let old =
+                    m.get("num").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok());
+                let Some((old, bin)) = old.and_then(|n| Some((n, binary.get(n)?))) else {
+                    continue;
+                };
+                let new = match renamed.get(old).copied().flatten() {
+                    Some(new) => new,
+                    None => {
+                        kept.push(bin.clone());
+                        if let Some(slot) = renamed.get_mut(old) {
+                            *slot = Some(kept.len() - 1);
+                        }
+                        kept.len() - 1
+                    }
+                };
+                *v = placeholder(new);
+            }
+            Value::Object(m) => stack.extend(m.values_mut().rev()),
+            Value::Array(a) => stack.extend(a.iter_mut().rev()),
+            _ => {}
+        }
+    }
+    kept
+}
