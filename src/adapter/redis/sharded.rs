@@ -297,8 +297,20 @@ impl Sub {
         Ok(())
     }
 
+    /// Asks a single Redis for a `pong` after what was sent before (the subscriptions);
+    /// false when there is nothing to wait for (a cluster confirms each subscription).
+    async fn ping(&mut self) -> redis::RedisResult<bool> {
+        match self {
+            Sub::Single { write, .. } => {
+                write.send(redis::cmd("PING").get_packed_command()).await?;
+                Ok(true)
+            }
+            Sub::Cluster { .. } => Ok(false),
+        }
+    }
+
     /// The next message: `Some((channel, payload))`, `Some` of an empty channel for other
-    /// pushes, `None` when the connection is gone.
+    /// pushes ([`PONG`] for a `pong`), `None` when the connection is gone.
     async fn next(&mut self) -> Option<(String, Bytes)> {
         let (kind, data) = match self {
             Sub::Single { read, .. } => match read.next().await? {
@@ -321,6 +333,9 @@ impl Sub {
                 (format!("{:?}", p.kind).to_ascii_lowercase(), p.data)
             }
         };
+        if kind == "pong" {
+            return Some((PONG.to_owned(), Bytes::new()));
+        }
         if kind != "smessage" || data.len() < 2 {
             return Some((String::new(), Bytes::new()));
         }
@@ -332,6 +347,9 @@ impl Sub {
         Some((channel, payload))
     }
 }
+
+/// What [`Sub::next`] gives for a `pong` (no channel is named so: channels have a `#`).
+const PONG: &str = "pong";
 
 fn bulk(v: &redis::Value) -> Option<String> {
     match v {
@@ -648,16 +666,22 @@ async fn run(
         link.conn = Some(conn.clone());
         let _ = conn_tx.send(Some(conn));
         link.ctx.adapter.stats.up.store(true, Ordering::Release);
-        match ready.take() {
-            Some(r) => {
-                // A single Redis confirms the subscriptions on the same connection: give
-                // them the round trip of one command before saying so.
-                if let Some(c) = link.conn.clone() {
-                    let _ = shardnumsub(c, &cw::channel(link.prefix(), "/")).await;
-                }
-                drop(r.send(Ok(())))
+        // Ready once the subscriptions are in force: on a single Redis, when the PING sent
+        // after them is answered on the same connection.
+        let mut ready_now = ready.take();
+        let mut waiting_pong = match sub.ping().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("cannot subscribe on Redis at {}: {e}", link.url);
+                ready = ready_now;
+                continue;
             }
-            None => tracing::warn!("reconnected to Redis at {}", link.url),
+        };
+        if !waiting_pong {
+            match ready_now.take() {
+                Some(r) => drop(r.send(Ok(()))),
+                None => tracing::warn!("reconnected to Redis at {}", link.url),
+            }
         }
         loop {
             tokio::select! {
@@ -669,6 +693,13 @@ async fn run(
                     }
                 }
                 msg = sub.next() => match msg {
+                    Some((channel, _)) if channel == PONG && waiting_pong => {
+                        waiting_pong = false;
+                        match ready_now.take() {
+                            Some(r) => drop(r.send(Ok(()))),
+                            None => tracing::warn!("reconnected to Redis at {}", link.url),
+                        }
+                    }
                     Some((channel, payload)) if !channel.is_empty() => link.on_message(&channel, &payload),
                     Some(_) => {}
                     None => break,
@@ -678,6 +709,10 @@ async fn run(
         link.ctx.adapter.stats.up.store(false, Ordering::Release);
         link.conn = None;
         let _ = conn_tx.send(None);
+        // Lost before the first PING came back: still not ready.
+        if ready_now.is_some() {
+            ready = ready_now;
+        }
         tracing::warn!("lost the connection to Redis at {}; reconnecting", link.url);
     }
 }
