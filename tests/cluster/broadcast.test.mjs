@@ -38,6 +38,20 @@ describe("cluster broadcasts", { concurrency: false }, () => {
     assert.ok(got.every((g) => g.length === 60), "no duplicates");
   });
 
+  test("three shardcast servers: each publish reaches every member once, and fetch-sockets sees all", T, async () => {
+    const key = `sc-test-${process.pid}-three`;
+    const urls = [await start("shardcast", key), await start("shardcast", key), await start("shardcast", key)];
+    const members = [];
+    for (const url of urls) members.push(await client(url), await client(url));
+    for (const m of members) assert.deepStrictEqual(await ack(m, "join", "r3"), true);
+    const got = members.map((m) => collect(m, "n3"));
+    for (const [i, m] of members.entries()) m.emit("publish", "r3", "n3", i);
+    await until(() => got.every((g) => g.length === members.length), "every publish at every member");
+    for (const g of got) assert.deepStrictEqual(g.map((x) => x[0]).sort(), [...members.keys()]);
+    const ids = members.map((m) => m.id).sort();
+    for (const m of members) assert.deepStrictEqual(await ack(m, "fetch-sockets", "r3"), ids);
+  });
+
   test("another key is another cluster", T, async () => {
     const [a, b] = [await start("shardcast", `sc-test-${process.pid}-b1`), await start("node", `sc-test-${process.pid}-b2`)];
     const [ca, cb] = [await client(a), await client(b)];
