@@ -1,10 +1,11 @@
 //! The classic `@socket.io/redis-adapter` broadcast message (8.x), sans-IO: what one server
 //! publishes on `{key}#{nsp}#` (or `{key}#{nsp}#{room}#` when it targets exactly one room) for
 //! the others to deliver to their own sockets: the MessagePack (notepack.io) array
-//! `[uid, packet, {rooms, except, flags}]`, where `packet` is the Socket.IO packet before the
-//! parser sees it: `{type: 2, data: [event, ...args], nsp}`, binary arguments in place as
-//! `bin`. A receiver ignores its own uid, treats a missing `nsp` as `/`, and applies `flags`
-//! (`volatile`, `compress`) to its local delivery; `local` broadcasts are never published.
+//! `[uid, packet, {rooms, except, flags}]` (the emitter writes `{rooms, flags, except}`),
+//! where `packet` is the Socket.IO packet before the parser sees it: `{type: 2, data:
+//! [event, ...args], nsp}`, binary arguments in place as `bin`. A receiver ignores its own
+//! uid, treats a missing `nsp` as `/`, and applies `flags` (`volatile`, `compress`) to its
+//! local delivery; `local` broadcasts are never published.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
@@ -56,12 +57,6 @@ pub fn broadcast_channel(key: &str, nsp: &str, rooms: &[Room]) -> String {
 
 /// Encodes a broadcast for the other servers.
 pub fn encode_broadcast(b: &WireBroadcast) -> Bytes {
-    let (values, binary) = (b.args.values(), b.args.binary());
-    let mut data = Vec::with_capacity(values.len() + 1);
-    data.push(Value::String(b.event.clone()));
-    data.extend(values.iter().cloned());
-    let rooms: Vec<&str> = b.sel.rooms.iter().map(|r| &**r).collect();
-    let except: Vec<&str> = b.sel.except.iter().map(|r| &**r).collect();
     let mut flags = Map::new();
     if b.volatile {
         flags.insert("volatile".into(), Value::Bool(true));
@@ -69,11 +64,37 @@ pub fn encode_broadcast(b: &WireBroadcast) -> Bytes {
     if !b.compress {
         flags.insert("compress".into(), Value::Bool(false));
     }
-    let msg = json!([
-        b.uid,
-        {"type": 2, "data": data, "nsp": b.nsp},
-        {"rooms": rooms, "except": except, "flags": flags},
-    ]);
+    let opts =
+        json!({"rooms": names(&b.sel.rooms), "except": names(&b.sel.except), "flags": flags});
+    encode_message(&b.uid, &b.nsp, &b.event, &b.args, opts)
+}
+
+/// Encodes a broadcast as `@socket.io/redis-emitter` 5.x publishes it, byte for byte: uid
+/// `emitter`, `opts` in its key order `{rooms, flags, except}`, and `flags` as the caller
+/// set them, in the order set (`compress: true` included, which [`encode_broadcast`] leaves
+/// out as the default). Receivers read both layouts alike.
+pub fn encode_emitter_broadcast(
+    nsp: &str,
+    event: &str,
+    args: &Args,
+    sel: &Selection,
+    flags: &Map<String, Value>,
+) -> Bytes {
+    let opts = json!({"rooms": names(&sel.rooms), "flags": flags, "except": names(&sel.except)});
+    encode_message("emitter", nsp, event, args, opts)
+}
+
+fn names(rooms: &[Room]) -> Vec<&str> {
+    rooms.iter().map(|r| &**r).collect()
+}
+
+/// `[uid, {type: 2, data: [event, ...args], nsp}, opts]` as MessagePack, binary as `bin`.
+fn encode_message(uid: &str, nsp: &str, event: &str, args: &Args, opts: Value) -> Bytes {
+    let (values, binary) = (args.values(), args.binary());
+    let mut data = Vec::with_capacity(values.len() + 1);
+    data.push(Value::String(event.to_owned()));
+    data.extend(values.iter().cloned());
+    let msg = json!([uid, {"type": 2, "data": data, "nsp": nsp}, opts]);
     let mut out = BytesMut::new();
     msgpack::encode(&mut out, &msg, binary);
     out.freeze()
