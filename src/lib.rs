@@ -23,6 +23,9 @@
 //!    socket's link.
 //! 8. [`app`]: the demo application of `shardcast serve`.
 //!
+//! Beside the server, `emitter` ([`Emitter`]) publishes to a cluster from a process that is
+//! not a server, as `@socket.io/redis-emitter` does (`shardcast emit` on the command line).
+//!
 //! The modules form layers, each using only those below it: docs/architecture.md,
 //! "Layers", and `tests/layers.rs`.
 //!
@@ -58,6 +61,7 @@ mod adapter;
 pub mod app;
 pub mod broadcast;
 pub mod config;
+mod emitter;
 pub mod error;
 mod mesh;
 pub mod ns;
@@ -77,6 +81,7 @@ pub mod __wire {
 }
 pub use adapter::{RequestError, ServerSideAckError};
 pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
+pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
 pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["broadcast"],
     &["adapter"],
     &["operator"],
-    &["server"],
+    &["server", "emitter"],
     &["app"],
     &["bench_support"],
 ];
