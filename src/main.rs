@@ -1,4 +1,5 @@
-//! `shardcast`: the command line. Flags → [`Config`] → [`Server`] running the demo app.
+//! `shardcast`: the command line. `serve`: flags → [`Config`] → [`Server`] running the demo
+//! app; `emit`: flags → one [`Emitter`] operation published on Redis.
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shardcast::{Config, Server};
+use shardcast::{Args as EventArgs, Config, Emitter, EmitterError, Server};
 
 /// A Socket.IO v4-compatible real-time server on per-core shards.
 #[derive(Parser)]
@@ -20,6 +21,44 @@ struct Cli {
 enum Command {
     /// Run the server with the built-in demo app (namespaces `/` and `/custom`).
     Serve(ServeArgs),
+    /// Publish one event to a cluster on Redis, as @socket.io/redis-emitter does: the servers
+    /// of the cluster (shardcast or Node, classic Redis adapter) deliver it to their sockets.
+    /// Prints nothing on success.
+    #[command(allow_negative_numbers = true)]
+    Emit(EmitArgs),
+}
+
+#[derive(Args)]
+struct EmitArgs {
+    /// The cluster's Redis (redis://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The cluster's channel prefix (the adapter's `key`).
+    #[arg(long, value_name = "PREFIX", default_value = "socket.io")]
+    redis_key: String,
+    /// The namespace (`/` is prefixed when missing).
+    #[arg(long, value_name = "NSP", default_value = "/")]
+    nsp: String,
+    /// Only the sockets in this room (repeat for several: the sockets in any of them).
+    #[arg(long = "to", value_name = "ROOM", conflicts_with = "server_side")]
+    to: Vec<String>,
+    /// Not the sockets in this room (repeatable; a socket id excludes that socket).
+    #[arg(long = "except", value_name = "ROOM", conflicts_with = "server_side")]
+    except: Vec<String>,
+    /// The event may be dropped for a socket not ready to receive it.
+    #[arg(long, conflicts_with = "server_side")]
+    volatile: bool,
+    /// Send EVENT to the servers themselves (their server-side listeners, `serverSideEmit`
+    /// in socket.io) instead of to sockets; no acknowledgement.
+    #[arg(long)]
+    server_side: bool,
+    /// The event name.
+    #[arg(value_name = "EVENT")]
+    event: String,
+    /// The event's arguments, each one JSON value (`'{"a":1}'`, `2`, `'"text"'`, `null`),
+    /// read as JavaScript's JSON.parse reads it.
+    #[arg(value_name = "JSON_ARG")]
+    args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -84,6 +123,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("shardcast: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Emit(args) => match emit(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, e)) => {
+                eprintln!("shardcast: {e}");
+                ExitCode::from(code)
             }
         },
     }
@@ -151,6 +197,61 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     signals.wait();
     running.shutdown();
     Ok(())
+}
+
+/// `shardcast emit`: the arguments read (exit code 2 when they cannot be), then one
+/// operation published (exit code 1 when Redis cannot be reached or does not take it).
+fn emit(args: EmitArgs) -> Result<(), (u8, String)> {
+    if shardcast::proto::sio::is_reserved_event(&args.event) {
+        return Err((2, EmitterError::ReservedEvent(args.event).to_string()));
+    }
+    let mut event_args = EventArgs::new();
+    for (i, text) in args.args.iter().enumerate() {
+        let parsed = shardcast::proto::json::parse(text, MAX_ARG_DEPTH)
+            .map_err(|e| (2, format!("argument {} is not JSON: {e}", i + 1)))?;
+        event_args = event_args.arg(parsed.value);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (1, format!("cannot start: {e}")))?;
+    let url = &args.redis;
+    rt.block_on(async {
+        let emitter = match Emitter::connect(url).await {
+            Ok(e) => e.key(args.redis_key.as_str()).of(&args.nsp),
+            Err(e @ EmitterError::InvalidUrl(_)) => {
+                return Err((2, format!("invalid Redis URL {url}: {}", reason(&e))))
+            }
+            Err(e) => return Err((1, format!("cannot reach Redis at {url}: {}", reason(&e)))),
+        };
+        let sent = if args.server_side {
+            emitter.server_side_emit(&args.event, event_args).await
+        } else {
+            let mut op = emitter.to(args.to).except(args.except);
+            if args.volatile {
+                op = op.volatile();
+            }
+            op.emit(&args.event, event_args).await
+        };
+        sent.map_err(|e| match e {
+            EmitterError::Redis(_) => {
+                (1, format!("cannot publish to Redis at {url}: {}", reason(&e)))
+            }
+            e => (2, e.to_string()),
+        })
+    })
+}
+
+/// The deepest nesting of arrays and objects a JSON argument of `emit` may have (as the
+/// server's default `--max-json-depth`).
+const MAX_ARG_DEPTH: usize = 1000;
+
+/// An error's message without the variant's prefix, and on one line.
+fn reason(e: &EmitterError) -> String {
+    let text = match e {
+        EmitterError::Redis(m) | EmitterError::InvalidUrl(m) | EmitterError::ReservedEvent(m) => m,
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SIGINT and SIGTERM, registered on a small runtime of their own.

@@ -1,8 +1,10 @@
 //! `shardcast serve` as a process: flags, the `listening on` line, signals, one-line errors,
-//! and surviving the open-file limit without a busy accept loop.
+//! and surviving the open-file limit without a busy accept loop. `shardcast emit` reaching
+//! a client of `serve --redis` through the Redis at 127.0.0.1:6379 (`REDIS_URL` to use
+//! another), and its errors.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,6 +36,25 @@ fn help_documents_every_flag() {
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
+    let out = Command::new(BIN).args(["emit", "--help"]).output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--redis",
+        "--redis-key",
+        "--nsp",
+        "--to",
+        "--except",
+        "--volatile",
+        "--server-side",
+        "<EVENT>",
+        "[JSON_ARG]",
+    ] {
+        assert!(text.contains(flag), "emit --help lacks {flag}:\n{text}");
+    }
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve") && text.contains("emit"), "{text}");
 }
 
 #[test]
@@ -186,4 +207,135 @@ fn serves_then_exits_cleanly_on_sigterm_and_sigint() {
         let st = wait_exit(&mut child, Duration::from_secs(10));
         assert_eq!(st.code(), Some(0), "exit status after {sig}");
     }
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `shardcast emit ARGS`: its exit code and stderr; it prints nothing on stdout.
+fn emit(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).arg("emit").args(args).output().expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "emit {args:?} printed");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A blocking Engine.IO client over WebSocket (every read bounded by 5 s).
+struct Ws(tungstenite::WebSocket<TcpStream>);
+
+use tokio_tungstenite::tungstenite;
+
+impl Ws {
+    fn open(port: u16) -> Ws {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+        let (ws, _) = tungstenite::client(url, stream).expect("websocket handshake");
+        let mut ws = Ws(ws);
+        assert!(ws.text().starts_with("0{"), "no open packet");
+        ws
+    }
+
+    fn send(&mut self, text: &str) {
+        self.0.send(tungstenite::Message::text(text)).expect("send");
+    }
+
+    /// The next text frame, answering server PINGs.
+    fn text(&mut self) -> String {
+        loop {
+            match self.0.read().expect("a frame within 5 s") {
+                tungstenite::Message::Text(t) if t.as_str() == "2" => self.send("3"),
+                tungstenite::Message::Text(t) => return t.as_str().to_owned(),
+                _ => {}
+            }
+        }
+    }
+
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.text(), want);
+    }
+
+    /// Connects namespace `nsp` of the demo app (reading its `auth` event); the socket id.
+    fn connect(&mut self, nsp: &str) -> String {
+        let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
+        self.send(&format!("40{prefix}"));
+        let ok = self.text();
+        let sid = ok.split("\"sid\":\"").nth(1).and_then(|r| r.split('"').next());
+        let sid = sid.unwrap_or_else(|| panic!("not a CONNECT answer: {ok:?}")).to_owned();
+        self.expect(&format!(r#"42{prefix}["auth",{{}}]"#));
+        sid
+    }
+}
+
+/// `shardcast emit` publishes on the Redis of `shardcast serve --redis`: a client of the
+/// server in the room gets the event with its JSON arguments; `--except`, `--volatile` and
+/// `--nsp` select as they say; `--server-side` reaches the server's own listener.
+#[test]
+fn emit_reaches_a_client_of_serve() {
+    let url = redis_url();
+    let key = format!("cli-{}-emit", std::process::id());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0", "--shards", "2", "--redis", &url, "--redis-key", &key]);
+    let (mut child, port) = start(cmd);
+    let (mut a, mut b) = (Ws::open(port), Ws::open(port));
+    a.connect("/");
+    let idb = b.connect("/");
+    for ws in [&mut a, &mut b] {
+        ws.send(r#"420["join","room"]"#);
+        ws.expect("430[true]");
+    }
+    let k = ["--redis", &url, "--redis-key", &key];
+    assert_eq!(
+        emit(&[&k[..], &["--to", "room", "news", r#"{"a":1}"#, "2"]].concat()),
+        (Some(0), String::new())
+    );
+    a.expect(r#"42["news",{"a":1},2]"#);
+    b.expect(r#"42["news",{"a":1},2]"#);
+    // JavaScript's JSON: 1e999 is Infinity, which JSON writes as null; negative numbers are
+    // arguments, not flags
+    let args = ["--to", "room", "--except", &idb, "--volatile", "js", "[1e999]", "-1.50", r#""é""#];
+    assert_eq!(emit(&[&k[..], &args].concat()), (Some(0), String::new()));
+    a.expect(r#"42["js",[null],-1.5,"é"]"#);
+    b.connect("/custom");
+    assert_eq!(emit(&[&k[..], &["--nsp", "custom", "ns"]].concat()).0, Some(0));
+    b.expect(r#"42/custom,["ns"]"#);
+    // the demo app relays what its server-side listener hears to its sockets on `/`
+    assert_eq!(emit(&[&k[..], &["--server-side", "to-servers", "1"]].concat()).0, Some(0));
+    a.expect(r#"42["server-side","to-servers",1]"#);
+    b.expect(r#"42["server-side","to-servers",1]"#);
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+}
+
+/// A JSON argument that is not JSON, a reserved event name or a bad URL: one line and exit
+/// code 2, before Redis is asked; Redis away: one line and exit code 1.
+#[test]
+fn emit_errors_give_one_line() {
+    let url = redis_url();
+    for (args, want) in [
+        (&["--redis", &url, "ev", "1", "{a:1}"][..], "shardcast: argument 2 is not JSON"),
+        (&["--redis", &url, "ev", "[1,"], "shardcast: argument 1 is not JSON"),
+        (&["--redis", &url, "ev", "1 2"], "shardcast: argument 1 is not JSON"),
+        (&["--redis", &url, "connect"], r#"shardcast: "connect" is a reserved event name"#),
+        (&["--redis", &url, "--server-side", "disconnect"], "shardcast: \"disconnect\" is"),
+        (&["--redis", "http://x", "ev"], "shardcast: invalid Redis URL http://x: "),
+        (&["--redis", &url, "--server-side", "--to", "r", "ev"], "shardcast: the argument"),
+        (&["ev"], "shardcast: "),
+    ] {
+        let (code, err) = emit(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
+        assert!(err.starts_with(want), "{args:?}: {err:?}");
+    }
+    let away = format!("redis://127.0.0.1:{}", free_port());
+    // refused before connecting: a reserved name is a usage error wherever Redis is
+    let (code, err) = emit(&["--redis", &away, "disconnecting"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "shardcast: \"disconnecting\" is a reserved event name\n")
+    );
+    let (code, err) = emit(&["--redis", &away, "ev", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with(&format!("shardcast: cannot reach Redis at {away}: ")), "{err:?}");
 }
