@@ -1,10 +1,11 @@
 //! Every scenario at small scale against the real shardcast server (in-process, demo app, two
 //! shards), through the real binary, checking exact counters in the JSON it writes.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use std::process::Command;
+
+use common::{assert_exact, harness, n, run, tmp};
 use serde_json::Value;
 
 struct Server {
@@ -17,57 +18,6 @@ fn server() -> Server {
     shardcast::app::install(&io);
     let running = io.listen("127.0.0.1:0".parse().unwrap()).unwrap();
     Server { url: format!("http://{}", running.local_addr()), _running: running }
-}
-
-fn tmp(name: &str, ext: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir().join(format!(
-        "shardcast-loadtest-{}-{}-{name}.{ext}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardcast-loadtest"))
-        .args(args)
-        .output()
-        .expect("run the harness")
-}
-
-/// Runs a scenario that must succeed; returns its JSON and its table.
-fn run(args: &[&str]) -> (Value, String) {
-    let json = tmp("result", "json");
-    let mut all: Vec<&str> = args.to_vec();
-    let path = json.to_str().unwrap().to_owned();
-    all.extend(["--json", &path, "--quiet"]);
-    let out = harness(&all);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
-    (v, stdout)
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    let mut cur = v;
-    for k in path.split('.') {
-        cur = &cur[k];
-    }
-    cur.as_u64().unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
-}
-
-fn assert_exact(v: &Value, expected: u64) {
-    assert_eq!(n(v, "expected"), expected, "expected");
-    assert_eq!(n(v, "received"), expected, "received");
-    assert_eq!(n(v, "lost"), 0, "lost");
-    assert_eq!(n(v, "duplicates"), 0, "duplicates");
-    assert_eq!(n(v, "reordered"), 0, "reordered");
-    assert_eq!(v["errors"], serde_json::json!({}), "errors");
 }
 
 #[test]
@@ -435,7 +385,7 @@ fn reconnects_only_when_told() {
         let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
         rt.block_on(async {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-            while io.fetch_sockets().await.len() < 5 {
+            while io.fetch_sockets().await.unwrap().len() < 5 {
                 assert!(tokio::time::Instant::now() < deadline, "clients never connected");
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
