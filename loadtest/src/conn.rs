@@ -66,11 +66,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// From a plan.
-    pub fn of(plan: &Plan) -> Endpoint {
+    /// Server `server` (index into `plan.servers`) of a plan.
+    pub fn of(plan: &Plan, server: usize) -> Endpoint {
+        let s = &plan.servers[server];
         Endpoint {
-            addr: plan.addr,
-            host: plan.host_header.clone(),
+            addr: s.addr,
+            host: s.host_header.clone(),
             path: plan.path.clone(),
             nsp: plan.namespace.clone(),
             auth: plan.auth.clone(),

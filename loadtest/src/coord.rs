@@ -26,8 +26,8 @@ pub struct PhaseOutcome {
     pub report: StageReport,
     /// Seconds from the schedule start to the end of the drain.
     pub wall_s: f64,
-    /// Server CPU time during the phase (µs), with `--server-pid`.
-    pub server_cpu_us: Option<u64>,
+    /// CPU time of each `--server-pid` during the phase (µs; `None` when it could not be read).
+    pub server_cpu_us: Vec<Option<u64>>,
     /// Harness CPU time during the phase (µs): workers plus coordinator.
     pub harness_cpu_us: u64,
     /// Seconds over which CPU times were taken (Start sent to phase reported).
@@ -63,8 +63,8 @@ pub struct Outcome {
     pub timeline: BTreeMap<u64, Histogram<u64>>,
     /// Sent and received totals at each whole second since the first phase started.
     pub rates: Vec<(u64, u64, u64)>,
-    /// Server samples, with `--server-pid`.
-    pub server: Option<ServerSamples>,
+    /// Samples of each `--server-pid`, in order.
+    pub servers: Vec<ServerSamples>,
     /// Connections established at the end of setup.
     pub connected: i64,
     /// Cores the harness could use.
@@ -260,7 +260,11 @@ pub async fn run(mut plan: Plan, out: &Output) -> anyhow::Result<Outcome> {
     let fd_limit = preflight(&plan)?;
     plan.epoch_ns = mono_ns();
     let plan = Arc::new(plan);
-    let sampler = plan.server_pid.map(Sampler::start).transpose()?;
+    let samplers = plan
+        .server_pids
+        .iter()
+        .map(|&pid| Sampler::start(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let t0 = mono_ns();
     let coord_cpu = || sys::cpu_us(false);
     let mut workers = Workers::start(&plan)?;
@@ -273,25 +277,25 @@ pub async fn run(mut plan: Plan, out: &Output) -> anyhow::Result<Outcome> {
     };
     let mut progress = Progress::new(out.quiet);
     let result =
-        drive(&plan, &mut workers, &mut live, &mut progress, sampler.as_ref(), t0, coord_cpu).await;
+        drive(&plan, &mut workers, &mut live, &mut progress, &samplers, t0, coord_cpu).await;
     progress.bar.finish_and_clear();
     if result.is_err() {
         workers.broadcast(&ToWorker::Stop);
     }
     workers.reap().await;
     let (setup, phases, finish, connected, setup_s) = result?;
-    let server = sampler.map(|s| {
-        s.task.abort();
-        let mut g = s.samples.lock().expect("sampler lock").clone();
-        g.end = sys::sample_proc(s.pid).or(g.end);
-        g
-    });
-    let server = server.map(|mut s| {
-        if s.connected.is_none() {
-            s.connected = s.baseline;
-        }
-        s
-    });
+    let servers = samplers
+        .into_iter()
+        .map(|s| {
+            s.task.abort();
+            let mut g = s.samples.lock().expect("sampler lock").clone();
+            g.end = sys::sample_proc(s.pid).or(g.end);
+            if g.connected.is_none() {
+                g.connected = g.baseline;
+            }
+            g
+        })
+        .collect();
     Ok(Outcome {
         plan: plan.clone(),
         setup,
@@ -299,7 +303,7 @@ pub async fn run(mut plan: Plan, out: &Output) -> anyhow::Result<Outcome> {
         finish,
         timeline: live.timeline,
         rates: live.rates,
-        server,
+        servers,
         connected,
         cores_available: sys::cores_available(),
         wall_s: (mono_ns() - t0) as f64 / 1e9,
@@ -315,7 +319,7 @@ async fn drive(
     workers: &mut Workers,
     live: &mut Live,
     progress: &mut Progress,
-    sampler: Option<&Sampler>,
+    samplers: &[Sampler],
     t0: u64,
     coord_cpu: impl Fn() -> u64,
 ) -> anyhow::Result<Driven> {
@@ -347,7 +351,7 @@ async fn drive(
     let setup_s = (mono_ns() - t0) as f64 / 1e9;
     // The gauges lag by up to 250 ms: count the connections from the setup reports.
     let connected = setup.counters.connects_ok as i64;
-    if let Some(s) = sampler {
+    for s in samplers {
         let x = s.now();
         s.samples.lock().expect("sampler lock").connected = x;
     }
@@ -363,7 +367,7 @@ async fn drive(
         let base = live.sum();
         let cpu0 = coord_cpu();
         let t_cpu0 = mono_ns();
-        let srv0 = sampler.and_then(Sampler::now);
+        let srv0: Vec<_> = samplers.iter().map(Sampler::now).collect();
         workers.broadcast(&ToWorker::Start {
             phase,
             start_ns,
@@ -402,7 +406,7 @@ async fn drive(
             }
         }
         let wall_s = (mono_ns() - start_ns) as f64 / 1e9;
-        let srv1 = sampler.and_then(Sampler::now);
+        let srv1: Vec<_> = samplers.iter().map(Sampler::now).collect();
         workers.broadcast(&ToWorker::End { phase });
         let mut parts = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -423,12 +427,15 @@ async fn drive(
         let harness_cpu_us =
             if plan.workers == 0 { report.cpu_us } else { report.cpu_us + (coord_cpu() - cpu0) };
         report.cpu_us = harness_cpu_us;
-        let server_cpu_us = match (srv0, srv1) {
-            (Some(a), Some(b)) => Some(b.cpu_us.saturating_sub(a.cpu_us)),
-            _ => None,
-        };
-        if let (Some(s), Some(x)) = (sampler, srv1) {
-            s.samples.lock().expect("sampler lock").end = Some(x);
+        let server_cpu_us = srv0
+            .iter()
+            .zip(&srv1)
+            .map(|(a, b)| Some(b.as_ref()?.cpu_us.saturating_sub(a.as_ref()?.cpu_us)))
+            .collect();
+        for (s, x) in samplers.iter().zip(srv1) {
+            if x.is_some() {
+                s.samples.lock().expect("sampler lock").end = x;
+            }
         }
         let held = plan.ramp.as_ref().map(|r| step_holds(plan, &report, r.p99_ms, r.max_loss));
         phases.push(PhaseOutcome {

@@ -52,7 +52,7 @@ pub fn run_plan(plan: plan::Plan, out: &plan::Output) -> anyhow::Result<report::
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &out.report {
-        let html = report::html(&report, &report::run_latency(&outcome));
+        let html = report::html(&report, &report::run_latencies(&outcome));
         std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report)

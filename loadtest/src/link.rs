@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -105,8 +106,22 @@ pub struct StageReport {
     pub pubs: Vec<(u32, PubCounts)>,
     /// Subscribers joined per room (setup only).
     pub joined: Vec<u32>,
+    /// Per server in `--url` order, what its subscribers received (cluster plans only).
+    #[serde(default)]
+    pub servers: Vec<ServerStage>,
     /// CPU time of the process during the stage, microseconds.
     pub cpu_us: u64,
+}
+
+/// What the subscribers of one server of a cluster measured in one stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerStage {
+    /// Deliveries received, duplicates and reordered (`sent` and `expected` stay 0).
+    pub counts: PubCounts,
+    /// Latency from the scheduled send time (V2-deflate base64).
+    pub latency: String,
+    /// Subscribers joined per room (setup only).
+    pub joined: Vec<u32>,
 }
 
 /// Worker to coordinator.
@@ -321,12 +336,13 @@ pub fn worker_main() -> anyhow::Result<()> {
     })
 }
 
-/// Merges stage reports of threads or workers: counters, errors, per-publisher counts and joins
-/// add up, histograms merge exactly, CPU times add up.
+/// Merges stage reports of threads or workers: counters, errors, per-publisher and per-server
+/// counts and joins add up, histograms merge exactly, CPU times add up.
 pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
     let mut all = StageReport::default();
     let mut hs = [new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist()];
     let mut pubs: BTreeMap<u32, PubCounts> = BTreeMap::new();
+    let mut servers: Vec<(PubCounts, Histogram<u64>, Vec<u32>)> = Vec::new();
     for p in parts {
         all.counters.merge(&p.counters);
         stats::merge_errors(&mut all.errors, &p.errors);
@@ -347,13 +363,22 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
         for (id, c) in p.pubs {
             pubs.entry(id).or_default().merge(&c);
         }
-        if all.joined.len() < p.joined.len() {
-            all.joined.resize(p.joined.len(), 0);
+        add_joined(&mut all.joined, &p.joined);
+        if servers.len() < p.servers.len() {
+            servers.resize_with(p.servers.len(), || (PubCounts::default(), new_hist(), Vec::new()));
         }
-        for (a, b) in all.joined.iter_mut().zip(&p.joined) {
-            *a += b;
+        for ((counts, h, joined), s) in servers.iter_mut().zip(&p.servers) {
+            counts.merge(&s.counts);
+            if !s.latency.is_empty() {
+                h.add(stats::hist_from_b64(&s.latency)?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            }
+            add_joined(joined, &s.joined);
         }
     }
+    all.servers = servers
+        .into_iter()
+        .map(|(counts, h, joined)| ServerStage { counts, latency: hist_to_b64(&h), joined })
+        .collect();
     let [l, g, c, e, n, t] = hs;
     all.hists = Hists {
         latency: hist_to_b64(&l),
@@ -365,4 +390,14 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
     };
     all.pubs = pubs.into_iter().collect();
     Ok(all)
+}
+
+/// Adds joins per room `b` into `a`.
+fn add_joined(a: &mut Vec<u32>, b: &[u32]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += b;
+    }
 }

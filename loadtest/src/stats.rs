@@ -159,7 +159,9 @@ pub fn merge_errors(e: &mut Errors, o: &Errors) {
     }
 }
 
-/// Counts of one publisher as seen by all its receivers.
+/// Counts of one publisher as seen by all its receivers; also of the deliveries to the
+/// subscribers of one server of a cluster (there `sent` stays 0, and `expected` is worked out
+/// by the report from what the publishers sent and who joined).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PubCounts {
     /// Messages it sent.

@@ -28,8 +28,9 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
     let polling = plan.is_polling(g);
     let bind = plan.source_ip(g);
     let mut setup_done = false;
+    let server = plan.is_cluster().then(|| plan.server_of(g));
     let mut rx =
-        Receiver { trackers: Vec::new(), room: role.join, own: role.publish.map(|p| p.id) };
+        Receiver { trackers: Vec::new(), room: role.join, own: role.publish.map(|p| p.id), server };
     let mut publ = role.publish.map(|p| Publisher::new(&l, p));
     let slot = l.ctl.slot();
     let mut backoff = Duration::from_millis(100);
@@ -39,7 +40,8 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         }
         let opened = {
             let _permit = l.sem.acquire().await;
-            tokio::time::timeout(l.connect_timeout(), Conn::open(&l.ep, polling, bind)).await
+            tokio::time::timeout(l.connect_timeout(), Conn::open(l.endpoint(g), polling, bind))
+                .await
         };
         let mut conn = match opened {
             Ok(Ok((conn, hs))) => {
@@ -79,6 +81,9 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                     st.c.joins_ok += 1;
                     if !setup_done {
                         st.joined[room as usize] += 1;
+                        if let Some(s) = server {
+                            st.servers[s].joined[room as usize] += 1;
+                        }
                     }
                 }
                 r => {

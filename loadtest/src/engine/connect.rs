@@ -44,7 +44,7 @@ async fn attempt(l: Rc<Local>, g: u32, due: u64, end_ns: u64) {
         let _permit = l.sem.acquire().await;
         tokio::time::timeout(
             l.connect_timeout(),
-            Conn::open(&l.ep, plan.is_polling(g), plan.source_ip(g)),
+            Conn::open(l.endpoint(g), plan.is_polling(g), plan.source_ip(g)),
         )
         .await
     };

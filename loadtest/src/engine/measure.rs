@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use hdrhistogram::Histogram;
 
-use crate::link::{Hists, StageReport};
+use crate::link::{Hists, ServerStage, StageReport};
 use crate::plan::Plan;
 use crate::stats::{hist_to_b64, new_hist, Counters, Errors, PubCounts};
 
@@ -41,6 +41,15 @@ pub(super) struct Stats {
     pub(super) ns_connect: Histogram<u64>,
     pub(super) pubs: Vec<PubCounts>,
     pub(super) joined: Vec<u32>,
+    /// Per server of a cluster (empty otherwise).
+    pub(super) servers: Vec<ServerStats>,
+}
+
+/// What the subscribers on one server of a cluster measured (see `ServerStage`).
+pub(super) struct ServerStats {
+    pub(super) counts: PubCounts,
+    pub(super) latency: Histogram<u64>,
+    pub(super) joined: Vec<u32>,
 }
 
 impl Stats {
@@ -57,6 +66,17 @@ impl Stats {
             ns_connect: new_hist(),
             pubs: vec![PubCounts::default(); plan.publisher_count() as usize],
             joined: vec![0; plan.rooms as usize],
+            servers: if plan.is_cluster() {
+                (0..plan.servers.len())
+                    .map(|_| ServerStats {
+                        counts: PubCounts::default(),
+                        latency: new_hist(),
+                        joined: vec![0; plan.rooms as usize],
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -74,6 +94,10 @@ impl Stats {
             h.reset();
             s
         };
+        let take_joined = |j: &mut Vec<u32>| {
+            let n = j.len();
+            std::mem::replace(j, vec![0; n])
+        };
         StageReport {
             counters: std::mem::take(&mut self.c),
             errors: std::mem::take(&mut self.errors),
@@ -86,10 +110,16 @@ impl Stats {
                 ns_connect: h(&mut self.ns_connect),
             },
             pubs,
-            joined: {
-                let n = self.joined.len();
-                std::mem::replace(&mut self.joined, vec![0; n])
-            },
+            joined: take_joined(&mut self.joined),
+            servers: self
+                .servers
+                .iter_mut()
+                .map(|s| ServerStage {
+                    counts: std::mem::take(&mut s.counts),
+                    latency: h(&mut s.latency),
+                    joined: take_joined(&mut s.joined),
+                })
+                .collect(),
             cpu_us: 0,
         }
     }

@@ -1,6 +1,6 @@
 //! The receiving side of a connection: pings answered, deliveries scanned on the hot path (no
 //! JSON values), checked against the connection's room and counted per publisher through a
-//! sequence window (duplicates, reordering, latency and transit).
+//! sequence window (duplicates, reordering, latency and transit), and per server in a cluster.
 
 use super::measure::Gauge;
 use super::thread::Local;
@@ -14,6 +14,8 @@ pub(super) struct Receiver {
     pub(super) trackers: Vec<(u32, SeqWindow)>,
     pub(super) room: Option<u32>,
     pub(super) own: Option<u32>,
+    /// The server this connection is on, in a cluster (its deliveries are counted apart).
+    pub(super) server: Option<usize>,
 }
 
 impl Receiver {
@@ -124,16 +126,23 @@ impl Receiver {
         let transit = now.saturating_sub(plan.epoch_ns.saturating_add(sent));
         let st = &mut *st;
         let pc = &mut st.pubs[id as usize];
+        let mut srv = self.server.map(|s| &mut st.servers[s]);
         match seen {
             Seen::Duplicate => {
                 st.c.duplicates += 1;
                 pc.duplicates += 1;
+                if let Some(s) = srv {
+                    s.counts.duplicates += 1;
+                }
                 return;
             }
             Seen::New => {}
             Seen::Reordered | Seen::TooOld => {
                 st.c.reordered += 1;
                 pc.reordered += 1;
+                if let Some(s) = srv.as_mut() {
+                    s.counts.reordered += 1;
+                }
                 if seen == Seen::TooOld {
                     st.c.unchecked_late += 1;
                 }
@@ -141,6 +150,10 @@ impl Receiver {
         }
         st.c.received += 1;
         pc.received += 1;
+        if let Some(s) = srv {
+            s.counts.received += 1;
+            record_ns(&mut s.latency, latency);
+        }
         record_ns(&mut st.latency, latency);
         record_ns(&mut st.interval, latency);
         record_ns(&mut st.transit, transit);

@@ -37,7 +37,8 @@ pub(super) enum ThreadMsg {
 /// State shared by the tasks of one thread.
 pub(super) struct Local {
     pub(super) plan: Arc<Plan>,
-    pub(super) ep: Endpoint,
+    /// One per server, in `plan.servers` order.
+    eps: Vec<Endpoint>,
     pub(super) gauge: Arc<Gauge>,
     pub(super) st: RefCell<Stats>,
     pub(super) ctl: LocalControl,
@@ -83,6 +84,11 @@ impl Local {
         self.changed.notify_waiters();
     }
 
+    /// Where connection `g` connects.
+    pub(super) fn endpoint(&self, g: u32) -> &Endpoint {
+        &self.eps[self.plan.server_of(g)]
+    }
+
     pub(super) fn connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.plan.connect_timeout_s)
     }
@@ -103,7 +109,7 @@ pub(super) fn thread_main(
         let mut padding = BytesMut::new();
         proto::write_json_str(&mut padding, &"x".repeat(plan.payload));
         let l = Rc::new(Local {
-            ep: Endpoint::of(&plan),
+            eps: (0..plan.servers.len()).map(|s| Endpoint::of(&plan, s)).collect(),
             gauge,
             st: RefCell::new(Stats::new(&plan)),
             ctl: LocalControl::new(),

@@ -22,6 +22,10 @@ pub enum Command {
     /// C subscribers over R rooms, P publishers per room publishing at --rate msg/s per room
     /// (open loop); latency from the scheduled send time, losses, duplicates, reordering.
     Fanout(FanoutArgs),
+    /// `fanout` across a cluster: --url once per server (two or more), subscribers split evenly
+    /// over the servers, publishers on the first; latency of local and remote subscribers apart
+    /// and their difference (the Redis hop), server CPU per broadcast with --server-pid each.
+    ClusterFanout(FanoutArgs),
     /// Many small rooms (--room-size members each), every member publishing to its own room;
     /// each room gets --rate msg/s in total: the game-lobby shape.
     Lobby(LobbyArgs),
@@ -32,7 +36,7 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Hold --clients connections open for --duration, answering pings.
     Idle(IdleArgs),
-    /// Step the rate of `fanout` (or `lobby`) up by --step-factor every --duration seconds until
+    /// Step the rate of `fanout` (or `lobby`, or `cluster-fanout`) up by --step-factor every --duration seconds until
     /// the p99 objective or zero loss breaks; report the highest rate that held.
     Ramp(RampArgs),
     /// Internal: one worker process of `--workers N` (reads its plan on stdin).
@@ -44,8 +48,10 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Server URL, http://HOST:PORT. Loopback only unless --allow-remote names HOST.
-    #[arg(long)]
-    pub url: String,
+    /// cluster-fanout (and ramp --shape cluster-fanout): one per server, the flag repeated or
+    /// the URLs separated by commas; the publishers connect to the first.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub url: Vec<String>,
     /// Engine.IO path.
     #[arg(long, default_value = "/socket.io/")]
     pub path: String,
@@ -83,9 +89,10 @@ pub struct CommonArgs {
     /// range; IPv4 loopback targets only). 0 = let the kernel choose.
     #[arg(long, default_value_t = 0)]
     pub source_ips: u32,
-    /// Sample this server process's RSS and CPU during the run.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// Sample this server process's RSS and CPU during the run; in a cluster, one per --url
+    /// in the same order (repeated, or separated by commas).
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Reconnect (and rejoin) a client whose connection is lost; off by default.
     #[arg(long)]
     pub reconnect: bool,
@@ -142,7 +149,7 @@ pub struct RoomArgs {
     pub room_prefix: String,
 }
 
-/// `fanout`
+/// `fanout` and `cluster-fanout`
 #[derive(Args, Debug, Clone)]
 pub struct FanoutArgs {
     #[command(flatten)]
@@ -213,6 +220,8 @@ pub enum Shape {
     Fanout,
     /// `lobby`
     Lobby,
+    /// `cluster-fanout` (--url once per server)
+    ClusterFanout,
 }
 
 /// `ramp`

@@ -15,3 +15,5 @@ pub const MAX_WORKERS: u32 = 64;
 pub const MAX_SOURCE_IPS: u32 = 65_536;
 /// Most ramp steps.
 pub const MAX_STEPS: u32 = 40;
+/// Most servers of a cluster run (`--url` given for each).
+pub const MAX_SERVERS: usize = 64;

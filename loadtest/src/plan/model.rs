@@ -16,6 +16,9 @@ use super::Command;
 pub enum Scenario {
     /// See [`Command::Fanout`].
     Fanout,
+    /// See [`Command::ClusterFanout`].
+    #[serde(rename = "cluster-fanout")]
+    ClusterFanout,
     /// See [`Command::Lobby`].
     Lobby,
     /// See [`Command::Echo`].
@@ -33,6 +36,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Fanout => "fanout",
+            Scenario::ClusterFanout => "cluster-fanout",
             Scenario::Lobby => "lobby",
             Scenario::Echo => "echo",
             Scenario::Connect => "connect",
@@ -60,14 +64,13 @@ pub struct RampPlan {
 pub struct Plan {
     /// The scenario.
     pub scenario: Scenario,
-    /// The traffic shape the clients run (`ramp`'s is fanout or lobby; otherwise = scenario).
+    /// The traffic shape the clients run (`ramp`'s is fanout or lobby; `cluster-fanout`'s is
+    /// fanout over several servers; otherwise = scenario).
     pub shape: Scenario,
-    /// `--url` as given.
+    /// The first `--url` as given (the publishers' server).
     pub url: String,
-    /// Host for the `Host` header.
-    pub host_header: String,
-    /// Address connected to.
-    pub addr: SocketAddr,
+    /// Every server, in `--url` order: one, or a cluster (`cluster-fanout`).
+    pub servers: Vec<ServerAddr>,
     /// Engine.IO path, with leading and trailing `/`.
     pub path: String,
     /// Namespace.
@@ -118,11 +121,22 @@ pub struct Plan {
     pub setup_timeout_s: f64,
     /// Ramp settings.
     pub ramp: Option<RampPlan>,
-    /// `--server-pid`.
-    pub server_pid: Option<u32>,
+    /// `--server-pid`: none, or one per server in `servers` order.
+    pub server_pids: Vec<u32>,
     /// CLOCK_MONOTONIC origin of the scheduled timestamps carried in messages (kept small so
     /// they survive a JavaScript server's doubles exactly).
     pub epoch_ns: u64,
+}
+
+/// One server of a plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerAddr {
+    /// `--url` as given.
+    pub url: String,
+    /// Host for the `Host` header.
+    pub host_header: String,
+    /// Address connected to.
+    pub addr: SocketAddr,
 }
 
 /// Output options that stay in the coordinator.

@@ -1,6 +1,6 @@
 //! The deterministic roster: how many connections and publishers a plan has, what connection
-//! `g` does ([`Role`], [`Publish`]), at which rate it publishes, which worker runs it, whether
-//! it polls and which source address it binds.
+//! `g` does ([`Role`], [`Publish`]), at which rate it publishes, which server it connects to,
+//! which worker runs it, whether it polls and which source address it binds.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -65,6 +65,22 @@ impl Plan {
             Scenario::Lobby => rate / f64::from(self.lobby_members(p.room)),
             _ => rate,
         }
+    }
+
+    /// Whether the plan spreads its subscribers over several servers (`cluster-fanout`).
+    pub fn is_cluster(&self) -> bool {
+        self.servers.len() > 1
+    }
+
+    /// Which server (index into `servers`) connection `g` connects to: publishers to the
+    /// first; in a cluster, the members of each room take the servers in turn, so each room's
+    /// subscribers are split as evenly as can be.
+    pub fn server_of(&self, g: u32) -> usize {
+        let n = self.servers.len() as u32;
+        if n <= 1 || g >= self.clients {
+            return 0;
+        }
+        (g / self.rooms.max(1) % n) as usize
     }
 
     /// Which worker runs connection `g`.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Context};
 
 use super::limits;
-use super::{Command, Output, Plan, RampPlan, RoomArgs, Scenario, Shape, TrafficArgs};
+use super::{Command, Output, Plan, RampPlan, RoomArgs, Scenario, ServerAddr, Shape, TrafficArgs};
 
 fn check_positive(name: &str, v: f64, max: f64) -> anyhow::Result<()> {
     if !v.is_finite() || v <= 0.0 || v > max {
@@ -21,6 +21,7 @@ impl Plan {
     pub fn from_command(cmd: &Command) -> anyhow::Result<(Plan, Output)> {
         let (scenario, common) = match cmd {
             Command::Fanout(a) => (Scenario::Fanout, &a.common),
+            Command::ClusterFanout(a) => (Scenario::ClusterFanout, &a.common),
             Command::Lobby(a) => (Scenario::Lobby, &a.common),
             Command::Echo(a) => (Scenario::Echo, &a.common),
             Command::Connect(a) => (Scenario::Connect, &a.common),
@@ -29,7 +30,14 @@ impl Plan {
             Command::Worker => bail!("`worker` is internal"),
         };
         let c = common;
-        let target = crate::target::parse(&c.url, c.allow_remote.as_deref())?;
+        let servers = servers(cmd, &c.url, c.allow_remote.as_deref())?;
+        if !c.server_pid.is_empty() && c.server_pid.len() != servers.len() {
+            bail!(
+                "--server-pid is given once per --url, in the same order ({} URL(s), {} PID(s))",
+                servers.len(),
+                c.server_pid.len()
+            );
+        }
         check_positive("--duration", c.duration, limits::MAX_DURATION_S)?;
         if !(0.0..=60.0).contains(&c.drain) {
             bail!("--drain must be between 0 and 60 seconds");
@@ -46,9 +54,12 @@ impl Plan {
         if c.source_ips > limits::MAX_SOURCE_IPS {
             bail!("--source-ips is at most {}", limits::MAX_SOURCE_IPS);
         }
-        if c.source_ips > 0 && !matches!(target.addr.ip(), IpAddr::V4(ip) if ip.octets()[0] == 127)
+        if c.source_ips > 0
+            && !servers
+                .iter()
+                .all(|s| matches!(s.addr.ip(), IpAddr::V4(ip) if ip.octets()[0] == 127))
         {
-            bail!("--source-ips needs an IPv4 loopback target (127.0.0.0/8)");
+            bail!("--source-ips needs IPv4 loopback targets (127.0.0.0/8)");
         }
         check_positive("--connect-timeout", c.connect_timeout, 600.0)?;
         check_positive("--setup-timeout", c.setup_timeout, 3600.0)?;
@@ -88,9 +99,8 @@ impl Plan {
         let mut plan = Plan {
             scenario,
             shape: scenario,
-            url: c.url.clone(),
-            host_header: target.host_header(),
-            addr: target.addr,
+            url: servers[0].url.clone(),
+            servers,
             path,
             namespace: c.namespace.clone(),
             auth,
@@ -116,7 +126,7 @@ impl Plan {
             connect_timeout_s: c.connect_timeout,
             setup_timeout_s: c.setup_timeout,
             ramp: None,
-            server_pid: c.server_pid,
+            server_pids: c.server_pid.clone(),
             epoch_ns: 0,
         };
         let traffic = |plan: &mut Plan, t: &TrafficArgs, default_rate: f64, default_event: &str| {
@@ -133,7 +143,8 @@ impl Plan {
         };
         let lobby_rooms = |clients: u32, size: u32| clients.div_ceil(size.max(1));
         match cmd {
-            Command::Fanout(a) => {
+            Command::Fanout(a) | Command::ClusterFanout(a) => {
+                plan.shape = Scenario::Fanout;
                 traffic(&mut plan, &a.traffic, 10.0, "news");
                 rooms(&mut plan, &a.rooms, 1);
             }
@@ -157,7 +168,7 @@ impl Plan {
             Command::Ramp(a) => {
                 traffic(&mut plan, &a.traffic, 10.0, "news");
                 plan.shape = match a.shape {
-                    Shape::Fanout => {
+                    Shape::Fanout | Shape::ClusterFanout => {
                         rooms(&mut plan, &a.rooms, 1);
                         Scenario::Fanout
                     }
@@ -220,6 +231,15 @@ impl Plan {
             {
                 bail!("--publishers must be at least 1, and rooms x publishers at most 100000");
             }
+            let n = self.servers.len() as u64;
+            if n > 1 && u64::from(self.clients) < u64::from(self.rooms) * n {
+                bail!(
+                    "--clients ({}) must be at least --rooms x servers ({} x {n}): every room has \
+                     subscribers on every server",
+                    self.clients,
+                    self.rooms
+                );
+            }
             if self.connections() > limits::MAX_CLIENTS {
                 bail!("{} connections in all: at most {}", self.connections(), limits::MAX_CLIENTS);
             }
@@ -240,6 +260,15 @@ impl Plan {
         Ok(())
     }
 
+    /// The name of the traffic shape (`ramp`'s report says which it stepped up).
+    pub fn shape_name(&self) -> &'static str {
+        if self.is_cluster() {
+            Scenario::ClusterFanout.name()
+        } else {
+            self.shape.name()
+        }
+    }
+
     /// The highest rate the run reaches (the last ramp step's).
     pub fn peak_rate(&self) -> f64 {
         match &self.ramp {
@@ -257,9 +286,93 @@ impl Plan {
     }
 }
 
+/// The servers of a command line: one `--url`, or two or more for a cluster shape.
+fn servers(
+    cmd: &Command,
+    urls: &[String],
+    allow_remote: Option<&str>,
+) -> anyhow::Result<Vec<ServerAddr>> {
+    let cluster = match cmd {
+        Command::ClusterFanout(_) => true,
+        Command::Ramp(a) => a.shape == Shape::ClusterFanout,
+        _ => false,
+    };
+    match (cluster, urls.len()) {
+        (false, 1) => {}
+        (false, _) => bail!(
+            "--url is given once here ({} given); several servers: cluster-fanout, or ramp \
+             --shape cluster-fanout",
+            urls.len()
+        ),
+        (true, 2..=limits::MAX_SERVERS) => {}
+        (true, n) => {
+            bail!("a cluster takes 2 to {} --url (one per server; {n} given)", limits::MAX_SERVERS)
+        }
+    }
+    let mut out: Vec<ServerAddr> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let t = crate::target::parse(url, allow_remote)?;
+        if out.iter().any(|s| s.addr == t.addr) {
+            bail!("--url {url}: {} is given twice (one URL per server)", t.addr);
+        }
+        out.push(ServerAddr { url: url.clone(), host_header: t.host_header(), addr: t.addr });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::plan::tests::plan;
+    use crate::plan::Scenario;
+
+    #[test]
+    fn cluster_plans() {
+        let (a, b) = ("http://127.0.0.1:1", "http://127.0.0.1:2");
+        let rest = ["-c", "6", "--rooms", "3", "-d", "1"];
+        let with = |args: &[&str]| {
+            let mut v = args.to_vec();
+            v.extend(rest);
+            plan(&v)
+        };
+        // The flag repeated, or the values separated by commas: the same plan.
+        let p = with(&["cluster-fanout", "--url", a, "--url", b, "--server-pid", "10,20"]).unwrap();
+        let ab = format!("{a},{b}");
+        let q = with(&["cluster-fanout", "--url", &ab, "--server-pid", "10", "--server-pid", "20"])
+            .unwrap();
+        for p in [&p, &q] {
+            assert_eq!((p.scenario, p.shape), (Scenario::ClusterFanout, Scenario::Fanout));
+            assert_eq!(p.servers.iter().map(|s| s.addr.port()).collect::<Vec<_>>(), [1, 2]);
+            assert_eq!(p.server_pids, [10, 20]);
+            assert_eq!(p.url, a);
+            assert!(p.is_cluster());
+        }
+        // Each room's members take the servers in turn; the publishers are on the first.
+        assert_eq!((0..9).map(|g| p.server_of(g)).collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1, 0, 0, 0]);
+        assert_eq!(p.connections(), 9);
+        let r = with(&["ramp", "--shape", "cluster-fanout", "--url", &ab]).unwrap();
+        assert_eq!(
+            (r.scenario, r.shape, r.shape_name()),
+            (Scenario::Ramp, Scenario::Fanout, "cluster-fanout")
+        );
+        let f = with(&["fanout", "--url", a, "--server-pid", "10"]).unwrap();
+        assert!(!f.is_cluster());
+        assert_eq!((f.server_of(0), f.server_of(5), f.shape_name()), (0, 0, "fanout"));
+        for bad in [
+            vec!["cluster-fanout", "--url", a],
+            vec!["fanout", "--url", a, "--url", b],
+            vec!["lobby", "--url", &ab],
+            vec!["ramp", "--shape", "cluster-fanout", "--url", a],
+            vec!["cluster-fanout", "--url", a, "--url", "http://localhost:1"],
+            vec!["cluster-fanout", "--url", &ab, "--server-pid", "10"],
+            vec!["cluster-fanout", "--url", &ab, "--server-pid", "1,2,3"],
+            vec!["fanout", "--url", a, "--server-pid", "1,2"],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
+        // Every room needs a subscriber on every server.
+        let few = ["cluster-fanout", "--url", &ab, "-c", "5", "--rooms", "3", "-d", "1"];
+        assert!(plan(&few).is_err());
+    }
 
     #[test]
     fn bounds_and_safety() {

@@ -1,15 +1,17 @@
 //! From a coordinator outcome to the [`Report`]: the phases merged, the per-publisher,
-//! room, timeline, ramp, connect, server and harness accounting, the notes and the verdict.
+//! room, timeline, ramp, connect, server, cluster and harness accounting, the notes and the
+//! verdict.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
 use super::document::{
-    ConnectReport, Connections, Environment, HarnessReport, PubRow, Publishers, RampReport, Report,
-    Rooms, ServerReport, StepRow, TimelineRow,
+    ClusterReport, ClusterServer, ConnectReport, Connections, Environment, GroupReport,
+    HarnessReport, Hop, PubRow, Publishers, RampReport, Report, Rooms, ServerReport, StepRow,
+    TimelineRow,
 };
-use crate::coord::{fmt_us, step_holds, tally, Outcome};
+use crate::coord::{fmt_us, step_holds, tally, Outcome, PhaseOutcome};
 use crate::link::StageReport;
 use crate::plan::Scenario;
 use crate::stats::{hist_from_b64, merge_errors, new_hist, Percentiles, PubCounts};
@@ -54,7 +56,7 @@ pub fn build(o: &Outcome) -> Report {
         measured_s += p.wall_s;
         cpu_wall_s += p.cpu_wall_s;
         harness_cpu += p.harness_cpu_us;
-        if let Some(c) = p.server_cpu_us {
+        if let Some(&Some(c)) = p.server_cpu_us.first() {
             server_cpu = Some(server_cpu.unwrap_or(0) + c);
         }
         if let Some(rp) = &plan.ramp {
@@ -68,6 +70,7 @@ pub fn build(o: &Outcome) -> Report {
                 latency_us: Percentiles::of(&l),
                 harness_cpu_share: round3(p.harness_cpu_us as f64 / (p.cpu_wall_s * 1e6 * cores)),
                 held: step_holds(plan, r, rp.p99_ms, rp.max_loss),
+                cluster: plan.is_cluster().then(|| cluster(o, std::slice::from_ref(p))),
             });
         }
     }
@@ -129,29 +132,22 @@ pub fn build(o: &Outcome) -> Report {
     if c.slow_path_parses > 0 {
         notes.push(format!("{} deliveries needed the JSON fallback parser", c.slow_path_parses));
     }
-    let server = o.server.as_ref().map(|s| {
+    let server = o.servers.first().map(|s| {
         let base = s.baseline.map_or(0, |x| x.rss_bytes);
         let conn = s.connected.map_or(0, |x| x.rss_bytes);
         let conns = o.connected.max(1) as f64;
         let cpu = server_cpu.unwrap_or(0);
         ServerReport {
-            pid: plan.server_pid.unwrap_or(0),
+            pid: plan.server_pids[0],
             rss_baseline_bytes: base,
             rss_connected_bytes: conn,
             rss_peak_bytes: s.peak_rss,
             rss_end_bytes: s.end.map_or(0, |x| x.rss_bytes),
             bytes_per_connection: round2(conn.saturating_sub(base) as f64 / conns),
             cpu_us: cpu,
-            cpu_share_of_one_core: if cpu_wall_s > 0.0 {
-                round3(cpu as f64 / (cpu_wall_s * 1e6))
-            } else {
-                0.0
-            },
-            cpu_us_per_delivery: if received > 0 {
-                round3(cpu as f64 / received as f64)
-            } else {
-                0.0
-            },
+            cpu_share_of_one_core: share_of_one_core(cpu, cpu_wall_s),
+            cpu_us_per_delivery: per(cpu, received),
+            cpu_us_per_broadcast: per(cpu, c.sent),
             vanished: s.vanished,
         }
     });
@@ -254,7 +250,7 @@ pub fn build(o: &Outcome) -> Report {
         },
         timeline,
         ramp: plan.ramp.as_ref().map(|r| RampReport {
-            shape: plan.shape.name().into(),
+            shape: plan.shape_name().into(),
             p99_objective_ms: r.p99_ms,
             max_loss: r.max_loss,
             highest_rate_held: steps.iter().take_while(|s| s.held).last().map(|s| s.rate),
@@ -262,14 +258,11 @@ pub fn build(o: &Outcome) -> Report {
         }),
         connect: connect_report,
         server,
+        cluster: plan.is_cluster().then(|| cluster(o, &o.phases)),
         harness: HarnessReport {
             cpu_us: harness_cpu,
             cpu_share_of_available: round3(harness_share),
-            cpu_us_per_delivery: if received > 0 {
-                round3(harness_cpu as f64 / received as f64)
-            } else {
-                0.0
-            },
+            cpu_us_per_delivery: per(harness_cpu, received),
             cores_available: o.cores_available,
             workers: plan.workers,
             threads_per_process: plan.threads,
@@ -295,6 +288,117 @@ pub fn build(o: &Outcome) -> Report {
     }
 }
 
+/// The cluster accounting of `phases` (a run's, or one ramp step): each server's subscribers
+/// (expected = what each publisher sent x its room's subscribers on that server), local and
+/// remote, their difference, and each server's CPU per broadcast.
+fn cluster(o: &Outcome, phases: &[PhaseOutcome]) -> ClusterReport {
+    let plan = &*o.plan;
+    let n = plan.servers.len();
+    let no_joins = Vec::new();
+    let joined: Vec<&Vec<u32>> =
+        (0..n).map(|s| o.setup.servers.get(s).map_or(&no_joins, |x| &x.joined)).collect();
+    let mut counts = vec![PubCounts::default(); n];
+    let latency = server_latencies(n, phases);
+    let mut cpu: Vec<Option<u64>> = vec![None; n];
+    let (mut broadcasts, mut cpu_wall_s) = (0, 0.0);
+    for p in phases {
+        let r = &p.report;
+        broadcasts += r.counters.sent;
+        cpu_wall_s += p.cpu_wall_s;
+        for (id, pc) in &r.pubs {
+            let room = (id / plan.publishers.max(1)) as usize;
+            for (c, j) in counts.iter_mut().zip(&joined) {
+                c.expected += pc.sent * u64::from(j.get(room).copied().unwrap_or(0));
+            }
+        }
+        for (c, st) in counts.iter_mut().zip(&r.servers) {
+            c.merge(&st.counts);
+        }
+        for (total, c) in cpu.iter_mut().zip(&p.server_cpu_us) {
+            if let Some(c) = c {
+                *total = Some(total.unwrap_or(0) + c);
+            }
+        }
+    }
+    let subscribers = |s: usize| joined[s].iter().map(|&x| u64::from(x)).sum::<u64>();
+    let group = |subscribers: u64, c: &PubCounts, h: &Histogram<u64>| GroupReport {
+        subscribers,
+        expected: c.expected,
+        received: c.received,
+        lost: c.expected.saturating_sub(c.received),
+        duplicates: c.duplicates,
+        reordered: c.reordered,
+        latency_us: Percentiles::of(h),
+    };
+    let mut remote_counts = PubCounts::default();
+    for c in &counts[1..] {
+        remote_counts.merge(c);
+    }
+    let (local_latency, remote_latency) = local_and_remote(&latency);
+    let local = group(subscribers(0), &counts[0], &local_latency);
+    let remote = group((1..n).map(subscribers).sum(), &remote_counts, &remote_latency);
+    let diff =
+        |f: fn(&Percentiles) -> u64| f(&remote.latency_us) as i64 - f(&local.latency_us) as i64;
+    let redis_hop_us = Hop { p50: diff(|p| p.p50), p99: diff(|p| p.p99) };
+    let servers = (0..n)
+        .map(|s| ClusterServer {
+            url: plan.servers[s].url.clone(),
+            publishers: s == 0,
+            deliveries: group(subscribers(s), &counts[s], &latency[s]),
+            cpu_us: cpu[s],
+            cpu_share_of_one_core: cpu[s].map(|c| share_of_one_core(c, cpu_wall_s)),
+            cpu_us_per_broadcast: cpu[s].map(|c| per(c, broadcasts)),
+        })
+        .collect();
+    ClusterReport {
+        broadcasts,
+        broadcasts_per_sec: round2(broadcasts as f64 / (plan.duration_s * phases.len() as f64)),
+        local,
+        remote,
+        redis_hop_us,
+        servers,
+    }
+}
+
+/// The latency of each server's subscribers over `phases` (empty histograms when the plan is
+/// not a cluster).
+fn server_latencies(n: usize, phases: &[PhaseOutcome]) -> Vec<Histogram<u64>> {
+    let mut out = vec![new_hist(); n];
+    for p in phases {
+        for (h, st) in out.iter_mut().zip(&p.report.servers) {
+            let _ = h.add(hist(&st.latency));
+        }
+    }
+    out
+}
+
+/// The first server's histogram, and the others' merged.
+fn local_and_remote(each: &[Histogram<u64>]) -> (Histogram<u64>, Histogram<u64>) {
+    let mut remote = new_hist();
+    for h in each.iter().skip(1) {
+        let _ = remote.add(h);
+    }
+    (each.first().cloned().unwrap_or_else(new_hist), remote)
+}
+
+/// `n / d`, rounded (0 when `d` is 0).
+fn per(n: u64, d: u64) -> f64 {
+    if d > 0 {
+        round3(n as f64 / d as f64)
+    } else {
+        0.0
+    }
+}
+
+/// CPU µs over `wall_s` seconds as a share of one core.
+fn share_of_one_core(cpu_us: u64, wall_s: f64) -> f64 {
+    if wall_s > 0.0 {
+        round3(cpu_us as f64 / (wall_s * 1e6))
+    } else {
+        0.0
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -303,11 +407,19 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The merged latency histogram of all phases of an outcome.
-pub fn run_latency(o: &Outcome) -> Histogram<u64> {
-    let mut h = new_hist();
+/// The merged latency histograms of all phases of an outcome, named: every delivery
+/// (`latency`), then in a cluster those to the publishers' server (`local`) and to the others
+/// (`remote`).
+pub fn run_latencies(o: &Outcome) -> Vec<(&'static str, Histogram<u64>)> {
+    let mut all = new_hist();
     for p in &o.phases {
-        let _ = h.add(hist(&p.report.hists.latency));
+        let _ = all.add(hist(&p.report.hists.latency));
     }
-    h
+    let mut out = vec![("latency", all)];
+    if o.plan.is_cluster() {
+        let (local, remote) = local_and_remote(&server_latencies(o.plan.servers.len(), &o.phases));
+        out.push(("local", local));
+        out.push(("remote", remote));
+    }
+    out
 }

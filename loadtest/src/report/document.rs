@@ -73,8 +73,11 @@ pub struct Report {
     pub ramp: Option<RampReport>,
     /// `connect` scenario details.
     pub connect: Option<ConnectReport>,
-    /// Server process, with `--server-pid`.
+    /// Server process, with `--server-pid` (in a cluster, the first server's).
     pub server: Option<ServerReport>,
+    /// `cluster-fanout` (and `ramp --shape cluster-fanout`): local and remote subscribers,
+    /// the Redis hop, and each server.
+    pub cluster: Option<ClusterReport>,
     /// The harness itself.
     pub harness: HarnessReport,
     /// The full configuration.
@@ -193,6 +196,75 @@ pub struct StepRow {
     pub harness_cpu_share: f64,
     /// Whether the step met the objective.
     pub held: bool,
+    /// The cluster accounting of the step (`--shape cluster-fanout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
+}
+
+/// A fan-out across a cluster: subscribers on the publishers' server ("local", the first
+/// `--url`) and on the others ("remote"), and what the trip through the adapter adds.
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    /// Messages published, each one broadcast to a room with subscribers on every server.
+    pub broadcasts: u64,
+    /// broadcasts / scheduled seconds.
+    pub broadcasts_per_sec: f64,
+    /// Subscribers on the publishers' server.
+    pub local: GroupReport,
+    /// Subscribers on the other servers.
+    pub remote: GroupReport,
+    /// Remote minus local latency (µs; negative when remote was faster).
+    pub redis_hop_us: Hop,
+    /// Each server, in `--url` order.
+    pub servers: Vec<ClusterServer>,
+}
+
+/// The deliveries to a set of subscribers.
+#[derive(Debug, Serialize)]
+pub struct GroupReport {
+    /// Subscribers joined.
+    pub subscribers: u64,
+    /// Deliveries that should arrive (sent x their subscribers joined in the room).
+    pub expected: u64,
+    /// Distinct deliveries received.
+    pub received: u64,
+    /// expected - received.
+    pub lost: u64,
+    /// Received again.
+    pub duplicates: u64,
+    /// Arrived after a later one of the same publisher.
+    pub reordered: u64,
+    /// Latency from the scheduled send time.
+    pub latency_us: Percentiles,
+}
+
+/// Differences of two latency distributions, µs.
+#[derive(Debug, Serialize)]
+pub struct Hop {
+    /// Of the medians.
+    pub p50: i64,
+    /// Of the 99th percentiles.
+    pub p99: i64,
+}
+
+/// One server of a cluster run.
+#[derive(Debug, Serialize)]
+pub struct ClusterServer {
+    /// `--url`.
+    pub url: String,
+    /// Whether the publishers are connected to it (the first).
+    pub publishers: bool,
+    /// Its subscribers' deliveries.
+    #[serde(flatten)]
+    pub deliveries: GroupReport,
+    /// `--server-pid`: its CPU during the measured phases, µs.
+    pub cpu_us: Option<u64>,
+    /// Its CPU as a share of one core.
+    pub cpu_share_of_one_core: Option<f64>,
+    /// Its CPU µs per broadcast published (on the publishers' server: taking the publish,
+    /// local fan-out and handing it to the adapter; on the others: the adapter's side and
+    /// their fan-out).
+    pub cpu_us_per_broadcast: Option<f64>,
 }
 
 /// `connect`: the storm / churn.
@@ -241,6 +313,8 @@ pub struct ServerReport {
     pub cpu_share_of_one_core: f64,
     /// Server CPU µs per delivery received.
     pub cpu_us_per_delivery: f64,
+    /// Server CPU µs per message published (fanout, lobby: one broadcast each).
+    pub cpu_us_per_broadcast: f64,
     /// Whether the process disappeared during the run.
     pub vanished: bool,
 }

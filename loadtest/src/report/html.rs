@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 
 use super::chart::{chart, count_label, esc, us_label, Series};
-use super::document::{Report, TimelineRow};
+use super::document::{ClusterReport, Report, TimelineRow};
 use super::table::table;
 
-/// The self-contained HTML report. `latency` is the merged latency histogram of the run.
-pub fn html(r: &Report, latency: &Histogram<u64>) -> String {
+/// The self-contained HTML report. `latencies` are the run's merged latency histograms, by
+/// name (see [`run_latencies`](super::run_latencies)): one line each in the distribution.
+pub fn html(r: &Report, latencies: &[(&str, Histogram<u64>)]) -> String {
     const COLORS: [&str; 5] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#7f3c8d"];
     let tl = &r.timeline;
     let pick = |f: fn(&TimelineRow) -> u64| -> Vec<(f64, f64)> {
@@ -31,19 +32,27 @@ pub fn html(r: &Report, latency: &Histogram<u64>) -> String {
         false,
         us_label,
     );
-    let mut spectrum = Vec::new();
-    if !latency.is_empty() {
-        for i in 0..=50 {
-            let nines = f64::from(i) / 10.0;
-            let q = 1.0 - 10f64.powf(-nines);
-            spectrum.push((nines, latency.value_at_quantile(q) as f64));
+    let spectrum = |h: &Histogram<u64>| {
+        let mut points = Vec::new();
+        if !h.is_empty() {
+            for i in 0..=50 {
+                let nines = f64::from(i) / 10.0;
+                let q = 1.0 - 10f64.powf(-nines);
+                points.push((nines, h.value_at_quantile(q) as f64));
+            }
         }
-    }
+        points
+    };
+    let spectra: Vec<Series> = latencies
+        .iter()
+        .zip(COLORS.iter().cycle())
+        .map(|((name, h), color)| Series { name, color, points: spectrum(h) })
+        .collect();
     let distribution = chart(
         "Latency distribution (percentile spectrum, whole run)",
         "percentile",
         "latency",
-        &[Series { name: "latency", color: COLORS[0], points: spectrum }],
+        &spectra,
         true,
         true,
         us_label,
@@ -69,15 +78,34 @@ pub fn html(r: &Report, latency: &Histogram<u64>) -> String {
         count_label,
     );
     let ramp_chart = r.ramp.as_ref().map(|rp| {
+        let mut series = vec![Series {
+            name: "p99",
+            color: COLORS[2],
+            points: rp.steps.iter().map(|s| (s.rate, s.latency_us.p99 as f64)).collect(),
+        }];
+        if rp.steps.iter().any(|s| s.cluster.is_some()) {
+            let group = |f: fn(&ClusterReport) -> u64| -> Vec<(f64, f64)> {
+                rp.steps
+                    .iter()
+                    .filter_map(|s| Some((s.rate, f(s.cluster.as_ref()?) as f64)))
+                    .collect()
+            };
+            series.push(Series {
+                name: "local p99",
+                color: COLORS[1],
+                points: group(|c| c.local.latency_us.p99),
+            });
+            series.push(Series {
+                name: "remote p99",
+                color: COLORS[3],
+                points: group(|c| c.remote.latency_us.p99),
+            });
+        }
         chart(
             "Ramp: p99 per step",
             "rate per room (msg/s)",
             "p99 latency",
-            &[Series {
-                name: "p99",
-                color: COLORS[2],
-                points: rp.steps.iter().map(|s| (s.rate, s.latency_us.p99 as f64)).collect(),
-            }],
+            &series,
             true,
             false,
             us_label,

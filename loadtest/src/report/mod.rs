@@ -2,7 +2,7 @@
 //! report with inline SVG charts (`--report`).
 //!
 //! - `document`: the JSON document, [`Report`] and its parts;
-//! - `build`: the report of a coordinator outcome ([`build()`], [`run_latency()`]);
+//! - `build`: the report of a coordinator outcome ([`build()`], [`run_latencies()`]);
 //! - `table`: the human table ([`table()`]);
 //! - `chart`: inline SVG line charts;
 //! - `html`: the HTML report ([`html()`]).
@@ -13,10 +13,11 @@ mod document;
 mod html;
 mod table;
 
-pub use build::{build, run_latency, BOTTLENECK_CPU_SHARE};
+pub use build::{build, run_latencies, BOTTLENECK_CPU_SHARE};
 pub use document::{
-    ConnectReport, Connections, Environment, HarnessReport, PubRow, Publishers, RampReport, Report,
-    Rooms, ServerReport, StepRow, TimelineRow,
+    ClusterReport, ClusterServer, ConnectReport, Connections, Environment, GroupReport,
+    HarnessReport, Hop, PubRow, Publishers, RampReport, Report, Rooms, ServerReport, StepRow,
+    TimelineRow,
 };
 pub use html::html;
 pub use table::table;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::document::Report;
+use super::document::{ClusterReport, Report};
 use crate::coord::fmt_us;
 use crate::plan::Scenario;
 use crate::stats::Percentiles;
@@ -28,14 +28,81 @@ fn lat_line(p: &Percentiles) -> String {
     )
 }
 
+fn row(s: &mut String, k: &str, v: String) {
+    let _ = writeln!(s, "  {k:<14} {v}");
+}
+
+/// `-1234` µs as `-1.23ms`, `+56µs`.
+fn fmt_signed_us(us: i64) -> String {
+    format!("{}{}", if us < 0 { "-" } else { "+" }, fmt_us(us.unsigned_abs()))
+}
+
+/// The cluster rows: broadcasts, local and remote latency, the hop, each server.
+fn cluster_rows(s: &mut String, cl: &ClusterReport) {
+    row(
+        s,
+        "cluster",
+        format!(
+            "{} servers; {} broadcasts ({:.1}/s) from the first",
+            cl.servers.len(),
+            cl.broadcasts,
+            cl.broadcasts_per_sec
+        ),
+    );
+    row(s, "  local", lat_line(&cl.local.latency_us));
+    row(s, "  remote", lat_line(&cl.remote.latency_us));
+    row(
+        s,
+        "  redis hop",
+        format!(
+            "p50 {}  p99 {}  (remote - local)",
+            fmt_signed_us(cl.redis_hop_us.p50),
+            fmt_signed_us(cl.redis_hop_us.p99)
+        ),
+    );
+    for (i, sv) in cl.servers.iter().enumerate() {
+        let d = &sv.deliveries;
+        let cpu = match (sv.cpu_share_of_one_core, sv.cpu_us_per_broadcast) {
+            (Some(share), Some(per)) => {
+                format!("; cpu {:.0}% of a core, {per:.2} µs/broadcast", share * 100.0)
+            }
+            _ => String::new(),
+        };
+        row(
+            s,
+            &format!("  server {}", i + 1),
+            format!(
+                "{}{}: {} subscribers, received {} of {} (lost {}, duplicates {}, reordered {}){cpu}",
+                sv.url,
+                if sv.publishers { " (publishers)" } else { "" },
+                d.subscribers,
+                d.received,
+                d.expected,
+                d.lost,
+                d.duplicates,
+                d.reordered,
+            ),
+        );
+    }
+}
+
 /// The human table.
 pub fn table(r: &Report) -> String {
     let p = &r.config;
     let mut s = String::new();
     let what = match p.shape {
         Scenario::Fanout => format!(
-            "{} subscribers, {} room(s), {} publisher(s)/room, {} msg/s per room, payload {} B",
-            p.clients, p.rooms, p.publishers, p.rate, p.payload
+            "{} subscribers{}, {} room(s), {} publisher(s)/room, {} msg/s per room, payload {} B",
+            p.clients,
+            if p.is_cluster() {
+                format!(" over {} servers (publishers on the first)", p.servers.len())
+            } else {
+                String::new()
+            },
+            p.rooms,
+            p.publishers,
+            p.rate,
+            p.payload
         ),
         Scenario::Lobby => format!(
             "{} clients in {} rooms, {} msg/s per room, payload {} B",
@@ -52,7 +119,8 @@ pub fn table(r: &Report) -> String {
         ),
         _ => format!("{} connections", p.clients),
     };
-    let _ = writeln!(s, "shardcast-loadtest {}  {}  {}", r.scenario, p.url, what);
+    let urls: Vec<&str> = p.servers.iter().map(|s| s.url.as_str()).collect();
+    let _ = writeln!(s, "shardcast-loadtest {}  {}  {}", r.scenario, urls.join(" "), what);
     let _ = writeln!(
         s,
         "  duration {} s{}, workers {}, threads/process {}, cores available {}",
@@ -62,9 +130,6 @@ pub fn table(r: &Report) -> String {
         p.threads,
         r.harness.cores_available
     );
-    let row = |s: &mut String, k: &str, v: String| {
-        let _ = writeln!(s, "  {k:<14} {v}");
-    };
     if let Some(cr) = &r.connect {
         row(
             &mut s,
@@ -150,9 +215,16 @@ pub fn table(r: &Report) -> String {
             rp.shape, rp.p99_objective_ms, rp.max_loss
         );
         for st in &rp.steps {
+            let groups = st.cluster.as_ref().map_or(String::new(), |c| {
+                format!(
+                    "  local p99 {:>9} remote p99 {:>9}",
+                    fmt_us(c.local.latency_us.p99),
+                    fmt_us(c.remote.latency_us.p99)
+                )
+            });
             let _ = writeln!(
                 s,
-                "    rate {:>10.1}/s  recv {:>10}/{:<10} lost {:<8} p50 {:>9} p99 {:>9}  harness cpu {:>3.0}%  {}",
+                "    rate {:>10.1}/s  recv {:>10}/{:<10} lost {:<8} p50 {:>9} p99 {:>9}{groups}  harness cpu {:>3.0}%  {}",
                 st.rate,
                 st.received,
                 st.expected,
@@ -170,18 +242,22 @@ pub fn table(r: &Report) -> String {
                 .map_or("none held".to_owned(), |r| format!("{r} msg/s per room held")),
         );
     }
+    if let Some(cl) = &r.cluster {
+        cluster_rows(&mut s, cl);
+    }
     if let Some(sv) = &r.server {
         row(
             &mut s,
             "server",
             format!(
-                "rss {} -> {} connected (peak {}), {:.0} B/connection; cpu {:.0}% of a core, {:.2} µs/delivery",
+                "rss {} -> {} connected (peak {}), {:.0} B/connection; cpu {:.0}% of a core, {:.2} µs/delivery{}",
                 mb(sv.rss_baseline_bytes),
                 mb(sv.rss_connected_bytes),
                 mb(sv.rss_peak_bytes),
                 sv.bytes_per_connection,
                 sv.cpu_share_of_one_core * 100.0,
-                sv.cpu_us_per_delivery
+                sv.cpu_us_per_delivery,
+                if r.cluster.is_some() { " (the first server)" } else { "" }
             ),
         );
     }
