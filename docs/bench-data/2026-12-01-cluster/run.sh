@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# Cluster fan-out side by side: two shardcast servers (`shardcast serve --redis URL --redis-key K
+# --shards 1`) against two Node servers (loadtest/peers/node/server.js --redis URL --redis-key K,
+# the official socket.io + @socket.io/redis-adapter), each pair one cluster on one Redis key,
+# driven by `shardcast-loadtest cluster-fanout` (publishers on the first server, subscribers
+# split evenly over both):
+#
+#   (a) 10,000 broadcasts/s: ROOMS x RATE = 100 rooms x 100 msg/s, CLIENTS = 400 subscribers
+#       (2 per room on each server), 64-byte payload, 10 s (then up to 10 s for late
+#       deliveries; what has not arrived by then is lost); 3 runs, the clusters alternated
+#       (and which goes first swapped every run), fresh servers and a fresh key for every run.
+#       Medians of deliveries/s, loss, duplicates and reordering, local and remote latency,
+#       the Redis hop (remote - local), each server's CPU per broadcast, Redis's CPU per
+#       broadcast, the harness's CPU.
+#   (b) a ramp per cluster (`ramp --shape cluster-fanout`, the same rooms and subscribers,
+#       from 10 msg/s per room = 1,000 broadcasts/s, x1.25 a step, 5 s a step, at most 20
+#       steps) up to its highest clean rate: no loss and p99 <= 50 ms; 3 runs per cluster,
+#       alternated.
+#
+# Pinning (this is a 2-core machine):
+#   core 1: redis-server (a private one this script starts on 127.0.0.1:$REDIS_PORT) and both
+#           servers of the cluster under test    -> taskset -c 1
+#   core 0: the harness, shardcast-loadtest (its client threads and the publishers' thread)
+#                                                -> taskset -c 0
+# Nothing else may run on either core meanwhile (no build, no test): run it at a quiet time.
+# The servers run with their defaults (shardcast: write coalescing 5 ms, as shipped).
+#
+# Usage (from anywhere; release builds are made first, in $CARGO_TARGET_DIR or target/, unless
+# SKIP_BUILD=1; `npm ci` in loadtest/peers/node if its node_modules is missing):
+#   docs/bench-data/2026-12-01-cluster/run.sh                  # the measured run: ~10 min (~20 if every ramp runs all its steps)
+#   QUICK=1 docs/bench-data/2026-12-01-cluster/run.sh          # a smoke run (~20 s, light load) into a temp dir
+#   docs/bench-data/2026-12-01-cluster/run.sh --summarize DIR  # table.md and summary.json again from DIR/raw
+# Settings can be overridden from the environment (CLIENTS, ROOMS, RATE, DURATION, RUNS,
+# DRAIN, RAMP_START, RAMP_FACTOR, RAMP_STEPS, RAMP_DURATION, RAMP_DRAIN, P99_MS, REDIS_PORT,
+# OUT).
+#
+# Writes into this folder (OUT): table.md, summary.json, raw/ (the harness's JSON and table of
+# every run, Redis CPU per run) and the harness's HTML reports (charts) of the first run of
+# (a) and (b) per cluster. Server and Redis logs go to a temporary folder, removed at the end
+# (kept, and named, when something failed). Every run is bounded: --duration and --drain,
+# --setup-timeout, and `timeout` around each harness run; loopback only.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+
+summarize() { # $1 = the folder with raw/
+python3 - "$1" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+raw = out / "raw"
+settings = json.loads((raw / "settings.json").read_text())
+CLUSTERS = ["shardcast", "node"]
+NAMES = {"shardcast": "2 x shardcast --shards 1", "node": "2 x Node (socket.io + redis-adapter)"}
+
+
+def load(name):
+    p = raw / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def redis_cpu(tag):
+    p = raw / f"{tag}.redis-cpu-us"
+    return int(p.read_text().strip()) if p.exists() else None
+
+
+def ms(us):
+    return None if us is None else round(us / 1000.0, 3)
+
+
+def per(n, d):
+    return None if n is None or not d else round(n / d, 3)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def server_cpu(c, i):
+    s = c["servers"][i] if c and len(c["servers"]) > i else {}
+    return s.get("cpu_us_per_broadcast")
+
+
+def fanout_row(kind, run, j, tag):
+    c = j["cluster"]
+    return dict(
+        cluster=kind, run=run, clean=j["clean"],
+        deliveries_per_sec=j["deliveries_per_sec"], broadcasts_per_sec=c["broadcasts_per_sec"],
+        expected=j["expected"], lost=j["lost"], duplicates=j["duplicates"], reordered=j["reordered"],
+        latency_p50_ms=ms(j["latency_us"]["p50"]), latency_p99_ms=ms(j["latency_us"]["p99"]),
+        local_p50_ms=ms(c["local"]["latency_us"]["p50"]), local_p99_ms=ms(c["local"]["latency_us"]["p99"]),
+        remote_p50_ms=ms(c["remote"]["latency_us"]["p50"]), remote_p99_ms=ms(c["remote"]["latency_us"]["p99"]),
+        hop_p50_ms=ms(c["redis_hop_us"]["p50"]), hop_p99_ms=ms(c["redis_hop_us"]["p99"]),
+        local_lost=c["local"]["lost"], remote_lost=c["remote"]["lost"],
+        server1_cpu_us_per_broadcast=server_cpu(c, 0), server2_cpu_us_per_broadcast=server_cpu(c, 1),
+        redis_cpu_us_per_broadcast=per(redis_cpu(tag), c["broadcasts"]),
+        harness_cpu_share=j["harness"]["cpu_share_of_available"],
+        harness_bottleneck=j["harness"]["bottleneck"],
+    )
+
+
+def ramp_row(kind, run, j):
+    rp = j["ramp"]
+    steps = rp["steps"]
+    # The ramp stops at the first step that breaks: the steps that held, then maybe that one.
+    held = [s for s in steps if s["held"]]
+    best = held[-1] if held else None
+    nxt = steps[len(held)] if len(held) < len(steps) else None
+    row = dict(cluster=kind, run=run, steps=len(steps),
+               highest_rate_held_per_room=rp["highest_rate_held"],
+               highest_broadcasts_per_sec=None if rp["highest_rate_held"] is None
+               else round(rp["highest_rate_held"] * settings["rooms"], 1),
+               ran_out_of_steps=nxt is None)
+    if best:
+        c = best.get("cluster") or {}
+        row.update(
+            deliveries_per_sec=best["deliveries_per_sec"],
+            p99_ms=ms(best["latency_us"]["p99"]),
+            local_p99_ms=ms(c.get("local", {}).get("latency_us", {}).get("p99")),
+            remote_p99_ms=ms(c.get("remote", {}).get("latency_us", {}).get("p99")),
+            hop_p99_ms=ms(c.get("redis_hop_us", {}).get("p99")),
+            server1_cpu_us_per_broadcast=server_cpu(c, 0),
+            server2_cpu_us_per_broadcast=server_cpu(c, 1),
+            harness_cpu_share=best["harness_cpu_share"])
+    if nxt:
+        row["broke_at"] = dict(rate_per_room=nxt["rate"], lost=nxt["lost"], expected=nxt["expected"],
+                               p99_ms=ms(nxt["latency_us"]["p99"]),
+                               harness_cpu_share=nxt["harness_cpu_share"])
+    return row
+
+
+fan, ramps = [], []
+for kind in CLUSTERS:
+    for run in range(1, settings["runs"] + 1):
+        tag = f"{kind}-fanout-run{run}"
+        j = load(f"{tag}.json")
+        if j:
+            fan.append(fanout_row(kind, run, j, tag))
+        j = load(f"{kind}-ramp-run{run}.json")
+        if j:
+            ramps.append(ramp_row(kind, run, j))
+
+MEDIAN_KEYS = ["deliveries_per_sec", "lost", "duplicates", "reordered", "local_p50_ms", "local_p99_ms",
+               "remote_p50_ms", "remote_p99_ms", "hop_p50_ms", "hop_p99_ms",
+               "server1_cpu_us_per_broadcast", "server2_cpu_us_per_broadcast",
+               "redis_cpu_us_per_broadcast", "harness_cpu_share"]
+fan_medians = {k: {m: med([r[m] for r in fan if r["cluster"] == k]) for m in MEDIAN_KEYS}
+               for k in CLUSTERS if any(r["cluster"] == k for r in fan)}
+ramp_medians = {k: {m: med([r.get(m) for r in ramps if r["cluster"] == k])
+                    for m in ["highest_rate_held_per_room", "highest_broadcasts_per_sec",
+                              "deliveries_per_sec", "local_p99_ms", "remote_p99_ms", "hop_p99_ms",
+                              "server1_cpu_us_per_broadcast", "server2_cpu_us_per_broadcast"]}
+                for k in CLUSTERS if any(r["cluster"] == k for r in ramps)}
+
+s = settings
+what = (f"shardcast-loadtest cluster-fanout, 2 servers per cluster on one Redis key, publishers on "
+        f"server 1, {s['clients']} subscribers split evenly ({s['clients'] // s['rooms'] // 2} per room "
+        f"on each server), {s['rooms']} rooms, {s['payload']}-byte payload; (a) {s['rate']} msg/s per room "
+        f"= {s['rooms'] * s['rate']:,} broadcasts/s, {s['duration']} s, {s['runs']} runs alternated; "
+        f"(b) ramp from {s['ramp_start']} msg/s per room x{s['ramp_factor']} per {s['ramp_duration']} s "
+        f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms, "
+        f"{s['runs']} runs; servers and redis-server taskset -c 1, harness taskset -c 0")
+summary = dict(what=what, command="docs/bench-data/2026-12-01-cluster/run.sh",
+               settings=settings, fanout=dict(runs=fan, medians=fan_medians),
+               ramp=dict(runs=ramps, medians=ramp_medians))
+(out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def f(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        v = f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 100 else f"{v:,.0f}"
+    return f"{v}{unit}"
+
+
+def runs(k, m, rows, unit=""):
+    return " / ".join(f(r.get(m), unit) for r in rows if r["cluster"] == k)
+
+
+def section(title, columns):
+    return [title, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
+L = [f"# Cluster fan-out: shardcast and Node on Redis ({s['date']})", "",
+     what + ".", f"Command: `{summary['command']}`. {s['environment']}", ""]
+L += section(f"## (a) {s['rooms'] * s['rate']:,} broadcasts/s: medians of {s['runs']} runs (each run in brackets)",
+             ["cluster", "deliveries/s", "lost", "duplicates / reordered", "local p50 / p99",
+              "remote p50 / p99", "Redis hop p50 / p99", "server 1 CPU / broadcast",
+              "server 2 CPU / broadcast", "Redis CPU / broadcast", "harness CPU", "clean runs"])
+for k in fan_medians:
+    m, rows = fan_medians[k], [r for r in fan if r["cluster"] == k]
+    L.append(
+        f"| {NAMES[k]} | **{f(m['deliveries_per_sec'])}** ({runs(k, 'deliveries_per_sec', fan)}) "
+        f"| {runs(k, 'lost', fan)} | {runs(k, 'duplicates', fan)} / {runs(k, 'reordered', fan)} "
+        f"| **{f(m['local_p50_ms'], ' ms')} / {f(m['local_p99_ms'], ' ms')}** "
+        f"| **{f(m['remote_p50_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')}** "
+        f"| **{f(m['hop_p50_ms'], ' ms')} / {f(m['hop_p99_ms'], ' ms')}** ({runs(k, 'hop_p50_ms', fan)} / {runs(k, 'hop_p99_ms', fan)}) "
+        f"| **{f(m['server1_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server1_cpu_us_per_broadcast', fan)}) "
+        f"| **{f(m['server2_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server2_cpu_us_per_broadcast', fan)}) "
+        f"| {f(m['redis_cpu_us_per_broadcast'], ' µs')} "
+        f"| {f(None if m['harness_cpu_share'] is None else round(m['harness_cpu_share'] * 100), ' %')}"
+        f"{' (BOTTLENECK in a run)' if any(r['harness_bottleneck'] for r in rows) else ''} "
+        f"| {sum(r['clean'] for r in rows)} of {len(rows)} |")
+L += ["", "Server 1 takes the publishes (and has half the subscribers); server 2 only receives "
+      "through Redis. CPU per broadcast = the process's CPU time during the measured phase / "
+      "broadcasts published; Redis's is over the whole harness run (setup included). Latency is "
+      "from the scheduled send time (no coordinated omission); deliveries/s = distinct "
+      f"deliveries / scheduled seconds, late ones arriving in the drain (at most {s['drain']} s) "
+      "included; lost = not arrived by the end of the drain.", ""]
+L += section(f"## (b) highest clean rate: no loss and p99 <= {s['p99_ms']} ms",
+             ["cluster", "highest rate held, msg/s per room (each run)", "broadcasts/s (median)",
+              "deliveries/s there", "local / remote p99 there",
+              "server 1 / 2 CPU per broadcast there", "next step (what broke)"])
+for k in ramp_medians:
+    m, rows = ramp_medians[k], [r for r in ramps if r["cluster"] == k]
+    broke = []
+    for r in rows:
+        b = r.get("broke_at")
+        if not b:
+            broke.append("ran out of steps")
+            continue
+        why = []
+        if b["lost"]:
+            why.append(f"lost {b['lost']:,} of {b['expected']:,}")
+        if b["p99_ms"] is not None and b["p99_ms"] > s["p99_ms"]:
+            why.append(f"p99 {f(b['p99_ms'], ' ms')}")
+        if b["harness_cpu_share"] >= 0.9:
+            why.append("harness at its limit")
+        broke.append(f"{f(b['rate_per_room'])}/room: " + (", ".join(why) or "?"))
+    L.append(
+        f"| {NAMES[k]} | {runs(k, 'highest_rate_held_per_room', ramps)} | **{f(m['highest_broadcasts_per_sec'])}** "
+        f"| {f(m['deliveries_per_sec'])} | {f(m['local_p99_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')} "
+        f"| {f(m['server1_cpu_us_per_broadcast'], ' µs')} / {f(m['server2_cpu_us_per_broadcast'], ' µs')} "
+        f"| {'; '.join(broke)} |")
+L += ["", "Charts: the harness's HTML reports next to this table (`*-fanout.html`: latency per "
+      "second and the percentile spectrum, local and remote apart; `*-ramp.html`: p99 per step, "
+      "local and remote apart). Raw JSON of every run in `raw/`.", ""]
+(out / "table.md").write_text("\n".join(L))
+print("\n".join(L))
+PY
+}
+
+if [ "${1:-}" = "--summarize" ]; then
+  [ -d "${2:-}/raw" ] || { echo "usage: $0 --summarize DIR (with DIR/raw)" >&2; exit 2; }
+  summarize "$2"
+  exit $?
+fi
+
+# ---- settings ----------------------------------------------------------------------------
+if [ -n "${QUICK:-}" ]; then
+  # A smoke run: light load, short, one run, into a temporary folder.
+  : "${CLIENTS:=40}" "${ROOMS:=10}" "${RATE:=20}" "${DURATION:=2}" "${RUNS:=1}"
+  : "${RAMP_START:=10}" "${RAMP_STEPS:=3}" "${RAMP_DURATION:=1}" "${OUT:=$(mktemp -d /tmp/cluster-bench-quick.XXXXXX)}"
+fi
+CLIENTS=${CLIENTS:-400}         # subscribers, split evenly over the 2 servers
+ROOMS=${ROOMS:-100}
+RATE=${RATE:-100}               # msg/s per room: ROOMS x RATE = 10,000 broadcasts/s
+PAYLOAD=${PAYLOAD:-64}
+DURATION=${DURATION:-10}        # s per (a) run
+DRAIN=${DRAIN:-10}              # s, at most, after each (a) schedule (ends once all arrived)
+RUNS=${RUNS:-3}
+RAMP_START=${RAMP_START:-10}    # msg/s per room at the first step
+RAMP_FACTOR=${RAMP_FACTOR:-1.25}
+RAMP_STEPS=${RAMP_STEPS:-20}    # 10 x 1.25^19 = 694/room = 69,400 broadcasts/s at most
+RAMP_DURATION=${RAMP_DURATION:-5}
+RAMP_DRAIN=${RAMP_DRAIN:-3}     # a step that needs more has broken anyway
+P99_MS=${P99_MS:-50}
+REDIS_PORT=${REDIS_PORT:-6390}
+OUT=${OUT:-$HERE}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SHARDCAST=$TARGET/release/shardcast
+LT=$TARGET/release/shardcast-loadtest
+NODE_PEER=$ROOT/loadtest/peers/node/server.js
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+TMP=$(mktemp -d /tmp/cluster-bench-logs.XXXXXX)
+STARTED=()     # PIDs this script started, stopped by PID at the end
+REDIS_PID=
+
+log() { echo "run.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+  local rc=$?
+  for pid in "${STARTED[@]}" $REDIS_PID; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  if [ $rc -eq 0 ]; then rm -rf "$TMP"; else log "logs kept in $TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(nproc --all)" -ge 2 ] || die "needs cores 0 and 1"
+command -v redis-server >/dev/null || die "redis-server is needed"
+command -v node >/dev/null || die "node is needed"
+command -v python3 >/dev/null || die "python3 is needed (table.md, summary.json)"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  (cd "$ROOT" && cargo build --release -p shardcast -p shardcast-loadtest \
+      --bin shardcast --bin shardcast-loadtest) || die "build failed"
+fi
+[ -x "$SHARDCAST" ] && [ -x "$LT" ] || die "no release builds in $TARGET/release"
+[ -d "$ROOT/loadtest/peers/node/node_modules" ] ||
+  (cd "$ROOT/loadtest/peers/node" && npm ci --no-audit --no-fund) || die "npm ci failed"
+"$LT" cluster-fanout --help >/dev/null || die "$LT has no cluster-fanout scenario"
+
+# ---- Redis: a private one on core 1 -----------------------------------------------------
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && die "something already answers on port $REDIS_PORT (set REDIS_PORT)"
+taskset -c 1 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+  >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "redis-server did not start: $(tail -3 "$TMP/redis.log")"
+TICK=$(getconf CLK_TCK)
+redis_cpu_us() { # user + system CPU of our redis-server, µs
+  awk -v t="$TICK" '{ sub(/^.*\) /, ""); print int(($12 + $13) * 1000000 / t) }' "/proc/$REDIS_PID/stat"
+}
+
+# ---- servers -----------------------------------------------------------------------------
+# start_server KIND KEY NAME: one server of the cluster on core 1; sets PID and URL.
+start_server() {
+  local kind=$1 key=$2 log=$TMP/$3.log port
+  case $kind in
+    shardcast) taskset -c 1 "$SHARDCAST" serve --port 0 --shards 1 --redis "$REDIS_URL" \
+                 --redis-key "$key" >"$log" 2>&1 & ;;
+    node) taskset -c 1 node "$NODE_PEER" --port 0 --redis "$REDIS_URL" --redis-key "$key" \
+            >"$log" 2>&1 & ;;
+  esac
+  PID=$!
+  STARTED+=("$PID")
+  for _ in $(seq 150); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log")
+    if [ -n "$port" ]; then URL=http://127.0.0.1:$port; return 0; fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "$kind did not start: $(tail -3 "$log")"
+}
+
+# start_cluster KIND TAG: two servers on one fresh key; sets PIDS and URLS (comma-separated).
+start_cluster() {
+  local key="bench-$2-$$" u=() p=()
+  for i in 1 2; do
+    start_server "$1" "$key" "$2-server$i"
+    u+=("$URL"); p+=("$PID")
+  done
+  URLS=$(IFS=,; echo "${u[*]}"); PIDS=$(IFS=,; echo "${p[*]}")
+}
+
+stop_cluster() {
+  local pid keep=()
+  for pid in ${PIDS//,/ }; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  for pid in "${STARTED[@]}"; do [[ ",$PIDS," == *",$pid,"* ]] || keep+=("$pid"); done
+  STARTED=("${keep[@]}")
+}
+
+# harness SECONDS ARGS...: one bounded run of the harness on core 0.
+harness() {
+  local budget=$1; shift
+  timeout --kill-after=10 "$budget" taskset -c 0 "$LT" "$@" --quiet
+}
+
+mkdir -p "$OUT/raw"
+cat >"$OUT/raw/settings.json" <<JSON
+{"date": "$(date +%F)", "clients": $CLIENTS, "rooms": $ROOMS, "rate": $RATE, "payload": $PAYLOAD,
+ "duration": $DURATION, "drain": $DRAIN, "runs": $RUNS, "ramp_start": $RAMP_START,
+ "ramp_factor": $RAMP_FACTOR, "ramp_steps": $RAMP_STEPS, "ramp_duration": $RAMP_DURATION,
+ "ramp_drain": $RAMP_DRAIN,
+ "p99_ms": $P99_MS,
+ "environment": "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), kernel $(uname -r), $(nproc --all) cores, node $(node --version), redis $(redis-server --version | awk '{print $3}' | tr -d v=), redis-server taskset -c 1 on its own port"}
+JSON
+
+# alternated WHAT: RUNS runs of the function WHAT against each cluster, alternated (which goes
+# first swapped every run), each on fresh servers and a fresh key. WHAT gets the run's tag and
+# writes raw/TAG.json (and, in the first run, the HTML report WHAT.html); its table goes to
+# raw/TAG.txt, the Redis CPU it cost to raw/TAG.redis-cpu-us.
+alternated() {
+  local what=$1 run kind tag order cpu0
+  for run in $(seq "$RUNS"); do
+    order="shardcast node"; [ $((run % 2)) -eq 0 ] && order="node shardcast"
+    for kind in $order; do
+      tag=$kind-$what-run$run
+      REPORT=(); [ "$run" -eq 1 ] && REPORT=(--report "$OUT/$kind-$what.html")
+      start_cluster "$kind" "$tag"
+      cpu0=$(redis_cpu_us)
+      "$what" "$tag" >"$OUT/raw/$tag.txt" || die "$tag failed (see $OUT/raw/$tag.txt)"
+      echo $(( $(redis_cpu_us) - cpu0 )) >"$OUT/raw/$tag.redis-cpu-us"
+      stop_cluster
+    done
+  done
+}
+
+# (a) ROOMS x RATE broadcasts/s (10,000).
+fanout() {
+  log "(a) $1: $ROOMS rooms x $RATE msg/s, $CLIENTS subscribers"
+  harness $((DURATION + DRAIN + 150)) cluster-fanout --url "$URLS" --server-pid "$PIDS" \
+    --clients "$CLIENTS" --rooms "$ROOMS" --rate "$RATE" --duration "$DURATION" \
+    --drain "$DRAIN" --payload "$PAYLOAD" --setup-timeout 60 \
+    --json "$OUT/raw/$1.json" "${REPORT[@]}"
+}
+
+# (b) the ramp to the highest clean rate.
+ramp() {
+  log "(b) $1: from $RAMP_START msg/s per room x$RAMP_FACTOR, at most $RAMP_STEPS steps"
+  harness $((RAMP_STEPS * (RAMP_DURATION + RAMP_DRAIN + 20) + 150)) ramp --shape cluster-fanout \
+    --url "$URLS" --server-pid "$PIDS" --clients "$CLIENTS" --rooms "$ROOMS" \
+    --rate "$RAMP_START" --step-factor "$RAMP_FACTOR" --steps "$RAMP_STEPS" \
+    --duration "$RAMP_DURATION" --drain "$RAMP_DRAIN" --p99-ms "$P99_MS" --max-loss 0 \
+    --payload "$PAYLOAD" --setup-timeout 60 \
+    --json "$OUT/raw/$1.json" "${REPORT[@]}"
+}
+
+alternated fanout
+alternated ramp
+
+summarize "$OUT" || die "summarizing failed"
+log "wrote $OUT/table.md and $OUT/summary.json"
