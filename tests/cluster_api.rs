@@ -164,3 +164,28 @@ async fn local_stays_local() {
     wb.expect(r#"42["both"]"#).await;
     wb.expect_silence(Duration::from_millis(300)).await;
 }
+
+/// Sharded, with a dynamic pattern's namespaces: a room of one child is subscribed on its
+/// own channel, and the same room deleted in another child does not unsubscribe it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_room_channels_follow_each_child_of_a_pattern() {
+    let key = format!("rs-{}-sharded-dyn", std::process::id());
+    let cfg = || config().redis(redis_url()).redis_key(&key).redis_sharded(true).build().unwrap();
+    let setup = |io: &Server| {
+        io.of_regex(regex::Regex::new(r"^/dyn-\d+$").unwrap()).on_connection(|s| s.join("x"));
+    };
+    let a = TestServer::start(cfg(), setup);
+    let b = TestServer::start(cfg(), setup);
+    let (mut c1, _) = Ws::open(b.addr).await;
+    c1.sio_connect("/dyn-1", None).await;
+    let (mut c2, _) = Ws::open(b.addr).await;
+    c2.sio_connect("/dyn-2", None).await;
+    // "x" in /dyn-2 loses its last member on b
+    c2.send("41/dyn-2,").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // a one-room broadcast goes on the room's own channel: b must still hear /dyn-1's
+    let dyn1 = a.io.of("/dyn-1");
+    eventually(|| async { dyn1.server_count().await == Ok(2) }).await;
+    dyn1.to("x").emit("hi", ()).unwrap();
+    c1.expect(r#"42/dyn-1,["hi"]"#).await;
+}

@@ -26,6 +26,8 @@ pub type Room = Arc<str>;
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
 pub(crate) type RoomHandler = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
+/// A room-event listener of the layers above: the namespace's name and the event.
+pub(crate) type RoomWatcher = Arc<dyn Fn(&Arc<str>, &RoomEvent) + Send + Sync>;
 /// A listener for events other servers send this one (`server_side_emit`), with the event
 /// name (`None`: every event).
 pub(crate) type ServerSideHandler = (Option<String>, ServerSideFn);
@@ -86,6 +88,7 @@ pub(crate) struct NamespaceInner {
     on_connection: RwLock<Option<ConnectHandler>>,
     middlewares: RwLock<Vec<Middleware>>,
     room_handlers: RwLock<Vec<RoomHandler>>,
+    room_watchers: RwLock<Vec<(&'static str, RoomWatcher)>>,
     server_side_handlers: RwLock<Vec<ServerSideHandler>>,
     has_room_handlers: AtomicBool,
     /// Some socket of this namespace has (or had) an outgoing catch-all listener: plain
@@ -121,6 +124,7 @@ impl NamespaceInner {
             on_connection: RwLock::new(None),
             middlewares: RwLock::new(Vec::new()),
             room_handlers: RwLock::new(Vec::new()),
+            room_watchers: RwLock::new(Vec::new()),
             server_side_handlers: RwLock::new(Vec::new()),
             has_room_handlers: AtomicBool::new(false),
             has_outgoing_listeners: AtomicBool::new(false),
@@ -172,14 +176,26 @@ impl NamespaceInner {
         self.root().has_room_handlers.load(Ordering::Acquire)
     }
 
-    /// Adds a room-event listener for the layers above (a cluster adapter's room channels).
-    pub(crate) fn add_room_handler(&self, h: RoomHandler) {
+    /// Adds a room-event listener for the layers above (a cluster adapter's room channels),
+    /// told the name of the namespace each event is about (for a dynamic pattern's, each
+    /// namespace it created). Returns false, adding nothing, when `key` was added to this
+    /// namespace's root already (one listener per pattern, not per child).
+    pub(crate) fn add_room_watcher(&self, key: &'static str, h: RoomWatcher) -> bool {
         let root = self.root();
-        root.room_handlers.write().unwrap_or_else(|p| p.into_inner()).push(h);
+        let mut watchers = root.room_watchers.write().unwrap_or_else(|p| p.into_inner());
+        if watchers.iter().any(|(k, _)| *k == key) {
+            return false;
+        }
+        watchers.push((key, h));
         root.has_room_handlers.store(true, Ordering::Release);
+        true
     }
 
     pub(crate) fn fire_room_event(&self, ev: &RoomEvent) {
+        let watchers = read(&self.root().room_watchers).clone();
+        for (_, w) in watchers {
+            w(&self.name, ev);
+        }
         let handlers = read(&self.root().room_handlers).clone();
         for h in handlers {
             h(ev);

@@ -34,7 +34,7 @@ pub(crate) struct ServerShared {
     on_new_namespace: OnceLock<NamespaceHook>,
 }
 
-type NamespaceHook = Box<dyn Fn(&Arc<str>) + Send + Sync>;
+type NamespaceHook = Box<dyn Fn(&Arc<NamespaceInner>) + Send + Sync>;
 
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
@@ -79,8 +79,9 @@ impl ServerShared {
         ns
     }
 
-    /// Sets what is told of each namespace created from now on; returns the names of those
-    /// that exist already (patterns excluded). Set once.
+    /// Sets what is told of each namespace created from now on (on the creating thread,
+    /// before any socket is in it); returns the names of those that exist already
+    /// (patterns excluded). Set once.
     pub(crate) fn watch_namespaces(&self, hook: NamespaceHook) -> Vec<Arc<str>> {
         let _ = self.on_new_namespace.set(hook);
         let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
@@ -89,7 +90,7 @@ impl ServerShared {
 
     fn created(&self, ns: &Arc<NamespaceInner>) {
         if let Some(hook) = self.on_new_namespace.get() {
-            hook(&ns.name);
+            hook(ns);
         }
     }
 

@@ -98,9 +98,9 @@ async fn run(
     let mut nsps: BTreeSet<Arc<str>> = BTreeSet::new();
     {
         let adapter = adapter.clone();
-        let existing = server.watch_namespaces(Box::new(move |name| {
+        let existing = server.watch_namespaces(Box::new(move |ns| {
             // Queued behind what was published before: the channel is subscribed in order.
-            let _ = adapter.cmds.try_send(Cmd::Watch(name.clone()));
+            let _ = adapter.cmds.try_send(Cmd::Watch(ns.name.clone()));
         }));
         nsps.extend(existing.into_iter().filter(|n| n.starts_with('/')));
     }

@@ -34,7 +34,7 @@ use crate::adapter::request::{Request, RequestBody, Targets, WireSocket};
 use crate::adapter::{RequestError, Started};
 use crate::broadcast::{self, BroadcastMsg};
 use crate::ns::shared::ServerShared;
-use crate::ns::{Room, RoomEvent};
+use crate::ns::{NamespaceInner, Room, RoomEvent};
 
 /// A request of the seam as a cluster message body (`None`: the protocol has no such
 /// request, or no one-socket form).
@@ -492,7 +492,6 @@ impl Link {
             Internal::Expire(id) => self.table.expire(&id),
             Internal::Watch(nsp) => {
                 if nsp.starts_with('/') && self.nsps.insert(nsp.clone()) {
-                    watch_rooms(&self.ctx.server, &nsp, self.internal.clone());
                     if let Some(sub) = sub {
                         if sub.ssubscribe(&self.nsp_channels(&nsp)).await.is_err() {
                             return false;
@@ -573,18 +572,20 @@ impl Link {
     }
 }
 
-/// Tells the link of `nsp`'s rooms as they are created and deleted (dynamic room channels).
-fn watch_rooms(server: &ServerShared, name: &Arc<str>, link: mpsc::UnboundedSender<Internal>) {
-    let Some(ns) = server.existing(name) else { return };
-    let name = name.clone();
-    ns.add_room_handler(Arc::new(move |ev: &RoomEvent| {
-        let msg = match ev {
-            RoomEvent::CreateRoom(r) => Internal::Room(name.clone(), r.clone(), true),
-            RoomEvent::DeleteRoom(r) => Internal::Room(name.clone(), r.clone(), false),
-            _ => return,
-        };
-        let _ = link.send(msg);
-    }));
+/// Tells the link of `nsp`'s rooms as they are created and deleted (dynamic room channels),
+/// naming the namespace of each (one watcher per dynamic pattern serves all its children).
+fn watch_rooms(ns: &NamespaceInner, link: mpsc::UnboundedSender<Internal>) {
+    ns.add_room_watcher(
+        "sharded-redis-adapter",
+        Arc::new(move |nsp: &Arc<str>, ev: &RoomEvent| {
+            let msg = match ev {
+                RoomEvent::CreateRoom(r) => Internal::Room(nsp.clone(), r.clone(), true),
+                RoomEvent::DeleteRoom(r) => Internal::Room(nsp.clone(), r.clone(), false),
+                _ => return,
+            };
+            let _ = link.send(msg);
+        }),
+    );
 }
 
 async fn run(
@@ -605,11 +606,17 @@ async fn run(
     let (internal_tx, mut internal) = mpsc::unbounded_channel();
     let (conn_tx, conn_rx) = watch::channel(None);
     {
-        let adapter = adapter.clone();
-        let existing = server.watch_namespaces(Box::new(move |name| {
-            let _ = adapter.cmds.try_send(Cmd::Watch(name.clone()));
+        let (adapter, link) = (adapter.clone(), internal_tx.clone());
+        let existing = server.watch_namespaces(Box::new(move |ns| {
+            // Its rooms are watched at once, before a socket can join one; its channels are
+            // subscribed in order with what was published before.
+            watch_rooms(ns, link.clone());
+            let _ = adapter.cmds.try_send(Cmd::Watch(ns.name.clone()));
         }));
         for name in existing.into_iter().filter(|n| n.starts_with('/')) {
+            if let Some(ns) = server.existing(&name) {
+                watch_rooms(&ns, internal_tx.clone());
+            }
             let _ = internal_tx.send(Internal::Watch(name));
         }
     }
