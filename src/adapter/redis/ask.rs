@@ -16,7 +16,7 @@ use crate::ns::args::Args;
 use crate::ns::socket::{AckEvent, AckSink};
 use crate::ns::Room;
 
-type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
 /// What collects a request's answers.
 pub(crate) enum Kind {
@@ -226,4 +226,40 @@ impl Table {
             Collected::Ack(sink) => drop(sink.send(AckEvent::RemoteExpired)),
         }
     }
+}
+
+/// Waits on request `id` for both links: tells `servers` the count `count` gives (when
+/// connected), then `expire` at the deadline.
+pub(crate) fn spawn_wait<F>(
+    count: Option<F>,
+    id: String,
+    deadline: tokio::time::Instant,
+    servers: impl FnOnce(String, usize) + Send + 'static,
+    expire: impl FnOnce(String) + Send + 'static,
+) where
+    F: std::future::Future<Output = redis::RedisResult<usize>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Some(count) = count {
+            if let Ok(n) = count.await {
+                servers(id.clone(), n);
+            }
+        }
+        tokio::time::sleep_until(deadline).await;
+        expire(id);
+    });
+}
+
+/// Answers a server count with what `count` gives, or unavailable when not connected.
+pub(crate) fn spawn_count<F>(count: Option<F>, tx: Reply<usize>)
+where
+    F: std::future::Future<Output = redis::RedisResult<usize>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let n = match count {
+            Some(count) => count.await.map_err(|e| RequestError::Unavailable(e.to_string())),
+            None => Err(RequestError::Unavailable("not connected to Redis".into())),
+        };
+        let _ = tx.send(n);
+    });
 }

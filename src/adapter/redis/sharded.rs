@@ -465,28 +465,21 @@ impl Link {
         match msg {
             Internal::Register { id, kind, channel, deadline } => {
                 self.table.insert(id.clone(), kind);
-                let (conn, link) = (self.conn.clone(), self.internal.clone());
-                tokio::spawn(async move {
-                    if let Some(conn) = conn {
-                        if let Ok(n) = shardnumsub(conn, &channel).await {
-                            let _ = link.send(Internal::Servers(id.clone(), n));
-                        }
-                    }
-                    tokio::time::sleep_until(deadline).await;
-                    let _ = link.send(Internal::Expire(id));
-                });
+                let count =
+                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel).await });
+                let (l1, l2) = (self.internal.clone(), self.internal.clone());
+                ask::spawn_wait(
+                    count,
+                    id,
+                    deadline,
+                    move |id, n| drop(l1.send(Internal::Servers(id, n))),
+                    move |id| drop(l2.send(Internal::Expire(id))),
+                );
             }
             Internal::Count(channel, tx) => {
-                let conn = self.conn.clone();
-                tokio::spawn(async move {
-                    let n = match conn {
-                        Some(conn) => shardnumsub(conn, &channel)
-                            .await
-                            .map_err(|e| RequestError::Unavailable(e.to_string())),
-                        None => Err(RequestError::Unavailable("not connected to Redis".into())),
-                    };
-                    let _ = tx.send(n);
-                });
+                let count =
+                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel).await });
+                ask::spawn_count(count, tx);
             }
             Internal::Servers(id, n) => self.table.set_servers(&id, n),
             Internal::Expire(id) => self.table.expire(&id),
