@@ -359,28 +359,36 @@ async fn drive(
     room_joined.resize(plan.rooms as usize, 0);
 
     let steps = plan.ramp.as_ref().map_or(1, |r| r.steps);
+    // A warm-up, when asked for, runs first at the first rate and is thrown away: its phase
+    // number (`steps`) is past the measured ones.
+    let warmup = plan.warmup_s > 0.0 && !matches!(plan.shape, Scenario::Idle | Scenario::Connect);
+    let order = warmup.then_some(steps).into_iter().chain(0..steps);
     let mut phases = Vec::new();
-    for phase in 0..steps {
-        let rate = plan.rate * plan.ramp.as_ref().map_or(1.0, |r| r.step_factor.powi(phase as i32));
+    for phase in order {
+        let warming = phase == steps;
+        let step = if warming { 0 } else { phase };
+        let rate = plan.rate * plan.ramp.as_ref().map_or(1.0, |r| r.step_factor.powi(step as i32));
         let start_ns = mono_ns() + 200_000_000;
         live.first_start.get_or_insert(start_ns);
         let base = live.sum();
         let cpu0 = coord_cpu();
         let t_cpu0 = mono_ns();
         let srv0: Vec<_> = samplers.iter().map(Sampler::now).collect();
+        let dur_ns = (if warming { plan.warmup_s } else { plan.duration_s } * 1e9) as u64;
+        let sched_end = start_ns + dur_ns;
         workers.broadcast(&ToWorker::Start {
             phase,
             start_ns,
+            end_ns: sched_end,
             rate,
             room_joined: room_joined.clone(),
         });
-        let dur_ns = (plan.duration_s * 1e9) as u64;
-        let sched_end = start_ns + dur_ns;
         let hard_end = match plan.shape {
             Scenario::Idle | Scenario::Connect => sched_end,
             _ => sched_end + (plan.drain_s * 1e9) as u64,
         };
         let label = match &plan.ramp {
+            _ if warming => format!("[warm-up @{rate:.0}/s]"),
             Some(r) => format!("[ramp {}/{} @{rate:.0}/s]", phase + 1, r.steps),
             None => format!("[{stage_name}]"),
         };
@@ -420,6 +428,11 @@ async fn drive(
                 Some(other) => bail!("unexpected message at the end of a phase: {other:?}"),
                 None => {}
             }
+        }
+        if warming {
+            // Thrown away: each measured phase samples the servers' CPU itself.
+            drop(srv1);
+            continue;
         }
         let mut report = merge_reports(parts)?;
         let cpu_wall_s = (mono_ns() - t_cpu0) as f64 / 1e9;

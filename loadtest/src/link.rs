@@ -26,6 +26,8 @@ pub enum ToWorker {
         phase: u32,
         /// When the schedule starts.
         start_ns: u64,
+        /// When it ends (a warm-up is shorter or longer than a measured phase).
+        end_ns: u64,
         /// Rate per room (or per client for echo).
         rate: f64,
         /// Subscribers that joined each room, over all workers.

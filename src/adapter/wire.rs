@@ -100,6 +100,26 @@ fn encode_message(uid: &str, nsp: &str, event: &str, args: &Args, opts: Value) -
     out.freeze()
 }
 
+/// The uid a broadcast message starts with (`[uid, ...]`), read without decoding the rest:
+/// a server skips its own broadcasts, which Redis sends back to it, for the price of a few
+/// byte comparisons. `None` when the message does not start that way (the full decoder then
+/// says why).
+pub fn peek_uid(bytes: &[u8]) -> Option<&str> {
+    let rest = match *bytes.first()? {
+        0x91..=0x9f => &bytes[1..],
+        0xdc => bytes.get(3..)?,
+        0xdd => bytes.get(5..)?,
+        _ => return None,
+    };
+    let (len, at): (usize, usize) = match *rest.first()? {
+        b @ 0xa0..=0xbf => (usize::from(b & 0x1f), 1),
+        0xd9 => (usize::from(*rest.get(1)?), 2),
+        0xda => (usize::from(u16::from_be_bytes([*rest.get(1)?, *rest.get(2)?])), 3),
+        _ => return None,
+    };
+    std::str::from_utf8(rest.get(at..at.checked_add(len)?)?).ok()
+}
+
 /// Decodes a broadcast another server (or the emitter) published.
 pub fn decode_broadcast(bytes: &Bytes, max_depth: usize) -> Result<WireBroadcast, WireError> {
     let decoded = msgpack::decode(bytes, max_depth)?;

@@ -9,7 +9,7 @@ use std::process::Command;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::wire::{broadcast_channel, decode_broadcast, encode_broadcast, WireBroadcast};
+use super::wire::{broadcast_channel, decode_broadcast, encode_broadcast, peek_uid, WireBroadcast};
 use crate::broadcast::Selection;
 use crate::ns::args::Args;
 use crate::ns::Room;
@@ -165,4 +165,39 @@ fn binary_outside_the_arguments_is_not_carried() {
     let b = decode_broadcast(&input, 200).expect("decodes");
     assert_eq!(b.args.binary().len(), 1, "only the attachment the arguments name");
     assert_eq!(decode_broadcast(&encode_broadcast(&b), 200), Ok(b));
+}
+
+#[test]
+fn the_uid_is_read_without_decoding_the_rest() {
+    let b = WireBroadcast {
+        uid: "a1b2c3".into(),
+        nsp: "/".into(),
+        event: "e".into(),
+        args: Args::default(),
+        sel: Selection::default(),
+        volatile: false,
+        compress: true,
+    };
+    let bytes = encode_broadcast(&b);
+    assert_eq!(peek_uid(&bytes), Some("a1b2c3"));
+    // Whatever follows the uid does not matter: truncated after it, it is still read.
+    let head = 1 + 1 + "a1b2c3".len();
+    assert_eq!(peek_uid(&bytes[..head]), Some("a1b2c3"));
+    // Cut inside the uid, not an array, not a string, invalid UTF-8: none.
+    assert_eq!(peek_uid(&bytes[..head - 1]), None);
+    assert_eq!(peek_uid(&[0xa3, b'a', b'b', b'c']), None);
+    assert_eq!(peek_uid(&[0x93, 0x01, 0xa1, b'x']), None);
+    assert_eq!(peek_uid(&[0x93, 0xa2, 0xff, 0xfe]), None);
+    assert_eq!(peek_uid(&[]), None);
+    // Longer uids (str8 and str16) and arrays of 16 or more parts (array16).
+    let long = "u".repeat(40);
+    let mut m = vec![0xdc, 0x00, 0x03, 0xd9, 40];
+    m.extend_from_slice(long.as_bytes());
+    assert_eq!(peek_uid(&m), Some(long.as_str()));
+    let longer = "v".repeat(300);
+    let mut m = vec![0x93, 0xda, 0x01, 0x2c];
+    m.extend_from_slice(longer.as_bytes());
+    assert_eq!(peek_uid(&m), Some(longer.as_str()));
+    // A length past the end, or at usize's edge, is none rather than a panic.
+    assert_eq!(peek_uid(&[0xdd, 0, 0, 0, 3, 0xda, 0xff, 0xff, b'a']), None);
 }

@@ -162,7 +162,8 @@ what = (f"shardcast-loadtest cluster-fanout, 2 servers per cluster on one Redis 
         f"= {s['rooms'] * s['rate']:,} broadcasts/s, {s['duration']} s, {s['runs']} runs alternated; "
         f"(b) ramp from {s['ramp_start']} msg/s per room x{s['ramp_factor']} per {s['ramp_duration']} s "
         f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms, "
-        f"{s['runs']} runs; servers and redis-server taskset -c 1, harness taskset -c 0")
+        f"{s['runs']} runs; each run after {s.get('warmup', 0)} s of unmeasured warm-up at its first rate; "
+        f"servers and redis-server taskset -c 1, harness taskset -c 0")
 summary = dict(what=what, command="docs/bench-data/2026-12-01-cluster/run.sh",
                settings=settings, fanout=dict(runs=fan, medians=fan_medians),
                ramp=dict(runs=ramps, medians=ramp_medians))
@@ -268,6 +269,9 @@ RAMP_FACTOR=${RAMP_FACTOR:-1.25}
 RAMP_STEPS=${RAMP_STEPS:-20}    # 10 x 1.25^19 = 694/room = 69,400 broadcasts/s at most
 RAMP_DURATION=${RAMP_DURATION:-5}
 RAMP_DRAIN=${RAMP_DRAIN:-3}     # a step that needs more has broken anyway
+WARMUP=${WARMUP:-5}             # s of unmeasured traffic at the first rate before each run
+                                # (Node's JIT: without it the first ramp step measures its cold start)
+PARTS=${PARTS:-a b}             # which parts to run
 P99_MS=${P99_MS:-50}
 REDIS_PORT=${REDIS_PORT:-6390}
 OUT=${OUT:-$HERE}
@@ -369,7 +373,7 @@ cat >"$OUT/raw/settings.json" <<JSON
 {"date": "$(date +%F)", "clients": $CLIENTS, "rooms": $ROOMS, "rate": $RATE, "payload": $PAYLOAD,
  "duration": $DURATION, "drain": $DRAIN, "runs": $RUNS, "ramp_start": $RAMP_START,
  "ramp_factor": $RAMP_FACTOR, "ramp_steps": $RAMP_STEPS, "ramp_duration": $RAMP_DURATION,
- "ramp_drain": $RAMP_DRAIN,
+ "ramp_drain": $RAMP_DRAIN, "warmup": $WARMUP,
  "p99_ms": $P99_MS,
  "environment": "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), kernel $(uname -r), $(nproc --all) cores, node $(node --version), redis $(redis-server --version | awk '{print $3}' | tr -d v=), redis-server taskset -c 1 on its own port"}
 JSON
@@ -397,25 +401,25 @@ alternated() {
 # (a) ROOMS x RATE broadcasts/s (10,000).
 fanout() {
   log "(a) $1: $ROOMS rooms x $RATE msg/s, $CLIENTS subscribers"
-  harness $((DURATION + DRAIN + 150)) cluster-fanout --url "$URLS" --server-pid "$PIDS" \
+  harness $((WARMUP + DURATION + 2 * DRAIN + 150)) cluster-fanout --url "$URLS" --server-pid "$PIDS" \
     --clients "$CLIENTS" --rooms "$ROOMS" --rate "$RATE" --duration "$DURATION" \
-    --drain "$DRAIN" --payload "$PAYLOAD" --setup-timeout 60 \
+    --drain "$DRAIN" --payload "$PAYLOAD" --setup-timeout 60 --warmup "$WARMUP" \
     --json "$OUT/raw/$1.json" "${REPORT[@]}"
 }
 
 # (b) the ramp to the highest clean rate.
 ramp() {
   log "(b) $1: from $RAMP_START msg/s per room x$RAMP_FACTOR, at most $RAMP_STEPS steps"
-  harness $((RAMP_STEPS * (RAMP_DURATION + RAMP_DRAIN + 20) + 150)) ramp --shape cluster-fanout \
+  harness $((WARMUP + RAMP_STEPS * (RAMP_DURATION + RAMP_DRAIN + 20) + 150)) ramp --shape cluster-fanout \
     --url "$URLS" --server-pid "$PIDS" --clients "$CLIENTS" --rooms "$ROOMS" \
     --rate "$RAMP_START" --step-factor "$RAMP_FACTOR" --steps "$RAMP_STEPS" \
     --duration "$RAMP_DURATION" --drain "$RAMP_DRAIN" --p99-ms "$P99_MS" --max-loss 0 \
-    --payload "$PAYLOAD" --setup-timeout 60 \
+    --payload "$PAYLOAD" --setup-timeout 60 --warmup "$WARMUP" \
     --json "$OUT/raw/$1.json" "${REPORT[@]}"
 }
 
-alternated fanout
-alternated ramp
+[[ " $PARTS " == *" a "* ]] && alternated fanout
+[[ " $PARTS " == *" b "* ]] && alternated ramp
 
 summarize "$OUT" || die "summarizing failed"
 log "wrote $OUT/table.md and $OUT/summary.json"

@@ -136,9 +136,8 @@ pub async fn run_process(
             }
             c = cmd_rx.recv(), if cmds_open => {
                 match c {
-                    Some(ToWorker::Start { phase, start_ns, rate, room_joined }) => {
+                    Some(ToWorker::Start { phase, start_ns, end_ns, rate, room_joined }) => {
                         stage_cpu0 = cpu();
-                        let end_ns = start_ns + (plan.duration_s * 1e9) as u64;
                         let spec = PhaseSpec { phase, start_ns, end_ns, rate, room_joined };
                         let _ = ctl_tx.send(Control::Run(Arc::new(spec)));
                     }

@@ -77,7 +77,8 @@ impl Publisher {
         self.phase = Some(spec.phase);
         self.start_ns = spec.start_ns;
         self.interval_ns = 1e9 / rate;
-        self.n = (rate * plan.duration_s + 1e-6).floor() as u64;
+        let duration_s = spec.end_ns.saturating_sub(spec.start_ns) as f64 / 1e9;
+        self.n = (rate * duration_s + 1e-6).floor() as u64;
         // Spread publishers over the first interval (golden-ratio sequence) so that they do
         // not all fire at the same instant.
         self.offset_ns = (f64::from(self.p.id) * 0.618_033_988_749_895).fract() * self.interval_ns;
@@ -89,7 +90,6 @@ impl Publisher {
         };
         l.st.borrow_mut().c.scheduled += self.n;
         Gauge::bump(&l.gauge.scheduled, self.n);
-        let _ = spec.end_ns;
     }
 
     pub(super) fn next_due(&self) -> Option<u64> {

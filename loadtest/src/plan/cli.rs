@@ -73,6 +73,11 @@ pub struct CommonArgs {
     /// Longest wait after the schedule ends for deliveries in flight, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
+    /// Before measuring, run the traffic at the (first) rate for this many seconds and
+    /// discard what it measured: the cold start of a JIT-compiled server, its caches and
+    /// pools, the first connections' buffers. 0 = none. Ignored by idle and connect.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// Write the full result as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -105,6 +105,9 @@ pub struct Plan {
     pub duration_s: f64,
     /// Longest drain.
     pub drain_s: f64,
+    /// Unmeasured warm-up before the first phase, at its rate (0 = none).
+    #[serde(default)]
+    pub warmup_s: f64,
     /// Worker processes (0 = in-process).
     pub workers: u32,
     /// Client threads per process.

@@ -42,6 +42,9 @@ impl Plan {
         if !(0.0..=60.0).contains(&c.drain) {
             bail!("--drain must be between 0 and 60 seconds");
         }
+        if !(0.0..=300.0).contains(&c.warmup) {
+            bail!("--warmup must be between 0 and 300 seconds");
+        }
         if c.clients == 0 || c.clients > limits::MAX_CLIENTS {
             bail!("--clients must be between 1 and {}", limits::MAX_CLIENTS);
         }
@@ -118,6 +121,7 @@ impl Plan {
             room_prefix: "room-".into(),
             duration_s: c.duration,
             drain_s: c.drain,
+            warmup_s: c.warmup,
             workers: c.workers,
             threads,
             source_ips: c.source_ips,
@@ -280,7 +284,9 @@ impl Plan {
     /// Longest the whole run may take, setup included: the hard bound of a worker's life.
     pub fn max_wall_s(&self) -> f64 {
         let steps = self.ramp.as_ref().map_or(1, |r| r.steps);
+        let warmup = if self.warmup_s > 0.0 { self.warmup_s + self.drain_s + 5.0 } else { 0.0 };
         self.setup_timeout_s
+            + warmup
             + f64::from(steps) * (self.duration_s + self.drain_s + self.connect_timeout_s + 5.0)
             + 30.0
     }

@@ -123,9 +123,10 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s, "shardcast-loadtest {}  {}  {}", r.scenario, urls.join(" "), what);
     let _ = writeln!(
         s,
-        "  duration {} s{}, workers {}, threads/process {}, cores available {}",
+        "  duration {} s{}{}, workers {}, threads/process {}, cores available {}",
         p.duration_s,
         if r.ramp.is_some() { " per step" } else { "" },
+        if p.warmup_s > 0.0 { format!(" after {} s of warm-up (not measured)", p.warmup_s) } else { String::new() },
         p.workers,
         p.threads,
         r.harness.cores_available

@@ -245,7 +245,13 @@ impl Link {
 
     fn on_message(&mut self, msg: &redis::Msg) {
         let stats = &self.ctx.adapter.stats;
-        let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+        let raw = msg.get_payload_bytes();
+        // Our own broadcast, back from Redis: skipped before it is copied or decoded.
+        if msg.from_pattern() && wire::peek_uid(raw) == Some(self.ctx.adapter.uid.as_str()) {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let payload = Bytes::copy_from_slice(raw);
         let channel = msg.get_channel_name();
         let ok = if msg.from_pattern() {
             self.on_broadcast(channel, &payload)
