@@ -17,8 +17,23 @@ fn warmup_traffic_reaches_the_server_and_stays_out_of_the_figures() {
     let url = format!("http://{}", running.local_addr());
     let before = ENCODINGS.load(Ordering::Relaxed);
     let (v, table) = run(&[
-        "ramp", "--url", &url, "--clients", "5", "--rate", "20", "--step-factor", "2",
-        "--steps", "2", "--duration", "0.5", "--warmup", "1", "--p99-ms", "2000",
+        "ramp",
+        "--url",
+        &url,
+        "--clients",
+        "5",
+        "--rate",
+        "20",
+        "--step-factor",
+        "2",
+        "--steps",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "1",
+        "--p99-ms",
+        "2000",
     ]);
     let steps = v["ramp"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "the warm-up is not a step");

@@ -126,7 +126,11 @@ pub fn table(r: &Report) -> String {
         "  duration {} s{}{}, workers {}, threads/process {}, cores available {}",
         p.duration_s,
         if r.ramp.is_some() { " per step" } else { "" },
-        if p.warmup_s > 0.0 { format!(" after {} s of warm-up (not measured)", p.warmup_s) } else { String::new() },
+        if p.warmup_s > 0.0 {
+            format!(" after {} s of warm-up (not measured)", p.warmup_s)
+        } else {
+            String::new()
+        },
         p.workers,
         p.threads,
         r.harness.cores_available
