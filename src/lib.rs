@@ -76,7 +76,7 @@ mod transport;
 /// and the interop tests; not a stable API.
 #[doc(hidden)]
 pub mod __wire {
-    pub use crate::adapter::{cluster_wire, request, wire};
+    pub use crate::adapter::{cluster_wire, request, streams_wire, wire};
     pub use crate::broadcast::Selection;
 }
 pub use adapter::{RequestError, ServerSideAckError};

@@ -63,6 +63,9 @@ pub enum ClusterWireError {
     /// A Socket.IO packet in a broadcast that is not an event.
     #[error("cluster message: broadcast packet of type {0}, not an event")]
     NotAnEvent(u64),
+    /// A stream entry's `data` that is neither JSON nor base64 (Redis Streams adapter).
+    #[error("cluster message: `data` is neither JSON nor base64")]
+    Base64,
 }
 
 /// The message types, numbered as `MessageType` in socket.io-adapter's cluster-adapter.js.
@@ -482,7 +485,10 @@ pub fn decode(bytes: &Bytes, max_depth: usize) -> Result<ClusterMessage, Cluster
 }
 
 /// A message from its decoded value and the attachments its placeholders name.
-fn from_value(value: Value, binary: &[Bytes]) -> Result<ClusterMessage, ClusterWireError> {
+pub(super) fn from_value(
+    value: Value,
+    binary: &[Bytes],
+) -> Result<ClusterMessage, ClusterWireError> {
     use ClusterWireError as E;
     let Value::Object(mut msg) = value else { return Err(E::NotAnObject) };
     let code = uint(msg.get("type"), "type")?;
@@ -783,12 +789,12 @@ fn write_json(out: &mut BytesMut, msg: &ClusterMessage) {
 }
 
 /// Whether the type has a `data` member (heartbeats and `ADAPTER_CLOSE` have none).
-fn has_data(body: &Body) -> bool {
+pub(super) fn has_data(body: &Body) -> bool {
     !matches!(body, Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose)
 }
 
 /// The members of `data`, its `{` included (every type with data has members), not its `}`.
-fn json_data(out: &mut BytesMut, body: &Body) {
+pub(super) fn json_data(out: &mut BytesMut, body: &Body) {
     match body {
         Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => out.put_u8(b'{'),
         Body::Broadcast { opts, event, args, request_id } => {

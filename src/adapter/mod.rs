@@ -19,6 +19,9 @@ pub(crate) mod redis;
 pub mod request;
 #[cfg(test)]
 mod request_tests;
+pub mod streams_wire;
+#[cfg(test)]
+mod streams_wire_tests;
 pub mod wire;
 #[cfg(test)]
 mod wire_tests;
