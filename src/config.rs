@@ -90,6 +90,15 @@ pub struct Config {
     /// = `redis_key`, subscription mode `dynamic`) instead of `createAdapter`'s; works on a
     /// single Redis and on a Redis Cluster (detected). Default `false`.
     pub redis_sharded: bool,
+    /// Speak `@socket.io/redis-streams-adapter`'s protocol (0.3: broadcasts and the
+    /// operations on sockets appended to the stream `redis_key` with XADD and read back by
+    /// one XREAD reader per server; requests and answers over PUBLISH / SUBSCRIBE on
+    /// `redis_key`-prefixed channels), the adapter that supports connection state recovery
+    /// across servers; single Redis only. Not with `redis_sharded`. Default `false`.
+    pub redis_streams: bool,
+    /// The approximate bound of the stream's length (`XADD ... MAXLEN ~ n`, the adapter's
+    /// `maxLen`). Default 10,000.
+    pub redis_stream_max_len: u64,
     /// How long a request to the other servers of the cluster (`fetch_sockets`,
     /// `all_rooms`, `server_side_emit_with_ack`, the remote part of a broadcast with acks
     /// that has no timeout of its own) waits for their answers (the adapter's
@@ -135,6 +144,8 @@ impl Default for Config {
             redis: None,
             redis_key: "socket.io".into(),
             redis_sharded: false,
+            redis_streams: false,
+            redis_stream_max_len: 10_000,
             requests_timeout: Duration::from_millis(5000),
             redis_max_queued: 65_536,
             max_connections: 100_000,
@@ -170,6 +181,9 @@ pub enum ConfigError {
     /// `max_json_depth` must be 2..=100,000.
     #[error("max_json_depth must be between 2 and {MAX_JSON_DEPTH}, got {0}")]
     JsonDepth(usize),
+    /// `redis_sharded` and `redis_streams` are two protocols: a cluster speaks one.
+    #[error("redis_sharded and redis_streams are two cluster protocols: choose one")]
+    RedisProtocols,
 }
 
 /// The largest `max_json_depth` accepted (what the shard stack sizing is planned for).
@@ -227,6 +241,10 @@ impl ConfigBuilder {
         max_json_depth: usize);
     setter!(/// See [`Config::redis_sharded`].
         redis_sharded: bool);
+    setter!(/// See [`Config::redis_streams`].
+        redis_streams: bool);
+    setter!(/// See [`Config::redis_stream_max_len`].
+        redis_stream_max_len: u64);
     setter!(/// See [`Config::requests_timeout`].
         requests_timeout: Duration);
     setter!(/// See [`Config::redis_max_queued`].
@@ -275,6 +293,7 @@ impl ConfigBuilder {
             ("max_connections", c.max_connections == 0),
             ("requests_timeout", c.requests_timeout.is_zero()),
             ("redis_max_queued", c.redis_max_queued == 0),
+            ("redis_stream_max_len", c.redis_stream_max_len == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));
@@ -285,6 +304,9 @@ impl ConfigBuilder {
         }
         if !(2..=MAX_JSON_DEPTH).contains(&c.max_json_depth) {
             return Err(ConfigError::JsonDepth(c.max_json_depth));
+        }
+        if c.redis_sharded && c.redis_streams {
+            return Err(ConfigError::RedisProtocols);
         }
         Ok(c)
     }

@@ -101,8 +101,13 @@ struct ServeArgs {
     redis_key: String,
     /// With --redis: speak createShardedAdapter's protocol (Redis 7 sharded pub/sub;
     /// --redis-key is its channelPrefix), on a single Redis or a Redis Cluster.
-    #[arg(long, requires = "redis")]
+    #[arg(long, requires = "redis", conflicts_with = "redis_streams")]
     redis_sharded: bool,
+    /// With --redis: speak @socket.io/redis-streams-adapter's protocol (the stream and the
+    /// channel prefix are --redis-key; sessions under sio:session:), the one that supports
+    /// connection state recovery across servers; a single Redis.
+    #[arg(long, requires = "redis")]
+    redis_streams: bool,
 }
 
 fn main() -> ExitCode {
@@ -160,6 +165,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .max_json_depth(args.max_json_depth)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
+        .redis_streams(args.redis_streams)
         .write_coalesce(Duration::from_millis(args.write_coalesce))
         .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {

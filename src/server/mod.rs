@@ -63,6 +63,8 @@ impl Server {
             Some(url) => {
                 let proto = if config.redis_sharded {
                     adapter::redis::Proto::Sharded(adapter::redis::SubscriptionMode::Dynamic)
+                } else if config.redis_streams {
+                    adapter::redis::Proto::Streams
                 } else {
                     adapter::redis::Proto::Classic
                 };
@@ -72,6 +74,7 @@ impl Server {
                     proto,
                     config.requests_timeout,
                     config.redis_max_queued,
+                    config.redis_stream_max_len,
                 );
                 let shared = ServerShared::new(config);
                 adapter::install(&shared, pending.adapter.clone(), Some(pending.starter()));

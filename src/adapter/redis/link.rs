@@ -330,6 +330,8 @@ async fn publisher(
                     n += 1;
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
+                // Not a command of this protocol (no stream).
+                Cmd::Append(_) => {}
                 Cmd::Ask(a) => {
                     if current.is_none() {
                         a.kind.fail(RequestError::Unavailable("not connected to Redis".into()));

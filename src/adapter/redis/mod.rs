@@ -24,6 +24,7 @@ mod ask;
 mod link;
 mod serve;
 mod sharded;
+mod streams;
 
 pub(crate) use super::cluster_wire::SubscriptionMode;
 
@@ -50,6 +51,8 @@ const MAX_DEPTH: usize = 1000;
 pub(super) enum Cmd {
     /// Publish `payload` on `channel` (broadcasts, requests nobody answers, answers).
     Publish(String, Bytes),
+    /// Append a message to the stream (the Redis Streams adapter).
+    Append(super::streams_wire::EntryFields),
     /// Publish a request and collect the answers.
     Ask(ask::Ask),
     /// A namespace now exists here: subscribe to its request and response channels.
@@ -78,6 +81,9 @@ pub(crate) enum Proto {
     Classic,
     /// `createShardedAdapter`: SPUBLISH / SSUBSCRIBE, socket.io-adapter's cluster messages.
     Sharded(SubscriptionMode),
+    /// `@socket.io/redis-streams-adapter`: the same messages, those every server must apply
+    /// in order appended to a stream (XADD / XREAD), the rest over PUBLISH / SUBSCRIBE.
+    Streams,
 }
 
 /// The adapter object the operators call (any thread).
@@ -85,6 +91,8 @@ pub(crate) struct RedisAdapter {
     uid: String,
     key: String,
     proto: Proto,
+    /// The stream's approximate length bound (`MAXLEN ~`), for [`Proto::Streams`].
+    max_len: u64,
     requests_timeout: Duration,
     cmds: mpsc::Sender<Cmd>,
     pub(crate) stats: Arc<Stats>,
@@ -106,12 +114,14 @@ pub(crate) fn new(
     proto: Proto,
     requests_timeout: Duration,
     max_queued: usize,
+    max_len: u64,
 ) -> Pending {
     let (cmds, rx) = mpsc::channel(max_queued.max(1));
     let adapter = Arc::new(RedisAdapter {
         uid: new_id(),
         key: key.to_owned(),
         proto,
+        max_len,
         requests_timeout,
         cmds,
         stats: Arc::new(Stats::default()),
@@ -125,7 +135,7 @@ impl Pending {
     pub(crate) fn starter(self) -> super::Starter {
         Box::new(move |server| match self.adapter.proto {
             Proto::Classic => link::start(self, server),
-            Proto::Sharded(_) => sharded::start(self, server),
+            Proto::Sharded(_) | Proto::Streams => sharded::start(self, server),
         })
     }
 }
@@ -151,7 +161,7 @@ impl RedisAdapter {
     fn request_channel(&self, nsp: &str) -> String {
         match self.proto {
             Proto::Classic => request::request_channel(&self.key, nsp),
-            Proto::Sharded(_) => super::cluster_wire::channel(&self.key, nsp),
+            Proto::Sharded(_) | Proto::Streams => super::cluster_wire::channel(&self.key, nsp),
         }
     }
 
@@ -167,19 +177,42 @@ impl RedisAdapter {
                 let r = Request { uid: Some(self.uid.clone()), request_id, body };
                 Some(request::encode_request(&r))
             }
-            Proto::Sharded(_) => {
+            Proto::Sharded(_) | Proto::Streams => {
                 let body = sharded::body_of(body, request_id)?;
                 let msg = super::cluster_wire::ClusterMessage {
                     uid: self.uid.clone(),
                     nsp: nsp.to_owned(),
                     body,
                 };
-                Some(super::cluster_wire::encode(&msg))
+                Some(self.encode_message(&msg))
             }
         }
     }
 
+    /// A cluster message as this protocol publishes it on a channel.
+    fn encode_message(&self, msg: &super::cluster_wire::ClusterMessage) -> Bytes {
+        match self.proto {
+            Proto::Streams => super::streams_wire::encode_pubsub(msg),
+            _ => super::cluster_wire::encode(msg),
+        }
+    }
+
     fn publish_request(&self, nsp: &str, body: RequestBody) {
+        if self.proto == Proto::Streams {
+            // Joins, leaves and disconnects go to the stream, in order with the broadcasts.
+            let Some(body) = sharded::body_of(body, None) else { return };
+            let msg = super::cluster_wire::ClusterMessage {
+                uid: self.uid.clone(),
+                nsp: nsp.to_owned(),
+                body,
+            };
+            if super::streams_wire::goes_to_stream(&msg) {
+                self.queue(Cmd::Append(super::streams_wire::entry_fields(&msg)));
+            } else {
+                self.queue(Cmd::Publish(self.request_channel(nsp), self.encode_message(&msg)));
+            }
+            return;
+        }
         if let Some(payload) = self.encode_request(nsp, None, body) {
             self.queue(Cmd::Publish(self.request_channel(nsp), payload));
         }
@@ -231,8 +264,12 @@ impl RedisAdapter {
 impl Adapter for RedisAdapter {
     fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) {
         if let (false, Proto::Sharded(mode)) = (local, self.proto) {
-            let (channel, payload) = sharded::broadcast(&self.key, &self.uid, mode, &msg);
-            self.queue(Cmd::Publish(channel, payload));
+            let m = sharded::broadcast_message(&self.uid, &msg);
+            let channel = super::cluster_wire::publish_channel(&self.key, &m, mode);
+            self.queue(Cmd::Publish(channel, super::cluster_wire::encode(&m)));
+        } else if let (false, Proto::Streams) = (local, self.proto) {
+            let m = sharded::broadcast_message(&self.uid, &msg);
+            self.queue(Cmd::Append(super::streams_wire::entry_fields(&m)));
         } else if !local {
             let wire = WireBroadcast {
                 uid: self.uid.clone(),
@@ -407,6 +444,7 @@ impl RedisAdapter {
             uid: self.uid.clone(),
             key: self.key.clone(),
             proto: self.proto,
+            max_len: self.max_len,
             requests_timeout: self.requests_timeout,
             cmds: self.cmds.clone(),
             stats: self.stats.clone(),

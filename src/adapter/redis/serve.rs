@@ -57,7 +57,7 @@ impl Ctx {
                 };
                 (request::response_channel(&a.key, nsp), payload)
             }
-            Proto::Sharded(_) => {
+            Proto::Sharded(_) | Proto::Streams => {
                 let Some(asker) = asker else { return };
                 let request_id = id.to_owned();
                 let body = match reply {
@@ -84,7 +84,7 @@ impl Ctx {
                     // Not requests of this protocol.
                     Reply::SocketIds(_) | Reply::Rooms(_) | Reply::Done => return,
                 };
-                super::sharded::response(&a.key, &a.uid, nsp, asker, body)
+                super::sharded::response(a, nsp, asker, body)
             }
         };
         a.queue(Cmd::Publish(channel, payload));

@@ -77,14 +77,9 @@ pub(super) fn body_of(body: RequestBody, request_id: Option<String>) -> Option<B
     })
 }
 
-/// A broadcast as this server publishes it: its channel and bytes.
-pub(super) fn broadcast(
-    prefix: &str,
-    uid: &str,
-    mode: SubscriptionMode,
-    msg: &BroadcastMsg,
-) -> (String, Bytes) {
-    let m = ClusterMessage {
+/// A broadcast as this server publishes it.
+pub(super) fn broadcast_message(uid: &str, msg: &BroadcastMsg) -> ClusterMessage {
+    ClusterMessage {
         uid: uid.to_owned(),
         nsp: msg.nsp.to_string(),
         body: Body::Broadcast {
@@ -101,8 +96,7 @@ pub(super) fn broadcast(
             args: (*msg.args).clone(),
             request_id: None,
         },
-    };
-    (cw::publish_channel(prefix, &m, mode), cw::encode(&m))
+    }
 }
 
 /// What a received cluster message asks of this server.
@@ -179,15 +173,9 @@ fn incoming(m: ClusterMessage) -> Incoming {
 
 /// An answer of this server to `to`'s request, as a cluster message on `to`'s response
 /// channel.
-pub(super) fn response(
-    prefix: &str,
-    uid: &str,
-    nsp: &str,
-    to: &str,
-    body: Body,
-) -> (String, Bytes) {
-    let m = ClusterMessage { uid: uid.to_owned(), nsp: nsp.to_owned(), body };
-    (cw::response_channel(prefix, nsp, to), cw::encode(&m))
+pub(super) fn response(a: &RedisAdapter, nsp: &str, to: &str, body: Body) -> (String, Bytes) {
+    let m = ClusterMessage { uid: a.uid.clone(), nsp: nsp.to_owned(), body };
+    (cw::response_channel(&a.key, nsp, to), a.encode_message(&m))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,10 +209,11 @@ impl Conn {
     }
 }
 
-/// `PUBSUB SHARDNUMSUB channel` (a cluster sums every node's answer).
-async fn shardnumsub(mut conn: Conn, channel: &str) -> redis::RedisResult<usize> {
+/// `PUBSUB SHARDNUMSUB channel` (a cluster sums every node's answer), or `PUBSUB NUMSUB`
+/// for the streams adapter's plain channels.
+async fn shardnumsub(mut conn: Conn, channel: &str, plain: bool) -> redis::RedisResult<usize> {
     let mut cmd = redis::cmd("PUBSUB");
-    cmd.arg("SHARDNUMSUB").arg(channel);
+    cmd.arg(if plain { "NUMSUB" } else { "SHARDNUMSUB" }).arg(channel);
     let v: redis::Value = conn.query(&cmd).await?;
     // [channel, n] (a map in RESP3 and from the cluster's combination)
     let n = match v {
@@ -237,7 +226,7 @@ async fn shardnumsub(mut conn: Conn, channel: &str) -> redis::RedisResult<usize>
         _ => None,
     };
     n.ok_or_else(|| {
-        redis::RedisError::from((redis::ErrorKind::Parse, "unexpected SHARDNUMSUB answer"))
+        redis::RedisError::from((redis::ErrorKind::Parse, "unexpected PUBSUB NUMSUB answer"))
     })
 }
 
@@ -247,6 +236,8 @@ enum Sub {
     Single {
         write: tokio_util::codec::FramedWrite<tokio::net::tcp::OwnedWriteHalf, RawCodec>,
         read: tokio_util::codec::FramedRead<tokio::net::tcp::OwnedReadHalf, redis::ValueCodec>,
+        /// Plain SUBSCRIBE (the streams adapter) instead of SSUBSCRIBE.
+        plain: bool,
     },
     /// The cluster connection (its pushes arrive on `pushes`).
     Cluster {
@@ -274,8 +265,9 @@ impl Sub {
     async fn ssubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
         for channel in channels {
             match self {
-                Sub::Single { write, .. } => {
-                    let packed = redis::cmd("SSUBSCRIBE").arg(channel).get_packed_command();
+                Sub::Single { write, plain, .. } => {
+                    let name = if *plain { "SUBSCRIBE" } else { "SSUBSCRIBE" };
+                    let packed = redis::cmd(name).arg(channel).get_packed_command();
                     write.send(packed).await?;
                 }
                 Sub::Cluster { conn, .. } => conn.ssubscribe(channel).await?,
@@ -287,8 +279,9 @@ impl Sub {
     async fn sunsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
         for channel in channels {
             match self {
-                Sub::Single { write, .. } => {
-                    let packed = redis::cmd("SUNSUBSCRIBE").arg(channel).get_packed_command();
+                Sub::Single { write, plain, .. } => {
+                    let name = if *plain { "UNSUBSCRIBE" } else { "SUNSUBSCRIBE" };
+                    let packed = redis::cmd(name).arg(channel).get_packed_command();
                     write.send(packed).await?;
                 }
                 Sub::Cluster { conn, .. } => conn.sunsubscribe(channel).await?,
@@ -336,7 +329,7 @@ impl Sub {
         if kind == "pong" {
             return Some((PONG.to_owned(), Bytes::new()));
         }
-        if kind != "smessage" || data.len() < 2 {
+        if !(kind == "smessage" || kind == "message") || data.len() < 2 {
             return Some((String::new(), Bytes::new()));
         }
         let channel = bulk(&data[0]).unwrap_or_default();
@@ -360,9 +353,19 @@ fn bulk(v: &redis::Value) -> Option<String> {
 }
 
 /// Connects the publishing and the subscribing side, to a single Redis or a cluster.
-async fn connect(client: &redis::Client, url: &str) -> redis::RedisResult<(Sub, Conn)> {
+async fn connect(
+    client: &redis::Client,
+    url: &str,
+    plain: bool,
+) -> redis::RedisResult<(Sub, Conn)> {
     let mut single = client.get_multiplexed_async_connection().await?;
     let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
+    if info.contains("cluster_enabled:1") && plain {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "the streams adapter runs on a single Redis, not a Redis Cluster",
+        )));
+    }
     if info.contains("cluster_enabled:1") {
         let (tx, pushes) = mpsc::unbounded_channel();
         let cluster = redis::cluster::ClusterClientBuilder::new(vec![url])
@@ -402,7 +405,7 @@ async fn connect(client: &redis::Client, url: &str) -> redis::RedisResult<(Sub, 
             }
         }
     }
-    Ok((Sub::Single { write, read }, Conn::Single(single)))
+    Ok((Sub::Single { write, read, plain }, Conn::Single(single)))
 }
 
 /// Starts the Redis thread of the sharded adapter; returns once subscribed.
@@ -429,6 +432,8 @@ pub(super) fn start(p: Pending, server: Arc<ServerShared>) -> std::io::Result<St
 struct Link {
     ctx: Arc<serve::Ctx>,
     mode: SubscriptionMode,
+    /// The streams adapter: plain channels, no room channels, a stream beside.
+    streams: bool,
     url: String,
     table: ask::Table,
     /// Namespaces, and the public rooms this server has (dynamic room channels).
@@ -458,15 +463,16 @@ impl Link {
 
     /// Whether a room of this server gets its own channel.
     fn room_has_channel(&self, room: &str) -> bool {
-        self.mode.subscribes_to_room(cw::looks_like_socket_id(room))
+        !self.streams && self.mode.subscribes_to_room(cw::looks_like_socket_id(room))
     }
 
     async fn handle_internal(&mut self, msg: Internal, sub: Option<&mut Sub>) -> bool {
         match msg {
             Internal::Register { id, kind, channel, deadline } => {
+                let plain = self.streams;
                 self.table.insert(id.clone(), kind);
                 let count =
-                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel).await });
+                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel, plain).await });
                 let (l1, l2) = (self.internal.clone(), self.internal.clone());
                 ask::spawn_wait(
                     count,
@@ -477,8 +483,9 @@ impl Link {
                 );
             }
             Internal::Count(channel, tx) => {
+                let plain = self.streams;
                 let count =
-                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel).await });
+                    self.conn.clone().map(|c| async move { shardnumsub(c, &channel, plain).await });
                 ask::spawn_count(count, tx);
             }
             Internal::Servers(id, n) => self.table.set_servers(&id, n),
@@ -529,39 +536,40 @@ impl Link {
             }
         };
         stats.received.fetch_add(1, Ordering::Relaxed);
-        if m.uid == self.ctx.adapter.uid || self.ctx.server.existing(&m.nsp).is_none() {
-            return;
-        }
-        let nsp = m.nsp.clone();
-        match incoming(m) {
-            Incoming::Broadcast(m) => self.deliver(m),
-            Incoming::Request(r) => serve::handle(&self.ctx, &nsp, r),
-            Incoming::Answer(id, a) => self.table.answer(&id, a),
-            Incoming::Nothing => {}
+        if let Some((id, a)) = handle_message(&self.ctx, m) {
+            self.table.answer(&id, a);
         }
     }
+}
 
-    fn deliver(&self, m: ClusterMessage) {
-        let server = &self.ctx.server;
-        let Some(nsp) = server.existing(&m.nsp) else { return };
-        let Body::Broadcast { opts, event, args, .. } = m.body else { return };
-        let sel = (&opts).into();
-        let compress = opts.flags.compress.unwrap_or(true);
-        match broadcast::encode(
-            server,
-            &nsp,
-            &sel,
-            &event,
-            args,
-            None,
-            opts.flags.volatile,
-            compress,
-        ) {
-            Ok(msg) => {
-                broadcast::dispatch(server, msg);
-            }
-            Err(e) => tracing::debug!(error = %e, "redis adapter: refused a broadcast"),
+/// Handles a cluster message from another server (ours are skipped: what this server
+/// publishes it has applied already); an answer to a request of ours is handed back.
+pub(super) fn handle_message(ctx: &Arc<serve::Ctx>, m: ClusterMessage) -> Option<(String, Answer)> {
+    if m.uid == ctx.adapter.uid || ctx.server.existing(&m.nsp).is_none() {
+        return None;
+    }
+    let nsp = m.nsp.clone();
+    match incoming(m) {
+        Incoming::Broadcast(m) => deliver(ctx, m),
+        Incoming::Request(r) => serve::handle(ctx, &nsp, r),
+        Incoming::Answer(id, a) => return Some((id, a)),
+        Incoming::Nothing => {}
+    }
+    None
+}
+
+/// Another server's broadcast, into this server's fan-out.
+fn deliver(ctx: &serve::Ctx, m: ClusterMessage) {
+    let server = &ctx.server;
+    let Some(nsp) = server.existing(&m.nsp) else { return };
+    let Body::Broadcast { opts, event, args, .. } = m.body else { return };
+    let sel = (&opts).into();
+    let compress = opts.flags.compress.unwrap_or(true);
+    match broadcast::encode(server, &nsp, &sel, &event, args, None, opts.flags.volatile, compress) {
+        Ok(msg) => {
+            broadcast::dispatch(server, msg);
         }
+        Err(e) => tracing::debug!(error = %e, "redis adapter: refused a broadcast"),
     }
 }
 
@@ -588,7 +596,11 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) {
     let Pending { adapter, url, rx } = p;
-    let super::Proto::Sharded(mode) = adapter.proto else { return };
+    let (mode, streams) = match adapter.proto {
+        super::Proto::Sharded(mode) => (mode, false),
+        super::Proto::Streams => (SubscriptionMode::Static, true),
+        super::Proto::Classic => return,
+    };
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
@@ -603,22 +615,25 @@ async fn run(
         let existing = server.watch_namespaces(Box::new(move |ns| {
             // Its rooms are watched at once, before a socket can join one; its channels are
             // subscribed in order with what was published before.
-            watch_rooms(ns, link.clone());
+            if !streams {
+                watch_rooms(ns, link.clone());
+            }
             let _ = adapter.cmds.try_send(Cmd::Watch(ns.name.clone()));
         }));
         for name in existing.into_iter().filter(|n| n.starts_with('/')) {
-            if let Some(ns) = server.existing(&name) {
+            if let (false, Some(ns)) = (streams, server.existing(&name)) {
                 watch_rooms(&ns, internal_tx.clone());
             }
             let _ = internal_tx.send(Internal::Watch(name));
         }
     }
     let ctx = Arc::new(serve::Ctx { server: server.clone(), adapter: adapter.clone() });
-    tokio::spawn(publisher(rx, conn_rx, internal_tx.clone(), adapter.clone()));
+    tokio::spawn(publisher(rx, conn_rx, internal_tx.clone(), adapter.clone(), streams));
     tokio::spawn(super::link::log_drops(adapter.clone()));
     let mut link = Link {
         ctx,
         mode,
+        streams,
         url,
         table: ask::Table::default(),
         nsps: BTreeSet::new(),
@@ -632,10 +647,12 @@ async fn run(
     }
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
+    // The streams adapter's reader, once started (it reconnects on its own).
+    let mut reader: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let connected = tokio::select! {
             _ = &mut stop => return,
-            c = tokio::time::timeout(Duration::from_secs(5), connect(&client, &link.url)) => c,
+            c = tokio::time::timeout(Duration::from_secs(5), connect(&client, &link.url, streams)) => c,
         };
         let (mut sub, conn) = match connected {
             Ok(Ok(parts)) => parts,
@@ -661,6 +678,23 @@ async fn run(
         if let Err(e) = sub.ssubscribe(&link.all_channels()).await {
             tracing::warn!("cannot subscribe on Redis at {}: {e}", link.url);
             continue;
+        }
+        if streams && reader.is_none() {
+            // The stream is read from its last entry now, before this server says it is
+            // ready: nothing appended after that is missed.
+            let Conn::Single(mut c) = conn.clone() else { continue };
+            match super::streams::last_id(&mut c, &link.ctx.adapter.key).await {
+                Ok(from) => {
+                    let ctx = link.ctx.clone();
+                    let stream = link.ctx.adapter.key.clone();
+                    reader =
+                        Some(tokio::spawn(super::streams::read(client.clone(), stream, from, ctx)));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read the stream on Redis at {}: {e}", link.url);
+                    continue;
+                }
+            }
         }
         backoff = Duration::from_millis(100);
         link.conn = Some(conn.clone());
@@ -743,8 +777,10 @@ async fn publisher(
     mut conn: watch::Receiver<Option<Conn>>,
     link: mpsc::UnboundedSender<Internal>,
     adapter: Arc<RedisAdapter>,
+    plain: bool,
 ) {
     let stats = &adapter.stats;
+    let publish = if plain { "PUBLISH" } else { "SPUBLISH" };
     let mut batch = Vec::with_capacity(1024);
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let current = conn.borrow_and_update().clone();
@@ -752,8 +788,18 @@ async fn publisher(
         for cmd in batch.drain(..) {
             match cmd {
                 Cmd::Publish(channel, payload) => {
-                    let mut c = redis::cmd("SPUBLISH");
+                    let mut c = redis::cmd(publish);
                     c.arg(channel).arg(payload.as_ref());
+                    cmds.push(c);
+                }
+                Cmd::Append(f) => {
+                    // XADD {stream} MAXLEN ~ {max_len} * uid U nsp N type T [data D]
+                    let mut c = redis::cmd("XADD");
+                    c.arg(&adapter.key).arg("MAXLEN").arg("~").arg(adapter.max_len).arg("*");
+                    c.arg("uid").arg(f.uid).arg("nsp").arg(f.nsp).arg("type").arg(f.kind);
+                    if let Some(d) = f.data {
+                        c.arg("data").arg(d.as_ref());
+                    }
                     cmds.push(c);
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
@@ -768,7 +814,7 @@ async fn publisher(
                         continue;
                     }
                     let deadline = tokio::time::Instant::now() + wait;
-                    let mut c = redis::cmd("SPUBLISH");
+                    let mut c = redis::cmd(publish);
                     c.arg(&request_channel).arg(payload.as_ref());
                     cmds.push(c);
                     let _ = link.send(Internal::Register {
