@@ -8,14 +8,16 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { T, ack, client, collect, server, until, sleep } from "./lib.mjs";
 
-// Broadcasts across a mixed sharded cluster on `redis()` (the shared Redis when undefined).
-export function defineShardedBroadcasts(label, redis) {
+// Broadcasts across a mixed sharded cluster on `redis()` (the shared Redis when undefined);
+// `args` name the protocol (the streams adapter carries the same messages: it runs this
+// suite too).
+export function defineShardedBroadcasts(label, redis, args = ["--redis-sharded"]) {
   describe(label, { concurrency: false }, () => {
     test("one room, several rooms, exceptions and binary reach every server's members once, in order", T, async () => {
       const key = `sc-sharded-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
       const servers = [];
       for (const kind of ["shardcast", "shardcast", "node"]) {
-        servers.push(await server(kind, key, { args: ["--redis-sharded"], redis: redis?.() }));
+        servers.push(await server(kind, key, { args, redis: redis?.() }));
       }
       const members = [];
       for (const s of servers) members.push(await client(s.url), await client(s.url));

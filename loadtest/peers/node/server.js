@@ -4,13 +4,15 @@
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
-//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded]
+//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
 // prefix `socket.io`), and says `listening on` once subscribed. With --redis-sharded
 // it uses `createShardedAdapter(pub, sub, { channelPrefix: PREFIX })` instead, on a
-// single Redis or, when that Redis is a cluster node, on the Redis Cluster.
+// single Redis or, when that Redis is a cluster node, on the Redis Cluster; with
+// --redis-streams, @socket.io/redis-streams-adapter (`streamName` and `channelPrefix`
+// PREFIX).
 // Prints `listening on HOST:PORT` once it accepts connections and exits with
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
 // Node process is one "shard").
@@ -20,7 +22,7 @@ import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded]";
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams]";
 
 function parseArgs(argv) {
   const opts = {
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     redis: null,
     redisKey: "socket.io",
     redisSharded: false,
+    redisStreams: false,
   };
   const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
   const numeric = {
@@ -55,6 +58,10 @@ function parseArgs(argv) {
     if (flag === "-h" || flag === "--help") {
       console.log(USAGE);
       process.exit(0);
+    }
+    if (flag === "--redis-streams") {
+      opts.redisStreams = true;
+      continue;
     }
     if (flag === "--redis-sharded") {
       opts.redisSharded = true;
@@ -118,11 +125,19 @@ if (opts.redis) {
   // process (the sharded adapter adds none).
   for (const c of [pub, sub]) c.on("error", (e) => console.error(`redis: ${e.message}`));
   await Promise.all([pub.connect(), sub.connect()]);
-  io.adapter(
-    opts.redisSharded
-      ? createShardedAdapter(pub, sub, { channelPrefix: opts.redisKey })
-      : createAdapter(pub, sub, { key: opts.redisKey }),
-  );
+  if (opts.redisStreams) {
+    // @socket.io/redis-streams-adapter: the stream and its channels named by PREFIX, as
+    // `shardcast serve --redis-streams` names them; it makes its own reader and subscriber
+    // from `pub` (and `sub` is not used).
+    const { createAdapter: createStreamsAdapter } = await import("@socket.io/redis-streams-adapter");
+    io.adapter(createStreamsAdapter(pub, { streamName: opts.redisKey, channelPrefix: opts.redisKey }));
+  } else {
+    io.adapter(
+      opts.redisSharded
+        ? createShardedAdapter(pub, sub, { channelPrefix: opts.redisKey })
+        : createAdapter(pub, sub, { key: opts.redisKey }),
+    );
+  }
   // The adapter of each namespace subscribes as the namespace is created, without a
   // promise to wait on: give those subscriptions a moment before saying `listening on`.
   io.of("/custom");
