@@ -24,7 +24,9 @@ function redisServer(port) {
 
 const stop = (proc) => new Promise((resolve) => (proc.once("exit", resolve), proc.kill("SIGKILL")));
 
-for (const args of [[], ["--redis-sharded"]]) describe(`Redis away and back (${args.length ? "sharded" : "classic"})`, { concurrency: false }, () => {
+const protocol = (args) => (args.length ? args[0].slice("--redis-".length) : "classic");
+
+for (const args of [[], ["--redis-sharded"], ["--redis-streams"]]) describe(`Redis away and back (${protocol(args)})`, { concurrency: false }, () => {
   const key = `sc-faults-${process.pid}${args.join("")}`;
   let port, url, redis, servers, members;
   before(async () => {
@@ -57,12 +59,25 @@ for (const args of [[], ["--redis-sharded"]]) describe(`Redis away and back (${a
       Buffer.from("[".repeat(5000)),
       Buffer.from([0x93, 0xa3, 0x75, 0x69, 0x64, 0x83, 0xa4, 0x74, 0x79, 0x70, 0x65, 0x02, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x90, 0xa3, 0x6e, 0x73, 0x70, 0xa1, 0x2f, 0x80]),
     ];
-    const publish = (channel, j) => (args.length ? raw.sPublish(channel, j) : raw.publish(channel, j));
+    const publish = (channel, j) => (args[0] === "--redis-sharded" ? raw.sPublish(channel, j) : raw.publish(channel, j));
     for (const j of junk) {
       await publish(`${hostileKey}#/#`, j);
       await publish(`${hostileKey}#/#room#`, j);
       await publish(`${hostileKey}-request#/#`, j);
       await publish(`${hostileKey}-response#/#`, j);
+    }
+    if (args[0] === "--redis-streams") {
+      // and entries in the stream: malformed data, missing and hostile fields
+      const entries = [
+        { uid: "x", nsp: "/", type: "3", data: "{\"packet\":" },
+        { uid: "x", nsp: "/", type: "3", data: "!!!not base64" },
+        { uid: "x", nsp: "/", type: "3", data: Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]).toString("base64") },
+        { uid: "x", nsp: "/", type: "99", data: "{}" },
+        { uid: "x", nsp: "/", type: "8", data: "{\"requestId\":\"r\",\"sockets\":[]}" },
+        { nsp: "/", type: "3" },
+        { uid: "x", nsp: "/", type: "3", data: "[".repeat(5000) },
+      ];
+      for (const e of entries) await raw.xAdd(hostileKey, "*", e);
     }
     await raw.quit();
     const got = pm.map((m) => collect(m, "after-junk"));
@@ -76,9 +91,9 @@ for (const args of [[], ["--redis-sharded"]]) describe(`Redis away and back (${a
     await stop(redis);
     redis = null;
     await sleep(300);
-    // local delivery, at once, on every server (but the Node server in sharded mode: its
-    // ClusterAdapter awaits the publish before delivering locally, so its local delivery
-    // waits for Redis to come back)
+    // local delivery, at once, on every server (but the Node server in sharded and streams
+    // modes: its ClusterAdapter awaits the publish before delivering locally, so its local
+    // delivery waits for Redis to come back)
     for (const [i] of servers.entries()) {
       if (args.length && i === 2) continue;
       assert.equal(await ack(members[2 * i], "publish", "room", "seq", `local-${i}`), true);
@@ -101,7 +116,7 @@ for (const args of [[], ["--redis-sharded"]]) describe(`Redis away and back (${a
       }, `server ${i} reaching everyone`, 15000);
     }
     const whole = Date.now() - back;
-    console.log(`# ${args.length ? "sharded" : "classic"}: whole again ${whole} ms after Redis came back`);
+    console.log(`# ${protocol(args)}: whole again ${whole} ms after Redis came back`);
     assert.ok(whole < 10000, `whole again after ${whole} ms`);
     await sleep(300);
     for (const g of got) {
