@@ -4,7 +4,7 @@
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
-//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded]
+//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--recovery MS]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
@@ -13,14 +13,16 @@
 // single Redis or, when that Redis is a cluster node, on the Redis Cluster.
 // Prints `listening on HOST:PORT` once it accepts connections and exits with
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
-// Node process is one "shard").
+// Node process is one "shard"). --recovery MS turns on connection state recovery
+// (`connectionStateRecovery: { maxDisconnectionDuration: MS, skipMiddlewares: true }`).
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded]";
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] " +
+  "[--recovery MS]";
 
 function parseArgs(argv) {
   const opts = {
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     redis: null,
     redisKey: "socket.io",
     redisSharded: false,
+    recovery: null,
   };
   const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
   const numeric = {
@@ -41,6 +44,7 @@ function parseArgs(argv) {
     "--ping-interval": "pingInterval",
     "--ping-timeout": "pingTimeout",
     "--max-payload": "maxPayload",
+    "--recovery": "recovery",
   };
   const args = [...argv];
   if (args[0] === "serve") args.shift();
@@ -94,6 +98,9 @@ const io = new Server(httpServer, {
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  ...(opts.recovery
+    ? { connectionStateRecovery: { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } }
+    : {}),
   // path "/socket.io/", transports ["polling", "websocket"], upgrades allowed:
   // socket.io defaults.
 });
