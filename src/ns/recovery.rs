@@ -197,10 +197,13 @@ struct Restored {
     /// replay was not in this log's order, so an offset before this point says nothing.
     copies_from: u64,
     /// Per issuer: broadcasts up to this number were in its replay, and any of them that
-    /// reaches this shard after the restore is not delivered to it again. `None` once every
-    /// issuer's sequence here has passed it.
+    /// reaches this shard after the restore is not delivered to it again, nor replayed by
+    /// its next restore. `None` when there were none.
     skip: Option<Vec<u64>>,
 }
+
+/// Packets to replay, in order.
+type Packets = Vec<Arc<Replayable>>;
 
 /// One entry of a shard's log.
 struct Entry {
@@ -255,6 +258,19 @@ impl Log {
         self.entries.push_back(Entry { r, only });
     }
 
+    /// Appends a packet being delivered here (not a copy), noting how far its issuer's
+    /// sequence has come.
+    fn deliver(&mut self, r: Arc<Replayable>) {
+        let issuer = usize::from(r.id.issuer);
+        if r.id.issuer != Offset::DIRECT {
+            if self.last_seen.len() <= issuer {
+                self.last_seen.resize(issuer + 1, 0);
+            }
+            self.last_seen[issuer] = r.id.seq;
+        }
+        self.push(r, None);
+    }
+
     /// Drops the oldest entry; `cap` when the cap made room.
     fn pop(&mut self, cap: bool) {
         let Some(e) = self.entries.pop_front() else { return };
@@ -304,6 +320,85 @@ impl Log {
 
     fn seen(&self, issuer: usize) -> u64 {
         self.last_seen.get(issuer).copied().unwrap_or(0)
+    }
+
+    /// The holder's part of a restore, for `session` whose client got the entry at `at`
+    /// last: the packets after it that reach the session, in this log's order, and how far
+    /// this log has seen each of the `n` issuers' sequences (at least as far as the
+    /// session's previous replay went).
+    fn missed_after(
+        &self,
+        at: u64,
+        session: &Persisted,
+        n: usize,
+    ) -> Result<(Packets, Vec<u64>), bool> {
+        let skip = session.restored.as_ref().and_then(|h| h.skip.as_deref());
+        let mut missed = Vec::new();
+        // Entries that left the log leave its maps, so `at` is at or after `base`.
+        let start = (at + 1).checked_sub(self.base).ok_or(true)?;
+        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.entries.len());
+        for e in self.entries.range(start..) {
+            match e.only {
+                Some(sid) if sid == session.sid => missed.push(e.r.clone()),
+                Some(_) => {}
+                None => {
+                    // A broadcast in the previous replay, arrived here after it.
+                    let late = skip.is_some_and(|s| {
+                        e.r.id.issuer != Offset::DIRECT
+                            && s.get(usize::from(e.r.id.issuer)).is_some_and(|&k| e.r.id.seq <= k)
+                    });
+                    if !late && e.r.reaches(&session.nsp, session.sid, &session.rooms) {
+                        missed.push(e.r.clone());
+                    }
+                }
+            }
+        }
+        let seen = (0..n)
+            .map(|i| {
+                let k = skip.and_then(|s| s.get(i).copied()).unwrap_or(0);
+                self.seen(i).max(k)
+            })
+            .collect();
+        Ok((missed, seen))
+    }
+
+    /// The reconnecting shard's part of a restore, given how far the holder had seen each
+    /// issuer (`seen`): the broadcasts this log has beyond that which reach the session, in
+    /// this log's order, and per issuer how far to skip live broadcasts (those the holder
+    /// had and this shard has not received yet). `Err(true)` when some of them already left
+    /// this log.
+    fn beyond(
+        &self,
+        session: &Persisted,
+        seen: &[u64],
+        n: usize,
+    ) -> Result<(Packets, Option<Vec<u64>>), bool> {
+        let n = seen.len().min(n);
+        // Each issuer's sequence arrives in order, so what is beyond `seen` is the newest
+        // of each here: counted down from the end.
+        let mut left: u64 = (0..n).map(|i| self.seen(i).saturating_sub(seen[i])).sum();
+        let mut extra = Vec::new();
+        for e in self.entries.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let i = usize::from(e.r.id.issuer);
+            if e.only.is_some() || i >= n || e.r.id.seq <= seen[i] {
+                continue;
+            }
+            left -= 1;
+            if e.r.reaches(&session.nsp, session.sid, &session.rooms) {
+                extra.push(e.r.clone());
+            }
+        }
+        if left > 0 {
+            return Err(true);
+        }
+        extra.reverse();
+        let skip: Vec<u64> =
+            (0..n).map(|i| if seen[i] > self.seen(i) { seen[i] } else { 0 }).collect();
+        let skip = skip.iter().any(|&k| k > 0).then_some(skip);
+        Ok((extra, skip))
     }
 }
 
@@ -386,14 +481,7 @@ impl ShardCtx {
     pub(crate) fn log_replayable(&self, r: &Arc<Replayable>) {
         let (max_packets, max_bytes, window) = self.recovery_limits();
         let mut log = self.recovery().log.borrow_mut();
-        let issuer = usize::from(r.id.issuer);
-        if r.id.issuer != Offset::DIRECT {
-            if log.last_seen.len() <= issuer {
-                log.last_seen.resize(issuer + 1, 0);
-            }
-            log.last_seen[issuer] = r.id.seq;
-        }
-        log.push(r.clone(), None);
+        log.deliver(r.clone());
         log.enforce(max_packets, max_bytes, Instant::now().checked_sub(window));
     }
 
@@ -407,22 +495,20 @@ impl ShardCtx {
         }
         let issuer = usize::from(r.id.issuer);
         let log = rec.log.borrow();
-        let mut restored = rec.restored.borrow_mut();
+        let restored = rec.restored.borrow();
         rec.skipping.borrow_mut().retain(|sid| {
-            let Some(h) = restored.get_mut(sid) else { return false };
+            let Some(h) = restored.get(sid) else { return false };
             let Some(skip) = &h.skip else { return false };
             if skip.get(issuer).is_some_and(|&s| r.id.seq <= s) {
                 out.push(*sid);
             }
             // Once this shard has seen everything it skips (counting the packet being
-            // delivered), it never needs to skip again.
+            // delivered), it never needs to skip live again. The vector stays: the
+            // socket's next restore leaves those late arrivals out too.
             let passed = skip.iter().enumerate().all(|(i, &s)| {
                 let seen = if i == issuer { log.seen(i).max(r.id.seq) } else { log.seen(i) };
                 seen >= s
             });
-            if passed {
-                h.skip = None;
-            }
             !passed
         });
         out
@@ -434,7 +520,7 @@ impl ShardCtx {
     pub(crate) fn recovery_on_closed(&self, socket: &Socket, reason: DisconnectReason) {
         let rec = self.recovery();
         let restored = rec.restored.borrow_mut().remove(&socket.sid());
-        if restored.as_ref().is_some_and(|h| h.skip.is_some()) {
+        if restored.is_some() {
             rec.skipping.borrow_mut().retain(|s| *s != socket.sid());
         }
         let (Some(shared), Some(pid)) = (socket.0.server.recovery(), socket.pid()) else { return };
@@ -525,32 +611,7 @@ impl ShardCtx {
             .copied()
             .filter(|&at| session.restored.as_ref().is_none_or(|h| at >= h.copies_from))
             .ok_or_else(|| log.capped(ask.offset))?;
-        let skip = session.restored.as_ref().and_then(|h| h.skip.clone());
-        let mut missed = Vec::new();
-        // Entries that left the log leave its maps, so `at` is at or after `base`.
-        let start = (at + 1).checked_sub(log.base).ok_or(true)?;
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(log.entries.len());
-        for e in log.entries.range(start..) {
-            match e.only {
-                Some(sid) if sid == session.sid => missed.push(e.r.clone()),
-                Some(_) => {}
-                None => {
-                    let late = skip.as_ref().is_some_and(|s| {
-                        e.r.id.issuer != Offset::DIRECT
-                            && s.get(usize::from(e.r.id.issuer)).is_some_and(|&k| e.r.id.seq <= k)
-                    });
-                    if !late && e.r.reaches(&session.nsp, session.sid, &session.rooms) {
-                        missed.push(e.r.clone());
-                    }
-                }
-            }
-        }
-        let seen = (0..self.mesh.len())
-            .map(|i| {
-                let k = skip.as_ref().and_then(|s| s.get(i).copied()).unwrap_or(0);
-                log.seen(i).max(k)
-            })
-            .collect();
+        let (missed, seen) = log.missed_after(at, &session, self.mesh.len())?;
         Ok(Found { session, missed, seen })
     }
 
@@ -562,41 +623,14 @@ impl ShardCtx {
     pub(crate) fn prepare_restore(&self, found: Found) -> Result<Restore, bool> {
         let Found { session, mut missed, seen } = found;
         let log = self.recovery().log.borrow();
-        let n = seen.len().min(self.mesh.len());
-        // Broadcasts this shard has had beyond what the holder had: the newest of each
-        // issuer's sequence here.
-        let mut wanted: Vec<u64> = (0..n).map(|i| log.seen(i).saturating_sub(seen[i])).collect();
-        let mut left: u64 = wanted.iter().sum();
-        let mut extra = Vec::new();
-        for e in log.entries.iter().rev() {
-            if left == 0 {
-                break;
-            }
-            let i = usize::from(e.r.id.issuer);
-            if e.only.is_some() || i >= n || e.r.id.seq <= seen[i] {
-                continue;
-            }
-            wanted[i] -= 1;
-            left -= 1;
-            if e.r.reaches(&session.nsp, session.sid, &session.rooms) {
-                extra.push(e.r.clone());
-            }
-        }
-        if left > 0 {
-            // Some were dropped from this log already.
-            return Err(true);
-        }
-        missed.extend(extra.into_iter().rev());
+        let (extra, skip) = log.beyond(&session, &seen, self.mesh.len())?;
+        missed.extend(extra);
         let cfg = self.config();
         let frames: usize = missed.iter().map(|r| 1 + r.packet.binary().len()).sum();
         let bytes: usize = missed.iter().map(|r| r.packet.wire_len()).sum();
         if frames + 16 > cfg.max_outbox || bytes > cfg.max_outbox_bytes {
             return Err(true);
         }
-        // What the holder had and this shard has not received yet arrives later: skipped.
-        let skip: Vec<u64> =
-            (0..n).map(|i| if seen[i] > log.seen(i) { seen[i] } else { 0 }).collect();
-        let skip = skip.iter().any(|&k| k > 0).then_some(skip);
         Ok(Restore { session, replay: missed, skip })
     }
 
@@ -619,7 +653,7 @@ impl ShardCtx {
         let skips = skip.is_some();
         let old = rec.restored.borrow_mut().insert(sid, Restored { copies_from, skip });
         let mut skipping = rec.skipping.borrow_mut();
-        if old.is_some_and(|h| h.skip.is_some()) {
+        if old.is_some() {
             skipping.retain(|s| *s != sid);
         }
         if skips {
@@ -760,5 +794,146 @@ mod tests {
         assert!(log.copies.is_empty());
         assert_eq!(log.index.len(), 1);
         assert_eq!(log.index.get(&Offset { issuer: 1, seq: 11 }), Some(&11));
+    }
+
+    /// A tiny deterministic generator (xorshift), for the interleavings below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Each issuer's broadcasts in its order, interleaved at random: what one shard sees.
+    fn interleave(all: &[Vec<Arc<Replayable>>], rng: &mut Rng) -> Vec<Arc<Replayable>> {
+        let mut next = vec![0; all.len()];
+        let mut out = Vec::new();
+        while out.len() < all.iter().map(Vec::len).sum() {
+            let i = rng.below(all.len());
+            if let Some(r) = all[i].get(next[i]) {
+                out.push(r.clone());
+                next[i] += 1;
+            }
+        }
+        out
+    }
+
+    fn log_of(order: &[Arc<Replayable>]) -> Log {
+        let mut log = Log::default();
+        for r in order {
+            log.deliver(r.clone());
+        }
+        log
+    }
+
+    /// The sequence numbers of each issuer in `got`, which must be 1..=each.
+    fn check(got: &[Arc<Replayable>], issuers: usize, each: u64, what: &str) {
+        for i in 0..issuers {
+            let seqs: Vec<u64> =
+                got.iter().filter(|r| usize::from(r.id.issuer) == i).map(|r| r.id.seq).collect();
+            assert_eq!(seqs, (1..=each).collect::<Vec<_>>(), "issuer {i}: {what}");
+        }
+    }
+
+    /// A session kept on shard B is restored on shard R, then dropped again and restored on
+    /// shard S, while 3 issuers' broadcasts reach B, R and S in different interleavings
+    /// (each issuer's in order), at whatever moments each shard answers: the client gets
+    /// every broadcast exactly once, each issuer's in order.
+    #[test]
+    fn restores_across_shards_miss_nothing_and_repeat_nothing() {
+        const ISSUERS: usize = 3;
+        const EACH: u64 = 5;
+        let sid = Sid::generate(0);
+        let t = Instant::now();
+        let all: Vec<Vec<Arc<Replayable>>> = (0..ISSUERS)
+            .map(|i| {
+                (1..=EACH)
+                    .map(|seq| {
+                        let to =
+                            Audience::Rooms { rooms: SmallVec::new(), except: SmallVec::new() };
+                        replayable(i as u8, seq, to, t)
+                    })
+                    .collect()
+            })
+            .collect();
+        let total = ISSUERS * EACH as usize;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let session = |restored| Persisted {
+            sid,
+            pid: Sid::generate(0),
+            nsp: Arc::from("/"),
+            rooms: vec![Room::from(sid.as_str())],
+            data: None,
+            at: t,
+            restored,
+        };
+        for trial in 0..3000 {
+            let (b, r, s) = (
+                interleave(&all, &mut rng),
+                interleave(&all, &mut rng),
+                interleave(&all, &mut rng),
+            );
+            // The client got B's first `c`; B answers having had `p`; R completes having
+            // had `q`.
+            let c = 1 + rng.below(total);
+            let p = c + rng.below(total - c + 1);
+            let q = rng.below(total + 1);
+            let log_b = log_of(&b[..p]);
+            let (missed, seen) = log_b.missed_after(c as u64 - 1, &session(None), ISSUERS).unwrap();
+            let mut log_r = log_of(&r[..q]);
+            let (extra, skip) = log_r.beyond(&session(None), &seen, ISSUERS).unwrap();
+            let replay: Vec<_> = missed.into_iter().chain(extra).collect();
+            let late = |skip: &Option<Vec<u64>>, x: &Replayable| {
+                skip.as_ref().is_some_and(|k| x.id.seq <= k[usize::from(x.id.issuer)])
+            };
+            let live: Vec<_> = r[q..].iter().filter(|x| !late(&skip, x)).cloned().collect();
+            let mut got: Vec<_> = b[..c].to_vec();
+            got.extend(replay.iter().cloned());
+            got.extend(live.iter().cloned());
+            check(&got, ISSUERS, EACH, &format!("trial {trial}, one restore"));
+
+            // On R: the copies of the replay, then live traffic up to `q2`; the client got
+            // the first `d` of what R sent it (at least one) and drops.
+            let copies_from = log_r.end();
+            for x in &replay {
+                log_r.push(x.clone(), Some(sid));
+            }
+            let q2 = q + rng.below(total - q + 1);
+            for x in &r[q..q2] {
+                log_r.deliver(x.clone());
+            }
+            let sent: Vec<_> = replay
+                .iter()
+                .cloned()
+                .chain(r[q..q2].iter().filter(|x| !late(&skip, x)).cloned())
+                .collect();
+            if sent.is_empty() {
+                continue;
+            }
+            let d = 1 + rng.below(sent.len());
+            let last = sent[d - 1].id;
+            let at = log_r
+                .copies
+                .get(&(sid, last))
+                .or_else(|| log_r.index.get(&last))
+                .copied()
+                .filter(|&at| at >= copies_from)
+                .expect("the offset of what R sent is found after the copies");
+            let kept = session(Some(Restored { copies_from, skip: skip.clone() }));
+            let (missed2, seen2) = log_r.missed_after(at, &kept, ISSUERS).unwrap();
+            let q3 = rng.below(total + 1);
+            let log_s = log_of(&s[..q3]);
+            let (extra2, skip2) = log_s.beyond(&kept, &seen2, ISSUERS).unwrap();
+            let mut got: Vec<_> = b[..c].to_vec();
+            got.extend(sent[..d].iter().cloned());
+            got.extend(missed2);
+            got.extend(extra2);
+            got.extend(s[q3..].iter().filter(|x| !late(&skip2, x)).cloned());
+            check(&got, ISSUERS, EACH, &format!("trial {trial}, two restores"));
+        }
     }
 }
