@@ -759,3 +759,44 @@ async fn recovery_is_off_by_default() {
         "no offset appended"
     );
 }
+
+/// The client comes back while its old connection is still open (half-open: the server
+/// has not noticed the drop yet, as when the client's ping timeout fires first): the old
+/// connection is closed as dropped and the client gets its socket and what it missed.
+async fn takes_over_a_half_open_connection(mode: Mode) {
+    let (server, mut seen) = server();
+    let (mut a, _) = Client::connect(server.addr, mode, json!({})).await;
+    recv(&mut seen.connected).await;
+    a.call_ok(json!(["join", "r1"])).await;
+    let (mut b, _) = Client::connect(server.addr, Mode::Websocket, json!({})).await;
+    recv(&mut seen.connected).await;
+    b.call_ok(json!(["publish", "r1", "m", 1])).await;
+    assert_eq!(a.next_event().await[..2], [json!("m"), json!(1)]);
+    // Sent to the old connection, which nobody reads any more.
+    b.call_ok(json!(["publish", "r1", "m", 2])).await;
+    let (mut a2, missed) = Client::reconnect(&a, mode).await;
+    assert_eq!(a2.id, a.id);
+    assert_eq!(events(&missed), vec![json!(["m", 2])]);
+    let (gone, reason) = recv(&mut seen.gone).await;
+    assert_eq!((gone.as_str(), reason), (a.id.as_str(), DisconnectReason::TransportClose));
+    assert_eq!(recv(&mut seen.connected).await, (a.id.clone(), true));
+    let stats = server.io.recovery_stats();
+    assert_eq!((stats.taken_over, stats.recovered), (1, 1), "{stats:?}");
+    if let Wire::Ws(ws) = &mut a.wire {
+        ws.expect_closed().await;
+    }
+    b.call_ok(json!(["publish", "r1", "m", 3])).await;
+    assert_eq!(a2.next_event().await[..2], [json!("m"), json!(3)]);
+    let (who, _) = a2.call(json!(["whoami"])).await;
+    assert_eq!(who[0]["rooms"], json!(["r1"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_over_a_half_open_websocket() {
+    takes_over_a_half_open_connection(Mode::Websocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_over_a_half_open_polling_session() {
+    takes_over_a_half_open_connection(Mode::Polling).await;
+}

@@ -16,8 +16,11 @@
 //!   logged only by the socket's shard.
 //! - A socket that leaves for a recoverable reason is persisted on its shard. The pid names
 //!   the shard where the socket was first created (its "home", as a sid names its shard);
-//!   when a restored socket later leaves from another shard, that shard tells the home where
-//!   the session now is, so a restore asks one shard and is forwarded at most once.
+//!   when a restored socket lives or is kept on another shard, that shard tells the home
+//!   where it is, so a restore asks one shard and is forwarded at most once. A client that
+//!   comes back while its socket is still connected (the old connection half-open) takes it
+//!   over: the old connection is closed as dropped, and the request answered once the
+//!   socket is kept.
 //! - Shards see the broadcasts of different issuers in different interleavings, but each
 //!   issuer's in the same order (its lanes are FIFO). The holder of a session answers with
 //!   the packets after the offset in its log and how far it has seen each issuer's
@@ -61,6 +64,10 @@ pub struct RecoveryStats {
     /// replay log's cap (`recovery_max_packets`, `recovery_max_bytes`) had dropped some, or
     /// were more than a connection's outbox may hold (`max_outbox`, `max_outbox_bytes`).
     pub not_recovered_cap: u64,
+    /// Sockets still connected when their client came back on a new connection (the old
+    /// one half-open: the server had not noticed the drop yet): closed as dropped
+    /// (`transport close`), then restored.
+    pub taken_over: u64,
 }
 
 /// What every shard of a server shares for recovery: the settings, the offset tag, the
@@ -75,6 +82,7 @@ pub(crate) struct RecoveryShared {
     recovered: AtomicU64,
     not_recovered: AtomicU64,
     not_recovered_cap: AtomicU64,
+    taken_over: AtomicU64,
 }
 
 impl RecoveryShared {
@@ -90,6 +98,7 @@ impl RecoveryShared {
             recovered: AtomicU64::new(0),
             not_recovered: AtomicU64::new(0),
             not_recovered_cap: AtomicU64::new(0),
+            taken_over: AtomicU64::new(0),
         })
     }
 
@@ -104,6 +113,7 @@ impl RecoveryShared {
             recovered: self.recovered.load(Ordering::Relaxed),
             not_recovered: self.not_recovered.load(Ordering::Relaxed),
             not_recovered_cap: self.not_recovered_cap.load(Ordering::Relaxed),
+            taken_over: self.taken_over.load(Ordering::Relaxed),
         }
     }
 
@@ -410,9 +420,14 @@ pub(crate) struct RecoveryLocal {
     log: RefCell<Log>,
     /// Persisted sessions held here, by pid.
     sessions: RefCell<AHashMap<Sid, Persisted>>,
-    /// For pids whose home is this shard: the shard that holds the session now, and until
-    /// when.
-    pointers: RefCell<AHashMap<Sid, (usize, Instant)>>,
+    /// For pids whose home is this shard: the shard that holds the session now, or has the
+    /// socket connected (`None`: no expiry).
+    pointers: RefCell<AHashMap<Sid, (usize, Option<Instant>)>>,
+    /// The connected sockets of this shard that have a pid, by pid: a client that comes
+    /// back while its old connection is still open here takes its socket over.
+    live: RefCell<AHashMap<Sid, Socket>>,
+    /// Restore requests waiting for the socket they take over to close.
+    waiting: RefCell<AHashMap<Sid, Ask>>,
     /// Sockets restored on this shard and still connected, by socket id.
     restored: RefCell<AHashMap<Sid, Restored>>,
     /// The sockets of `restored` that still skip late broadcasts: checked on every
@@ -524,7 +539,17 @@ impl ShardCtx {
             rec.skipping.borrow_mut().retain(|s| *s != socket.sid());
         }
         let (Some(shared), Some(pid)) = (socket.0.server.recovery(), socket.pid()) else { return };
+        rec.live.borrow_mut().remove(&pid);
+        let waiting = rec.waiting.borrow_mut().remove(&pid);
+        let home = usize::from(pid.shard());
+        let away = home != self.id && home < self.mesh.len();
         if !recoverable(reason) {
+            if away {
+                self.point_home(pid, None);
+            }
+            if let Some(ask) = waiting {
+                self.reply(ask, Err(false));
+            }
             return;
         }
         let session = Persisted {
@@ -538,16 +563,44 @@ impl ShardCtx {
         };
         rec.sessions.borrow_mut().insert(pid, session);
         shared.persisted.fetch_add(1, Ordering::Relaxed);
+        if away {
+            self.point_home(pid, Some((self.id, Some(Instant::now() + shared.window))));
+        }
+        if let Some(ask) = waiting {
+            // The client that took the socket over gets it now.
+            self.answer_here(ask);
+        }
+    }
+
+    /// A socket with a pid connected here (new or restored): a client coming back while
+    /// this connection is still open finds it. Only called on this shard.
+    pub(crate) fn recovery_on_connected(&self, socket: &Socket) {
+        let Some(pid) = socket.pid() else { return };
+        self.recovery().live.borrow_mut().insert(pid, socket.clone());
         let home = usize::from(pid.shard());
         if home != self.id && home < self.mesh.len() {
-            // The home of the pid learns that the session is here now.
-            let (mesh, here, until) = (self.mesh.clone(), self.id, Instant::now() + shared.window);
-            shard::submit_to(&self.mesh, home, move || {
-                if let Some(ctx) = shard::current(&mesh) {
-                    ctx.recovery().pointers.borrow_mut().insert(pid, (here, until));
-                }
-            });
+            self.point_home(pid, Some((self.id, None)));
         }
+    }
+
+    /// Tells the home shard of `pid` where its session or socket is (`None`: forget what it
+    /// knows from this shard).
+    fn point_home(&self, pid: Sid, to: Option<(usize, Option<Instant>)>) {
+        let (mesh, from) = (self.mesh.clone(), self.id);
+        shard::submit_to(&self.mesh, usize::from(pid.shard()), move || {
+            let Some(ctx) = shard::current(&mesh) else { return };
+            let mut pointers = ctx.recovery().pointers.borrow_mut();
+            match to {
+                Some(p) => {
+                    pointers.insert(pid, p);
+                }
+                None => {
+                    if pointers.get(&pid).is_some_and(|p| p.0 == from) {
+                        pointers.remove(&pid);
+                    }
+                }
+            }
+        });
     }
 
     /// Sends a restore request to the home shard of its pid (at once when that is this
@@ -566,10 +619,12 @@ impl ShardCtx {
     /// session now.
     fn answer_at_home(&self, ask: Ask) {
         let rec = self.recovery();
-        if !rec.sessions.borrow().contains_key(&ask.pid) {
+        let here = rec.sessions.borrow().contains_key(&ask.pid)
+            || rec.live.borrow().contains_key(&ask.pid);
+        if !here {
             let pointer = rec.pointers.borrow().get(&ask.pid).copied();
             if let Some((holder, until)) = pointer {
-                if holder != self.id && until > Instant::now() {
+                if holder != self.id && until.is_none_or(|u| u > Instant::now()) {
                     let mesh = self.mesh.clone();
                     shard::submit_to(&self.mesh, holder, move || {
                         if let Some(ctx) = shard::current(&mesh) {
@@ -584,9 +639,37 @@ impl ShardCtx {
     }
 
     /// On the shard that may hold the session: takes it (a session is restored once) and
-    /// answers with the packets after the offset.
+    /// answers with the packets after the offset. When the socket is still connected here
+    /// instead, its client came back before this server noticed the drop (the old
+    /// connection is half-open): the connection is closed as dropped, and the answer comes
+    /// once the socket is kept.
     fn answer_here(&self, ask: Ask) {
+        let rec = self.recovery();
+        let live = if rec.sessions.borrow().contains_key(&ask.pid) {
+            None
+        } else {
+            rec.live.borrow().get(&ask.pid).filter(|s| *s.0.nsp.name == *ask.nsp).cloned()
+        };
+        if let Some(old) = live {
+            let conn = old.0.conn.sid;
+            if self.transport().send_cmd(&conn, Cmd::Close(DisconnectReason::TransportClose)) {
+                if let Some(shared) = old.0.server.recovery() {
+                    shared.taken_over.fetch_add(1, Ordering::Relaxed);
+                }
+                let earlier = rec.waiting.borrow_mut().insert(ask.pid, ask);
+                if let Some(earlier) = earlier {
+                    // Two clients came back with the same pid: the later one gets it.
+                    self.reply(earlier, Err(false));
+                }
+                return;
+            }
+        }
         let found = self.find(&ask);
+        self.reply(ask, found);
+    }
+
+    /// Sends the answer to the connection that asked.
+    fn reply(&self, ask: Ask, found: Result<Found, bool>) {
         let (mesh, conn, nsp) = (self.mesh.clone(), ask.conn, ask.nsp);
         shard::submit_to(&self.mesh, ask.reply_shard, move || {
             if let Some(ctx) = shard::current(&mesh) {
@@ -670,7 +753,7 @@ impl ShardCtx {
         let rec = self.recovery();
         rec.log.borrow_mut().enforce(max_packets, max_bytes, Some(expired));
         rec.sessions.borrow_mut().retain(|_, s| s.at >= expired);
-        rec.pointers.borrow_mut().retain(|_, p| p.1 > now);
+        rec.pointers.borrow_mut().retain(|_, p| p.1.is_none_or(|u| u > now));
     }
 }
 
