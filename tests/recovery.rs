@@ -167,6 +167,8 @@ enum Wire {
 struct Client {
     addr: std::net::SocketAddr,
     wire: Wire,
+    /// The shard of the connection (its Engine.IO session).
+    shard: u8,
     /// The socket id, pid and the last offset seen.
     id: String,
     pid: String,
@@ -200,15 +202,27 @@ impl Client {
     /// Opens a session and sends the CONNECT of `/` with `auth`; returns the client and the
     /// packets that came before the CONNECT reply (a restore's missed packets).
     async fn connect(addr: std::net::SocketAddr, mode: Mode, auth: Value) -> (Client, Vec<Pkt>) {
-        let wire = match mode {
-            Mode::Websocket => Wire::Ws(Box::new(Ws::open(addr).await.0)),
+        let (wire, engine) = match mode {
+            Mode::Websocket => {
+                let (ws, open) = Ws::open(addr).await;
+                let sid = open["sid"].as_str().unwrap().to_owned();
+                (Wire::Ws(Box::new(ws)), sid)
+            }
             Mode::Polling => {
                 let (sid, _) = handshake(addr).await;
-                Wire::Polling { sid, queue: Default::default() }
+                (Wire::Polling { sid: sid.clone(), queue: Default::default() }, sid)
             }
         };
-        let mut c =
-            Client { addr, wire, id: String::new(), pid: String::new(), offset: None, next_ack: 1 };
+        let shard = Sid::parse(&engine).unwrap().shard();
+        let mut c = Client {
+            addr,
+            wire,
+            shard,
+            id: String::new(),
+            pid: String::new(),
+            offset: None,
+            next_ack: 1,
+        };
         c.send(&format!("40{auth}")).await;
         let mut before = Vec::new();
         let connect = loop {
@@ -430,21 +444,38 @@ async fn recovers_id_rooms_data_and_missed_packets(mode: Mode) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let (mut a2, missed) = Client::reconnect(&a, mode).await;
+    if mode == Mode::Websocket {
+        // (Each polling request is a connection of its own, dealt to any shard.)
+        assert_ne!(a2.shard, a.shard, "the new connection is on another shard");
+    }
     assert_eq!(a2.id, old_id, "same socket id");
     assert_eq!(a2.pid, old_pid, "same pid");
+    // Each sender's in the order it sent them (b's through its shard, the test thread's
+    // through shard 0: the two sequences may interleave either way).
+    let missed = events(&missed);
+    let from_b: Vec<Value> = missed
+        .iter()
+        .filter(|e| e[0].as_str().is_none_or(|n| n.starts_with('m')))
+        .cloned()
+        .collect();
+    let from_thread: Vec<Value> = missed
+        .iter()
+        .filter(|e| e[0].as_str().is_some_and(|n| !n.starts_with('m')))
+        .cloned()
+        .collect();
     assert_eq!(
-        events(&missed),
+        from_b,
         vec![
             json!(["m1", "text", 1]),
             json!(["m2", {"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 1}]),
             json!({"bin": [1, 2, 3]}),
             json!({"bin": [255]}),
             json!(["m3"]),
-            json!(["to-id", "direct"]),
-            json!(["everyone"]),
         ],
         "missed packets, in order, before the CONNECT reply: {missed:?}"
     );
+    assert_eq!(from_thread, vec![json!(["to-id", "direct"]), json!(["everyone"])], "{missed:?}");
+    assert_eq!(missed.len(), 7, "{missed:?}");
     let (id, recovered) = recv(&mut seen.connected).await;
     assert_eq!((id.as_str(), recovered), (old_id.as_str(), true));
     let (who, _) = a2.call(json!(["whoami"])).await;
@@ -473,6 +504,7 @@ impl Client {
         let gone = Client {
             addr: self.addr,
             wire,
+            shard: self.shard,
             id: String::new(),
             pid: String::new(),
             offset: None,
@@ -713,6 +745,9 @@ async fn no_gap_no_duplicate(mode: Mode) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let (a2, missed) = Client::reconnect(&a, mode).await;
         assert_eq!(a2.id, a.id, "round {round}: recovered");
+        if mode == Mode::Websocket {
+            assert_ne!(a2.shard, a.shard, "round {round}: on another shard");
+        }
         a = a2;
         for ev in events(&missed) {
             if let Value::Array(ev) = ev {
