@@ -157,7 +157,8 @@ fn add_member(
             issued: SystemTime::now(),
         }),
     };
-    let s = Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake);
+    let s =
+        Socket::new(Sid::generate(0), nsp.clone(), server.0.clone(), conn, handshake, None, false);
     s.0.connected.store(true, std::sync::atomic::Ordering::Release);
     ctx.add_socket(s.clone());
     ctx.join("/", s.sid(), Room::from(room));
@@ -180,6 +181,7 @@ fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
         args: Arc::new(args.clone()),
         ack: None,
         ack_timeout: None,
+        replay: None,
     }
 }
 

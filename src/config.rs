@@ -26,6 +26,28 @@ pub struct Cors {
     pub credentials: bool,
 }
 
+/// Connection state recovery (socket.io's `connectionStateRecovery`): a client whose
+/// connection dropped and that comes back within `max_disconnection_duration` gets its socket
+/// id, rooms and `data` back, and every packet it missed (docs/recovery.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStateRecovery {
+    /// How long a dropped client's session, and the packets it may miss, are kept
+    /// (`maxDisconnectionDuration`). socket.io's default: 2 minutes.
+    pub max_disconnection_duration: Duration,
+    /// A recovered socket skips the namespace's middlewares (`skipMiddlewares`). socket.io's
+    /// default: `true`.
+    pub skip_middlewares: bool,
+}
+
+impl Default for ConnectionStateRecovery {
+    fn default() -> Self {
+        ConnectionStateRecovery {
+            max_disconnection_duration: Duration::from_secs(120),
+            skip_middlewares: true,
+        }
+    }
+}
+
 /// All server options. Build one with [`Config::builder`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +141,18 @@ pub struct Config {
     /// Text packets shorter than this are never compressed (socket.io's `threshold`).
     /// Default 1024 bytes.
     pub deflate_threshold: usize,
+    /// Connection state recovery; `None` (the default, as in socket.io): off. With it on,
+    /// the CONNECT reply carries a private session id, every plain event the server sends
+    /// (not volatile, not awaiting an ack) carries its offset as its last argument, and each
+    /// shard keeps a replay log of those packets (docs/recovery.md).
+    pub connection_state_recovery: Option<ConnectionStateRecovery>,
+    /// Most packets each shard's replay log keeps (recovery on). Past it the oldest are
+    /// dropped, and a client that missed one of them is not recovered (it gets a new
+    /// session; counted in `Server::recovery_stats`). Default 100,000.
+    pub recovery_max_packets: usize,
+    /// Most bytes of packets each shard's replay log keeps (their wire size; the bytes are
+    /// shared with the broadcast, not copied). Default 64 MiB.
+    pub recovery_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -152,6 +186,9 @@ impl Default for Config {
             tcp_nodelay: true,
             per_message_deflate: false,
             deflate_threshold: 1024,
+            connection_state_recovery: None,
+            recovery_max_packets: 100_000,
+            recovery_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -178,6 +215,14 @@ pub enum ConfigError {
     /// Both transports were disabled.
     #[error("at least one transport (polling, websocket) must be enabled")]
     NoTransport,
+    /// Connection state recovery needs an adapter that keeps packets: the classic and
+    /// sharded Redis pub/sub adapters cannot (as in socket.io).
+    #[error("connection state recovery cannot work with the Redis pub/sub adapters (they keep no packets to replay)")]
+    RecoveryNeedsPersistence,
+    /// Connection state recovery across servers goes through the Redis Streams adapter,
+    /// whose part of it (offsets from the stream, sessions in Redis) is not built yet.
+    #[error("connection state recovery with redis_streams is not available yet: use it on a single server")]
+    RecoveryAcrossServersNotYet,
     /// `max_json_depth` must be 2..=100,000.
     #[error("max_json_depth must be between 2 and {MAX_JSON_DEPTH}, got {0}")]
     JsonDepth(usize),
@@ -257,6 +302,22 @@ impl ConfigBuilder {
         per_message_deflate: bool);
     setter!(/// See [`Config::deflate_threshold`].
         deflate_threshold: usize);
+    setter!(/// See [`Config::recovery_max_packets`].
+        recovery_max_packets: usize);
+    setter!(/// See [`Config::recovery_max_bytes`].
+        recovery_max_bytes: usize);
+    /// Turns connection state recovery on (see [`Config::connection_state_recovery`]), as
+    /// socket.io's `connectionStateRecovery: { maxDisconnectionDuration, skipMiddlewares }`;
+    /// [`ConnectionStateRecovery::default`] has socket.io's defaults (2 minutes, `true`).
+    pub fn connection_state_recovery(
+        mut self,
+        max_disconnection_duration: Duration,
+        skip_middlewares: bool,
+    ) -> Self {
+        self.0.connection_state_recovery =
+            Some(ConnectionStateRecovery { max_disconnection_duration, skip_middlewares });
+        self
+    }
     /// See [`Config::redis`].
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.0.redis = Some(url.into());
@@ -294,6 +355,12 @@ impl ConfigBuilder {
             ("requests_timeout", c.requests_timeout.is_zero()),
             ("redis_max_queued", c.redis_max_queued == 0),
             ("redis_stream_max_len", c.redis_stream_max_len == 0),
+            ("recovery_max_packets", c.recovery_max_packets == 0),
+            ("recovery_max_bytes", c.recovery_max_bytes == 0),
+            (
+                "max_disconnection_duration",
+                c.connection_state_recovery.is_some_and(|r| r.max_disconnection_duration.is_zero()),
+            ),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));
@@ -307,6 +374,13 @@ impl ConfigBuilder {
         }
         if c.redis_sharded && c.redis_streams {
             return Err(ConfigError::RedisProtocols);
+        }
+        if c.connection_state_recovery.is_some() && c.redis.is_some() {
+            return Err(if c.redis_streams {
+                ConfigError::RecoveryAcrossServersNotYet
+            } else {
+                ConfigError::RecoveryNeedsPersistence
+            });
         }
         Ok(c)
     }
@@ -325,6 +399,52 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(45));
         assert_eq!(c.path, "/socket.io/");
         assert!(c.cors.is_none());
+        assert_eq!(c.connection_state_recovery, None, "recovery is off by default");
+        let d = ConnectionStateRecovery::default();
+        assert_eq!(
+            (d.max_disconnection_duration, d.skip_middlewares),
+            (Duration::from_secs(120), true)
+        );
+    }
+
+    #[test]
+    fn recovery_is_checked() {
+        let c = Config::builder()
+            .connection_state_recovery(Duration::from_secs(5), false)
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.connection_state_recovery,
+            Some(ConnectionStateRecovery {
+                max_disconnection_duration: Duration::from_secs(5),
+                skip_middlewares: false
+            })
+        );
+        assert_eq!(
+            Config::builder().connection_state_recovery(Duration::ZERO, true).build().unwrap_err(),
+            ConfigError::Zero("max_disconnection_duration")
+        );
+        assert_eq!(
+            Config::builder().recovery_max_packets(0).build().unwrap_err(),
+            ConfigError::Zero("recovery_max_packets")
+        );
+        assert_eq!(
+            Config::builder()
+                .redis("redis://127.0.0.1:6379")
+                .connection_state_recovery(Duration::from_secs(1), true)
+                .build()
+                .unwrap_err(),
+            ConfigError::RecoveryNeedsPersistence
+        );
+        assert_eq!(
+            Config::builder()
+                .redis("redis://127.0.0.1:6379")
+                .redis_streams(true)
+                .connection_state_recovery(Duration::from_secs(1), true)
+                .build()
+                .unwrap_err(),
+            ConfigError::RecoveryAcrossServersNotYet
+        );
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //!    socket's link.
 //! 8. [`app`]: the demo application of `shardcast serve`.
 //!
+//! Connection state recovery (off by default, [`Config`]'s `connection_state_recovery`)
+//! rides on this path: a plain event is numbered once before its one encoding, each shard
+//! logs the shared packet as it delivers it, and a client that comes back after a drop gets
+//! its socket and what it missed (`ns::recovery`, docs/recovery.md).
+//!
 //! Beside the server, `emitter` ([`Emitter`]) publishes to a cluster from a process that is
 //! not a server, as `@socket.io/redis-emitter` does (`shardcast emit` on the command line).
 //!
@@ -80,10 +85,11 @@ pub mod __wire {
     pub use crate::broadcast::Selection;
 }
 pub use adapter::{RequestError, ServerSideAckError};
-pub use config::{Config, ConfigBuilder, ConfigError, Cors, CorsOrigins};
+pub use config::{Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins};
 pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};
+pub use ns::recovery::RecoveryStats;
 pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
 pub use ns::{Namespace, Room, RoomEvent, ServerSideAck};
 pub use operator::{

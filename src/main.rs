@@ -108,6 +108,11 @@ struct ServeArgs {
     /// connection state recovery across servers; a single Redis.
     #[arg(long, requires = "redis")]
     redis_streams: bool,
+    /// Turn on connection state recovery: a client whose connection dropped and that comes
+    /// back within MS milliseconds gets its socket id, rooms, data and missed packets back
+    /// (socket.io's maxDisconnectionDuration; middlewares are skipped for it).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    recovery: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -173,6 +178,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(url) = &args.redis {
         builder = builder.redis(url.clone());
+    }
+    if let Some(ms) = args.recovery {
+        builder = builder.connection_state_recovery(Duration::from_millis(ms), true);
     }
     let config = builder.build().map_err(|e| format!("invalid option: {e}"))?;
     let addr: SocketAddr = (args.host.as_str(), args.port)

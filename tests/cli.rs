@@ -33,6 +33,7 @@ fn help_documents_every_flag() {
         "--redis",
         "--redis-key",
         "--redis-sharded",
+        "--recovery",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
@@ -64,6 +65,8 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         &["serve", "--port", "http"],
         &["serve", "--shards", "0"],
         &["serve", "--max-json-depth", "1"],
+        &["serve", "--recovery", "0"],
+        &["serve", "--recovery", "1000", "--redis", "redis://127.0.0.1:1"],
     ] {
         let out = Command::new(BIN).args(args).output().expect("run");
         assert!(!out.status.success(), "{args:?} should fail");

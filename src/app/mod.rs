@@ -117,8 +117,7 @@ fn more_events(socket: &Socket, ns: &Namespace) {
         let mut rooms: Vec<String> =
             s.rooms().iter().filter(|r| ***r != *s.id()).map(|r| r.to_string()).collect();
         rooms.sort();
-        // Connection state recovery is not implemented yet (issue 11): never recovered.
-        let _ = ack.send(json!({"id": s.id(), "rooms": rooms, "recovered": false}));
+        let _ = ack.send(json!({"id": s.id(), "rooms": rooms, "recovered": s.recovered()}));
     });
     let n = ns.clone();
     socket.on("fetch-sockets", move |_s, args, ack| {

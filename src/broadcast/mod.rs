@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ahash::AHashSet;
 use smallvec::SmallVec;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::error::EmitError;
 use crate::ns::args::Args;
+use crate::ns::recovery::{Audience, Replayable};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::{AckEvent, AckSink, Socket};
 use crate::ns::{NamespaceInner, Room};
@@ -53,6 +55,9 @@ pub(crate) struct BroadcastMsg {
     /// How long the issuer of a broadcast with acks waits (a cluster adapter tells the other
     /// servers).
     pub ack_timeout: Option<std::time::Duration>,
+    /// With connection state recovery: the packet as each shard's replay log keeps it (its
+    /// offset is in the encoded packet, as its last argument).
+    pub replay: Option<Arc<Replayable>>,
 }
 
 /// Encodes a broadcast of `event` once, for the sockets of `nsp` that `sel` selects; `ack`
@@ -71,7 +76,15 @@ pub(crate) fn encode(
     if sio::is_reserved_event(event) {
         return Err(EmitError::ReservedEvent(event.to_owned()));
     }
-    let packet = Out::event(
+    // Recovery numbers a plain broadcast on the shard issuing it, before the one encoding:
+    // every recipient gets the same offset. (The operators issue broadcasts from a shard
+    // when recovery is on.)
+    let numbered = server
+        .recovery()
+        .filter(|_| ack.is_none() && !volatile)
+        .and_then(|r| Some((r, shard::current(server.mesh()?)?.next_broadcast_offset())));
+    let text = numbered.map(|(r, o)| r.tag.format(o));
+    let packet = Out::event_with_offset(
         &nsp.name,
         event,
         args.values(),
@@ -79,7 +92,17 @@ pub(crate) fn encode(
         args.binary().to_vec(),
         ack.as_ref().map(|a| a.0),
         server.encoding(compress),
+        text.as_deref(),
     );
+    let replay = numbered.map(|(_, id)| {
+        Arc::new(Replayable {
+            id,
+            nsp: nsp.name.clone(),
+            to: Audience::Rooms { rooms: sel.rooms.clone(), except: sel.except.clone() },
+            packet: packet.clone(),
+            at: Instant::now(),
+        })
+    });
     ENCODINGS.fetch_add(1, Ordering::Relaxed);
     Ok(Arc::new(BroadcastMsg {
         nsp: nsp.name.clone(),
@@ -91,6 +114,7 @@ pub(crate) fn encode(
         args: Arc::new(args),
         ack,
         ack_timeout: None,
+        replay,
     }))
 }
 
@@ -234,12 +258,23 @@ fn deliver_plain(ctx: &ShardCtx, msg: &BroadcastMsg) -> bool {
 /// Queues the packet on each local socket the broadcast selects, each socket once.
 /// Only called on the owning shard.
 pub(crate) fn deliver_local(ctx: &ShardCtx, msg: &BroadcastMsg) {
-    if deliver_plain(ctx, msg) {
+    // Recovery: sockets restored here that had this one in their replay, then the log, in
+    // the same turn as the packet is queued on the links (the log is the order this
+    // shard's clients got their packets in).
+    let mut replayed = SmallVec::new();
+    if let Some(r) = &msg.replay {
+        replayed = ctx.replayed_already(r);
+        ctx.log_replayable(r);
+    }
+    if replayed.is_empty() && deliver_plain(ctx, msg) {
         return;
     }
     let mut delivered = Vec::new();
     let mut outgoing: SmallVec<[Socket; 4]> = SmallVec::new();
     select_local(ctx, &msg.nsp, &msg.sel, |s| {
+        if replayed.contains(&s.sid()) {
+            return;
+        }
         if !s.0.conn.push_on(ctx, &msg.packet, msg.volatile) {
             return;
         }

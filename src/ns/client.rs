@@ -3,6 +3,7 @@
 //!
 //! Owned by the connection's session task on its shard; never shared.
 
+use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,8 +13,10 @@ use smallvec::SmallVec;
 
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
+use crate::ns::recovery::{Answer, Ask, Restore};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::{Handshake, Socket};
+use crate::ns::NamespaceInner;
 use crate::proto::json;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
@@ -28,9 +31,26 @@ pub(crate) struct Client {
     conn: Arc<ConnHandle>,
     info: Arc<ConnInfo>,
     sockets: SmallVec<[Socket; 2]>,
-    /// A binary packet waiting for its attachments (boxed: rare, and kept out of every
-    /// idle session).
-    partial: Option<Box<sio::Reassembler>>,
+    /// What a connection needs only now and then (boxed, one pointer, kept out of every
+    /// idle session): a binary packet waiting for its attachments, CONNECTs waiting for a
+    /// restore's answer.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
+    partial: Option<sio::Reassembler>,
+    restoring: Vec<Pending>,
+}
+
+/// A CONNECT whose session is being looked up (connection state recovery): what the
+/// socket is made of once the answer comes.
+struct Pending {
+    nsp: Arc<NamespaceInner>,
+    /// The namespace as the client named it (the CONNECT reply's).
+    name: String,
+    auth: Value,
+    auth_verbatim: Option<Box<str>>,
 }
 
 impl Client {
@@ -39,7 +59,7 @@ impl Client {
         conn: Arc<ConnHandle>,
         info: Arc<ConnInfo>,
     ) -> Self {
-        Client { server, conn, info, sockets: SmallVec::new(), partial: None }
+        Client { server, conn, info, sockets: SmallVec::new(), rare: None }
     }
 
     /// True once the client has joined at least one namespace.
@@ -49,7 +69,7 @@ impl Client {
 
     /// An Engine.IO text message: one Socket.IO packet.
     pub(crate) fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
-        if self.partial.is_some() {
+        if self.rare.as_ref().is_some_and(|r| r.partial.is_some()) {
             tracing::debug!(sid = %self.conn.sid, "text packet while reassembling attachments");
             return Flow::Close(DisconnectReason::ForcedClose);
         }
@@ -66,7 +86,8 @@ impl Client {
             }
         };
         if packet.attachments > 0 {
-            self.partial = Some(Box::new(sio::Reassembler::new(packet)));
+            self.rare.get_or_insert_with(Default::default).partial =
+                Some(sio::Reassembler::new(packet));
             return Flow::Continue;
         }
         self.dispatch(ctx, packet, Vec::new())
@@ -74,14 +95,17 @@ impl Client {
 
     /// An Engine.IO binary message: the next attachment of the packet being reassembled.
     pub(crate) fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow {
-        let Some(partial) = self.partial.as_mut() else {
+        let Some(partial) = self.rare.as_mut().and_then(|r| r.partial.as_mut()) else {
             tracing::debug!(sid = %self.conn.sid, "binary frame with no packet expecting it");
             return Flow::Close(DisconnectReason::ForcedClose);
         };
         if !partial.push(bin) {
             return Flow::Continue;
         }
-        let Some(done) = self.partial.take() else { return Flow::Continue };
+        let Some(done) = self.rare.as_mut().and_then(|r| r.partial.take()) else {
+            return Flow::Continue;
+        };
+        self.tidy();
         match done.finish() {
             Ok((packet, bins)) => self.dispatch(ctx, packet, bins),
             Err(e) => {
@@ -98,7 +122,9 @@ impl Client {
     fn dispatch(&mut self, ctx: &ShardCtx, packet: sio::Packet, bins: Vec<Bytes>) -> Flow {
         let existing = self.socket(&packet.nsp).cloned();
         match (packet.kind, existing) {
-            (PacketType::Connect, None) => self.connect(ctx, packet),
+            (PacketType::Connect, None) if !self.is_restoring(&packet.nsp) => {
+                self.connect(ctx, packet)
+            }
             (PacketType::Event | PacketType::BinaryEvent, Some(socket)) => {
                 let Some(Value::Array(mut values)) = packet.data else {
                     return Flow::Close(DisconnectReason::ForcedClose);
@@ -143,6 +169,17 @@ impl Client {
         }
     }
 
+    /// Frees the rare state once nothing is in it.
+    fn tidy(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| r.partial.is_none() && r.restoring.is_empty()) {
+            self.rare = None;
+        }
+    }
+
+    fn is_restoring(&self, nsp: &str) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.restoring.iter().any(|p| p.name == nsp))
+    }
+
     fn connect(&mut self, ctx: &ShardCtx, packet: sio::Packet) -> Flow {
         let (auth, auth_verbatim) = match packet.data {
             Some(v @ Value::Object(_)) => (v, packet.verbatim.get(0).map(Box::from)),
@@ -159,28 +196,124 @@ impl Client {
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
         };
-        let handshake = Handshake { auth, auth_verbatim, info: self.info.clone() };
-        let id = Sid::generate(ctx.id as u8);
-        let socket =
-            Socket::new(id, nsp.clone(), self.server.clone(), self.conn.clone(), handshake);
-        if let Err(e) = nsp.run_middlewares(&socket) {
-            let mut data = json!({"message": e.message});
-            if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
-                m.insert("data".into(), d);
+        let pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim };
+        if let Some(rec) = self.server.recovery() {
+            // socket.io tries a restore only when both are strings; any other failure is a
+            // new session, silently.
+            let pid = pending.auth.get("pid").and_then(Value::as_str);
+            let offset = pending.auth.get("offset").and_then(Value::as_str);
+            if let (Some(pid), Some(offset)) = (pid, offset) {
+                let pid = Sid::parse(pid).filter(|p| usize::from(p.shard()) < ctx.mesh.len());
+                match (pid, rec.tag.parse(offset)) {
+                    (Some(pid), Some(offset)) => {
+                        ctx.ask_restore(Ask {
+                            pid,
+                            offset,
+                            nsp: pending.nsp.name.clone(),
+                            reply_shard: ctx.id,
+                            conn: self.conn.sid,
+                        });
+                        self.rare.get_or_insert_with(Default::default).restoring.push(pending);
+                        return Flow::Continue;
+                    }
+                    _ => rec.refused(false),
+                }
             }
-            let err = sio::Packet::new(PacketType::ConnectError, packet.nsp, None, Some(data));
-            self.conn.send(Out::packet(&err));
+        }
+        self.accept(ctx, pending, None)
+    }
+
+    /// The answer to a restore request: the socket is made, restored or new.
+    fn on_answer(&mut self, ctx: &ShardCtx, answer: Answer) -> Flow {
+        let Some(list) = self.rare.as_mut().map(|r| &mut r.restoring) else {
             return Flow::Continue;
+        };
+        let Some(at) = list.iter().position(|p| *p.nsp.name == *answer.nsp) else {
+            return Flow::Continue;
+        };
+        let pending = list.remove(at);
+        self.tidy();
+        let Some(rec) = self.server.recovery() else { return Flow::Continue };
+        let restore = answer.found.and_then(|found| ctx.prepare_restore(found));
+        let restore = match restore {
+            // A live socket with that id here (it cannot be anywhere else: a session is
+            // taken once) would share its rooms: a new session instead.
+            Ok(r) if ctx.has_socket(&r.session.nsp, r.session.sid) => {
+                rec.refused(false);
+                None
+            }
+            Ok(r) => Some(r),
+            Err(cap) => {
+                rec.refused(cap);
+                None
+            }
+        };
+        self.accept(ctx, pending, restore)
+    }
+
+    /// Makes the socket of a CONNECT (restored from `restore` when given): middlewares
+    /// (skipped for a restored socket when so configured), then the missed packets, the
+    /// rooms, the CONNECT reply and the connection handler, in one turn of the shard (no
+    /// broadcast is delivered in between).
+    fn accept(&mut self, ctx: &ShardCtx, pending: Pending, restore: Option<Restore>) -> Flow {
+        let Pending { nsp, name, auth, auth_verbatim } = pending;
+        let handshake = Handshake { auth, auth_verbatim, info: self.info.clone() };
+        let recovery = self.server.recovery();
+        let (id, pid) = match &restore {
+            Some(r) => (r.session.sid, Some(r.session.pid)),
+            None => (Sid::generate(ctx.id as u8), recovery.map(|_| Sid::generate(ctx.id as u8))),
+        };
+        let socket = Socket::new(
+            id,
+            nsp.clone(),
+            self.server.clone(),
+            self.conn.clone(),
+            handshake,
+            pid,
+            restore.is_some(),
+        );
+        let mut restore = restore;
+        if let Some(r) = restore.as_mut() {
+            socket.set_data_box(r.session.data.take());
+        }
+        let skip = restore.is_some() && recovery.is_some_and(|r| r.skip_middlewares);
+        if !skip {
+            if let Err(e) = nsp.run_middlewares(&socket) {
+                let mut data = json!({"message": e.message});
+                if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
+                    m.insert("data".into(), d);
+                }
+                let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
+                self.conn.send(Out::packet(&err));
+                return Flow::Continue;
+            }
+        }
+        if let Some(r) = restore.as_mut() {
+            ctx.commit_restore(r);
+            // Written before the CONNECT reply, as socket.io does; the client hands them to
+            // the application before its `connect` event.
+            for p in &r.replay {
+                self.conn.send(p.packet.clone());
+            }
         }
         socket.0.connected.store(true, Ordering::Release);
         ctx.add_socket(socket.clone());
+        ctx.recovery_on_connected(&socket);
+        if let Some(r) = &restore {
+            for room in r.session.rooms.iter().filter(|r| ***r != *id.as_str()) {
+                ctx.join(&nsp.name, id, room.clone());
+            }
+            if let Some(rec) = recovery {
+                rec.note_recovered();
+            }
+        }
         self.sockets.push(socket.clone());
-        let ok = sio::Packet::new(
-            PacketType::Connect,
-            packet.nsp,
-            None,
-            Some(json!({"sid": id.as_str()})),
-        );
+        let mut reply = serde_json::Map::new();
+        reply.insert("sid".into(), Value::String(id.as_str().to_owned()));
+        if let Some(pid) = pid {
+            reply.insert("pid".into(), Value::String(pid.as_str().to_owned()));
+        }
+        let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
         self.conn.send(Out::packet(&ok));
         if let Some(h) = nsp.connect_handler() {
             h(socket);
@@ -216,7 +349,8 @@ impl Client {
 
     /// The connection is gone: every socket leaves with `reason`.
     pub(crate) fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
-        self.partial = None;
+        // A restore still being answered is dropped with the connection.
+        self.rare = None;
         for s in std::mem::take(&mut self.sockets) {
             s.on_closed(ctx, reason);
         }
@@ -244,6 +378,13 @@ impl SessionUpper for Client {
     fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
         Client::close(self, ctx, reason)
     }
+
+    fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn Any + Send>) -> Flow {
+        match msg.downcast::<Answer>() {
+            Ok(answer) => self.on_answer(ctx, *answer),
+            Err(_) => Flow::Continue,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +396,9 @@ mod tests {
     fn per_connection_state_stays_small() {
         for (what, size, budget) in [
             ("Client", size_of::<super::Client>(), 64),
-            ("SocketInner", size_of::<crate::ns::socket::SocketInner>(), 512),
+            // 512 + 24: connection state recovery's pid and `recovered` flag, inline (a box
+            // would be one more allocation per socket whenever recovery is on).
+            ("SocketInner", size_of::<crate::ns::socket::SocketInner>(), 536),
         ] {
             assert!(size <= budget, "{what} is {size} bytes, budget {budget}");
         }

@@ -77,12 +77,19 @@ pub(crate) struct NsLocal {
     pub nsps: RefCell<AHashMap<Arc<str>, NspLocal>>,
     /// Shard 0 only: members of each room across all shards, for the room events.
     room_counts: RefCell<AHashMap<(Arc<str>, Room), usize>>,
+    /// Connection state recovery's replay log and sessions (empty when it is off).
+    pub recovery: crate::ns::recovery::RecoveryLocal,
 }
 
 impl ShardCtx {
     /// This shard's namespace state.
     pub(crate) fn ns(&self) -> &NsLocal {
         self.local::<NsLocal>()
+    }
+
+    /// Whether socket `sid` of namespace `nsp` is connected on this shard.
+    pub(crate) fn has_socket(&self, nsp: &str, sid: Sid) -> bool {
+        self.ns().nsps.borrow().get(nsp).is_some_and(|ns| ns.sockets.contains_key(&sid))
     }
 
     /// Registers a connected socket and puts it in its own room (its id), as socket.io does.

@@ -1,7 +1,8 @@
 //! Namespaces: their connection handlers, middlewares, ack id counter, room-event listeners
 //! and dynamic (pattern-created) children; sockets, arguments and the per-connection
 //! Socket.IO client live in the submodules, with each shard's sockets and rooms maps
-//! (`local`) and the server's namespace registry (`shared`).
+//! (`local`), the server's namespace registry (`shared`) and connection state recovery
+//! (`recovery`).
 //!
 //! Layer: above the transport (whose sessions it serves through `SessionUpper`) and the
 //! shard runtime; below the broadcast engine.
@@ -9,6 +10,7 @@
 pub mod args;
 pub(crate) mod client;
 pub(crate) mod local;
+pub(crate) mod recovery;
 pub(crate) mod shared;
 pub mod socket;
 

@@ -9,6 +9,7 @@ use ahash::AHashMap;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::ns::recovery::RecoveryShared;
 use crate::ns::NamespaceInner;
 use crate::shard::ShardMesh;
 use crate::transport;
@@ -32,6 +33,8 @@ pub(crate) struct ServerShared {
     /// Told the name of each namespace created after it is set (a cluster adapter
     /// subscribes to its channels).
     on_new_namespace: OnceLock<NamespaceHook>,
+    /// Connection state recovery's shared state, when it is on.
+    recovery: Option<RecoveryShared>,
 }
 
 type NamespaceHook = Box<dyn Fn(&Arc<NamespaceInner>) + Send + Sync>;
@@ -44,7 +47,9 @@ impl ServerShared {
         let root = Arc::new(NamespaceInner::new(Arc::from("/"), None));
         let mut namespaces = AHashMap::new();
         namespaces.insert("/".to_owned(), root.clone());
+        let recovery = RecoveryShared::new(&config);
         ServerShared {
+            recovery,
             transport: Arc::new(transport::local::Shared::new(config)),
             namespaces: RwLock::new(namespaces),
             dynamic: RwLock::new(Vec::new()),
@@ -112,6 +117,11 @@ impl ServerShared {
     /// Sets the mesh once the server starts; false when it was already set (listening).
     pub(crate) fn set_mesh(&self, mesh: Arc<ShardMesh>) -> bool {
         self.mesh.set(mesh).is_ok()
+    }
+
+    /// Connection state recovery, when it is on.
+    pub(crate) fn recovery(&self) -> Option<&RecoveryShared> {
+        self.recovery.as_ref()
     }
 
     /// The server's configuration.

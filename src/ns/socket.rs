@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
+use crate::ns::recovery::{Audience, Replayable};
 use crate::ns::shared::ServerShared;
 use crate::ns::{NamespaceInner, Room};
 use crate::proto::json::Verbatim;
@@ -175,6 +176,11 @@ pub(crate) struct SocketInner {
     data: Mutex<Option<Box<Value>>>,
     /// The rooms this socket is in, in join order. Written only by the owning shard.
     pub(crate) rooms: Mutex<SmallVec<[Room; 4]>>,
+    /// Its private session id, when connection state recovery is on (never shown to
+    /// others: it is what lets a client take this socket back).
+    pid: Option<Sid>,
+    /// It was restored from an earlier connection's session.
+    recovered: bool,
 }
 
 /// A client's socket in one namespace. Clone it freely; all clones are the same socket.
@@ -215,8 +221,12 @@ impl Socket {
         server: Arc<ServerShared>,
         conn: Arc<ConnHandle>,
         handshake: Handshake,
+        pid: Option<Sid>,
+        recovered: bool,
     ) -> Socket {
         Socket(Arc::new(SocketInner {
+            pid,
+            recovered,
             id,
             nsp,
             server,
@@ -243,6 +253,18 @@ impl Socket {
 
     pub(crate) fn sid(&self) -> Sid {
         self.0.id
+    }
+
+    /// True when this socket was restored by connection state recovery: the client came
+    /// back after its connection dropped, and got its id, rooms, data and missed packets
+    /// (socket.io's `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.0.recovered
+    }
+
+    /// The private session id (recovery on).
+    pub(crate) fn pid(&self) -> Option<Sid> {
+        self.0.pid
     }
 
     /// The namespace name.
@@ -300,7 +322,13 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
-        let out = Out::event(
+        // With recovery on, a plain event carries its offset and goes to the log of the
+        // socket's shard as it is queued (socket.io routes it as a broadcast to the socket's
+        // own room).
+        let recovery = self.0.server.recovery().filter(|_| ack.is_none() && !flags.volatile);
+        let offset = recovery.map(|r| (r.next_direct(), r));
+        let text = offset.map(|(o, r)| r.tag.format(o));
+        let out = Out::event_with_offset(
             &self.0.nsp.name,
             event,
             args.values(),
@@ -308,8 +336,18 @@ impl Socket {
             args.binary().to_vec(),
             ack,
             self.0.server.encoding(flags.compress),
+            text.as_deref(),
         );
-        if flags.volatile {
+        if let Some((id, _)) = offset {
+            let entry = Arc::new(Replayable {
+                id,
+                nsp: self.0.nsp.name.clone(),
+                to: Audience::Socket(self.sid()),
+                packet: out.clone(),
+                at: std::time::Instant::now(),
+            });
+            self.send_logged(out, entry);
+        } else if flags.volatile {
             self.0.conn.send_volatile(out);
         } else {
             self.0.conn.send(out);
@@ -324,6 +362,27 @@ impl Socket {
     /// fails if the socket disconnects first). See [`Socket::timeout`] for a bounded wait.
     pub async fn emit_with_ack(&self, event: &str, args: impl IntoArgs) -> Result<Args, AckError> {
         self.emitter().emit_with_ack(event, args).await
+    }
+
+    /// Logs `entry` and queues `out` on the socket's shard, in one step. From a thread that
+    /// is not a shard, through shard 0 first: broadcasts from such a thread are numbered
+    /// there (see the operators), and this keeps the emits of one thread in order.
+    fn send_logged(&self, out: Out, entry: Arc<Replayable>) {
+        let conn = self.0.conn.clone();
+        let mesh = conn.mesh.clone();
+        let deliver = move || {
+            if let Some(ctx) = shard::current(&conn.mesh) {
+                ctx.log_replayable(&entry);
+                ctx.transport().push(conn.slot, conn.sid, &out, false);
+            }
+        };
+        let shard = self.0.conn.shard;
+        if shard::current(&mesh).is_some() {
+            shard::submit_to(&mesh, shard, deliver);
+        } else {
+            let m = mesh.clone();
+            shard::submit_to(&mesh, 0, move || shard::submit_to(&m, shard, deliver));
+        }
     }
 
     fn emitter(&self) -> SocketEmit<'_> {
@@ -409,6 +468,15 @@ impl Socket {
     /// Replaces the socket's data.
     pub fn set_data(&self, data: Value) {
         *lock(&self.0.data) = (!data.is_null()).then(|| Box::new(data));
+    }
+
+    /// The data as it is kept (a restored session's comes back as it left).
+    pub(crate) fn data_box(&self) -> Option<Box<Value>> {
+        lock(&self.0.data).clone()
+    }
+
+    pub(crate) fn set_data_box(&self, data: Option<Box<Value>>) {
+        *lock(&self.0.data) = data;
     }
 
     /// Joins `room`.
@@ -531,6 +599,8 @@ impl Socket {
         if !self.0.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        // The session is taken while the socket still has its rooms.
+        ctx.recovery_on_closed(self, reason);
         ctx.remove_socket(&self.0.nsp, self.sid());
         let pending: Vec<AckSlot> = lock(&self.0.acks).drain().map(|(_, v)| v).collect();
         for slot in pending {

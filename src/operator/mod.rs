@@ -28,6 +28,7 @@ use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 use crate::ns::{Namespace, NamespaceInner, Room};
 use crate::proto::sio;
+use crate::shard;
 
 /// What can name the target rooms of a broadcast: one room (`&str`, `String`, [`Room`]) or
 /// several (`Vec`, arrays and slices of those).
@@ -199,6 +200,21 @@ impl BroadcastOperator {
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
         if sio::is_reserved_event(event) {
             return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        // With connection state recovery, a plain broadcast is numbered by the shard that
+        // issues it (each shard's sequence reaches every shard in order): from a thread that
+        // is not a shard of this server, it is issued by shard 0.
+        if self.server.recovery().is_some() && !self.volatile {
+            if let Some(mesh) = self.server.mesh().filter(|m| shard::current(m).is_none()).cloned()
+            {
+                let (event, args) = (event.to_owned(), args.into_args());
+                shard::submit_to(&mesh, 0, move || {
+                    if let Err(e) = self.emit(&event, args) {
+                        tracing::debug!(error = %e, "broadcast from another thread");
+                    }
+                });
+                return Ok(());
+            }
         }
         let adapter = adapter::of(&self.server);
         broadcast::for_each_target(&self.nsp, args.into_args(), |nsp, args| {

@@ -357,9 +357,32 @@ pub fn encode_event(
     id: Option<u64>,
     attachments: usize,
 ) {
+    encode_event_with_offset(out, nsp, event, args, verbatim, id, attachments, None)
+}
+
+/// [`encode_event`] with, when `offset` is set, one more argument after `args`: that string
+/// (connection state recovery's offset, which socket.io appends as the last argument).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_event_with_offset(
+    out: &mut BytesMut,
+    nsp: &str,
+    event: &str,
+    args: &[Value],
+    verbatim: &Verbatim,
+    id: Option<u64>,
+    attachments: usize,
+    offset: Option<&str>,
+) {
     let kind = if attachments > 0 { PacketType::BinaryEvent } else { PacketType::Event };
     put_header(out, kind, nsp, id, attachments);
     put_array(out, Some(event), args, verbatim);
+    if let Some(offset) = offset {
+        // Before the closing bracket: `["ev",1]` becomes `["ev",1,"<offset>"]`.
+        out.truncate(out.len() - 1);
+        out.put_u8(b',');
+        put_json_str(out, offset);
+        out.put_u8(b']');
+    }
 }
 
 /// Writes an ACK (or BINARY_ACK when `attachments > 0`) for ack `id` with

@@ -352,3 +352,30 @@ fn reassembly_rejects() {
         Err(E::InvalidPlaceholder)
     );
 }
+
+#[test]
+fn offset_is_the_last_argument() {
+    let enc = |args: &[Value], att: usize, nsp: &str| {
+        let mut out = BytesMut::new();
+        encode_event_with_offset(
+            &mut out,
+            nsp,
+            "ev",
+            args,
+            &Verbatim::default(),
+            None,
+            att,
+            Some("Qx3_.2.1a"),
+        );
+        String::from_utf8(out.to_vec()).unwrap()
+    };
+    assert_eq!(enc(&[], 0, "/"), r#"2["ev","Qx3_.2.1a"]"#);
+    assert_eq!(enc(&[json!("a"), json!(1)], 0, "/"), r#"2["ev","a",1,"Qx3_.2.1a"]"#);
+    assert_eq!(
+        enc(&[placeholder(0)], 1, "/chat"),
+        r#"51-/chat,["ev",{"_placeholder":true,"num":0},"Qx3_.2.1a"]"#
+    );
+    // The packet decodes with the offset as one more argument.
+    let p = dec(&enc(&[json!({"k": [1]})], 0, "/")).unwrap();
+    assert_eq!(p.data, Some(json!(["ev", {"k": [1]}, "Qx3_.2.1a"])));
+}

@@ -218,6 +218,12 @@ impl Server {
         self.root().disconnect_sockets(close)
     }
 
+    /// Connection state recovery's counters (all zero when it is off): sessions kept,
+    /// clients recovered, and those that asked and got a new session instead.
+    pub fn recovery_stats(&self) -> crate::ns::recovery::RecoveryStats {
+        self.0.recovery().map(|r| r.stats()).unwrap_or_default()
+    }
+
     /// Volatile packets dropped so far because their recipient was not ready.
     pub fn volatile_dropped(&self) -> u64 {
         self.0.transport.volatile_dropped.load(Ordering::Relaxed)
@@ -307,6 +313,9 @@ impl ShardSetup for EngineSetup {
 
     fn start(&self, ctx: &Rc<ShardCtx>) {
         tokio::task::spawn_local(link::flusher(ctx.clone()));
+        if self.0.recovery().is_some() {
+            tokio::task::spawn_local(crate::ns::recovery::sweeper(ctx.clone()));
+        }
     }
 
     fn stop(&self, ctx: Rc<ShardCtx>) -> Pin<Box<dyn Future<Output = ()>>> {

@@ -101,9 +101,34 @@ impl Out {
         ack: Option<u64>,
         enc: Encoding,
     ) -> Out {
-        let mut buf = frame_buffer(32 + event.len());
+        Out::event_with_offset(nsp, event, values, verbatim, binary, ack, enc, None)
+    }
+
+    /// [`Out::event`] whose last argument is a recovery offset, when `offset` is set.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn event_with_offset(
+        nsp: &str,
+        event: &str,
+        values: &[Value],
+        verbatim: &Verbatim,
+        binary: Vec<Bytes>,
+        ack: Option<u64>,
+        enc: Encoding,
+        offset: Option<&str>,
+    ) -> Out {
+        let extra = offset.map_or(0, |o| o.len() + 3);
+        let mut buf = frame_buffer(32 + event.len() + extra);
         buf.put_u8(b'4');
-        sio::encode_event(&mut buf, nsp, event, values, verbatim, ack, binary.len());
+        sio::encode_event_with_offset(
+            &mut buf,
+            nsp,
+            event,
+            values,
+            verbatim,
+            ack,
+            binary.len(),
+            offset,
+        );
         Out::new(buf, binary, enc)
     }
 

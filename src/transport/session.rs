@@ -51,6 +51,9 @@ pub(crate) trait SessionUpper {
     fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool;
     /// The connection is gone.
     fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason);
+    /// A message for the layer above itself ([`Cmd::Upper`]: the answer to a request it
+    /// made to another shard).
+    fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn std::any::Any + Send>) -> Flow;
 }
 
 /// Makes the layer above of each new session, from its write handle and its first request.
@@ -87,6 +90,8 @@ pub(crate) enum Cmd {
     DisconnectSocket { sid: Sid, close: bool },
     /// Close the whole connection.
     Close(DisconnectReason),
+    /// For the session's layer above (what it is, only that layer knows).
+    Upper(Box<dyn std::any::Any + Send>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +401,14 @@ impl Session {
                 }
             }
             Cmd::Close(reason) => self.close(reason),
+            Cmd::Upper(msg) => {
+                if let Flow::Close(r) = self.client.on_upper(&self.ctx, msg) {
+                    self.close(r);
+                }
+                if self.client.has_sockets() {
+                    self.connect_deadline = None;
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
-//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams]
+//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams] [--recovery MS]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
@@ -15,14 +15,16 @@
 // PREFIX).
 // Prints `listening on HOST:PORT` once it accepts connections and exits with
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
-// Node process is one "shard").
+// Node process is one "shard"). --recovery MS turns on connection state recovery
+// (`connectionStateRecovery: { maxDisconnectionDuration: MS, skipMiddlewares: true }`).
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams]";
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] " +
+  "[--redis-streams] [--recovery MS]";
 
 function parseArgs(argv) {
   const opts = {
@@ -36,6 +38,7 @@ function parseArgs(argv) {
     redisKey: "socket.io",
     redisSharded: false,
     redisStreams: false,
+    recovery: null,
   };
   const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
   const numeric = {
@@ -44,6 +47,7 @@ function parseArgs(argv) {
     "--ping-interval": "pingInterval",
     "--ping-timeout": "pingTimeout",
     "--max-payload": "maxPayload",
+    "--recovery": "recovery",
   };
   const args = [...argv];
   if (args[0] === "serve") args.shift();
@@ -101,6 +105,9 @@ const io = new Server(httpServer, {
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  ...(opts.recovery
+    ? { connectionStateRecovery: { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } }
+    : {}),
   // path "/socket.io/", transports ["polling", "websocket"], upgrades allowed:
   // socket.io defaults.
 });
