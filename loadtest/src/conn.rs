@@ -80,13 +80,45 @@ impl Endpoint {
     }
 }
 
-/// Handshake timings of a new connection, in nanoseconds since the attempt started.
-#[derive(Debug, Clone, Copy, Default)]
+/// Handshake timings of a new connection, in nanoseconds since the attempt started, and
+/// what the CONNECT reply said.
+#[derive(Debug, Clone, Default)]
 pub struct Handshake {
     /// Until the Engine.IO OPEN packet arrived.
     pub eio_open_ns: u64,
     /// Until the namespace CONNECT was acknowledged.
     pub ns_connect_ns: u64,
+    /// The socket id.
+    pub sid: Option<String>,
+    /// The private session id (connection state recovery on).
+    pub pid: Option<String>,
+    /// Socket.IO packets (after the Engine.IO `4`) that came before the CONNECT reply: what
+    /// a recovered socket missed.
+    pub early: Vec<Vec<u8>>,
+}
+
+/// What a client that lost its connection sends back to recover its socket (socket.io's
+/// `pid` and the last offset it received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The private session id of the CONNECT reply.
+    pub pid: String,
+    /// The last offset received, if any.
+    pub offset: Option<String>,
+}
+
+/// The CONNECT auth of a resuming client: `{"pid":…,"offset":…}` then the fields of `auth`
+/// (a JSON object), as socket.io-client merges them.
+fn resume_auth(r: &Resume, auth: Option<&str>) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("pid".into(), serde_json::Value::String(r.pid.clone()));
+    if let Some(o) = &r.offset {
+        m.insert("offset".into(), serde_json::Value::String(o.clone()));
+    }
+    if let Some(serde_json::Value::Object(a)) = auth.and_then(|a| serde_json::from_str(a).ok()) {
+        m.extend(a);
+    }
+    serde_json::Value::Object(m).to_string()
 }
 
 async fn tcp_connect(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream, ConnError> {
@@ -181,6 +213,16 @@ impl Conn {
         polling: bool,
         bind: Option<IpAddr>,
     ) -> Result<(Conn, Handshake), ConnError> {
+        Conn::open_resuming(ep, polling, bind, None).await
+    }
+
+    /// [`Conn::open`], sending `resume` in the CONNECT (connection state recovery).
+    pub async fn open_resuming(
+        ep: &Endpoint,
+        polling: bool,
+        bind: Option<IpAddr>,
+        resume: Option<&Resume>,
+    ) -> Result<(Conn, Handshake), ConnError> {
         let t0 = mono_ns();
         let mut conn = if polling {
             Conn::open_polling(ep, bind).await?
@@ -188,8 +230,10 @@ impl Conn {
             Conn::open_ws(ep, bind).await?
         };
         let eio_open_ns = mono_ns() - t0;
-        conn.queue(proto::connect_packet(&ep.nsp, ep.auth.as_deref()).freeze());
+        let auth = resume.map(|r| resume_auth(r, ep.auth.as_deref()));
+        conn.queue(proto::connect_packet(&ep.nsp, auth.as_deref().or(ep.auth.as_deref())).freeze());
         conn.flush().await?;
+        let mut early = Vec::new();
         loop {
             let Incoming::Text(payload) = conn.recv().await? else { continue };
             for p in payload.packets() {
@@ -200,14 +244,22 @@ impl Conn {
                         let sio = proto::sio(m, &ep.nsp)
                             .map_err(|e| ConnError::new(format!("malformed: {}", e.0)))?;
                         match sio.map(|s| (s.kind, s.data)) {
-                            Some((Kind::Connect, _)) => {
+                            Some((Kind::Connect, data)) => {
                                 conn.flush().await?;
-                                return Ok((
-                                    conn,
-                                    Handshake { eio_open_ns, ns_connect_ns: mono_ns() - t0 },
-                                ));
+                                let reply: serde_json::Value =
+                                    serde_json::from_slice(data).unwrap_or_default();
+                                let field = |k: &str| reply[k].as_str().map(str::to_owned);
+                                let hs = Handshake {
+                                    eio_open_ns,
+                                    ns_connect_ns: mono_ns() - t0,
+                                    sid: field("sid"),
+                                    pid: field("pid"),
+                                    early,
+                                };
+                                return Ok((conn, hs));
                             }
                             Some((Kind::ConnectError, data)) => return Err(connect_error(data)),
+                            Some((Kind::Event | Kind::BinaryEvent, _)) => early.push(m.to_vec()),
                             _ => {}
                         }
                     }

@@ -93,6 +93,9 @@ pub struct Hists {
     pub eio_open: String,
     /// Until namespace CONNECT.
     pub ns_connect: String,
+    /// `recover`: a comeback until its CONNECT reply (the replay included).
+    #[serde(default)]
+    pub recover: String,
 }
 
 /// What one stage (setup, or a phase) measured in one process.
@@ -342,7 +345,8 @@ pub fn worker_main() -> anyhow::Result<()> {
 /// counts and joins add up, histograms merge exactly, CPU times add up.
 pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
     let mut all = StageReport::default();
-    let mut hs = [new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist()];
+    let mut hs =
+        [new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist()];
     let mut pubs: BTreeMap<u32, PubCounts> = BTreeMap::new();
     let mut servers: Vec<(PubCounts, Histogram<u64>, Vec<u32>)> = Vec::new();
     for p in parts {
@@ -356,6 +360,7 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
             &p.hists.eio_open,
             &p.hists.ns_connect,
             &p.hists.transit,
+            &p.hists.recover,
         ];
         for (h, s) in hs.iter_mut().zip(src) {
             if !s.is_empty() {
@@ -381,7 +386,7 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
         .into_iter()
         .map(|(counts, h, joined)| ServerStage { counts, latency: hist_to_b64(&h), joined })
         .collect();
-    let [l, g, c, e, n, t] = hs;
+    let [l, g, c, e, n, t, r] = hs;
     all.hists = Hists {
         latency: hist_to_b64(&l),
         lag: hist_to_b64(&g),
@@ -389,6 +394,7 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
         connect: hist_to_b64(&c),
         eio_open: hist_to_b64(&e),
         ns_connect: hist_to_b64(&n),
+        recover: hist_to_b64(&r),
     };
     all.pubs = pubs.into_iter().collect();
     Ok(all)

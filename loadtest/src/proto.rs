@@ -261,6 +261,18 @@ fn slow_scan<const N: usize>(data: &[u8], prefix: Option<&[u8]>) -> Result<Scan<
     Ok(Scan::SlowHit(out))
 }
 
+/// The last element of a JSON array when it is a string with no escape in it (an offset of
+/// connection state recovery: `[...,"<offset>"]`); `None` otherwise.
+pub fn trailing_string(data: &[u8]) -> Option<&str> {
+    let body = data.strip_suffix(b"\"]")?;
+    let start = body.iter().rposition(|&b| b == b'"')?;
+    let s = &body[start + 1..];
+    if s.contains(&b'\\') || !matches!(body[..start].last(), Some(b',' | b'[')) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()
+}
+
 /// `["<event>",` with the name JSON-escaped: what an EVENT's data starts with.
 pub fn event_prefix(event: &str) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -338,6 +350,21 @@ pub fn split_payload(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trailing_string_is_an_offset() {
+        assert_eq!(
+            trailing_string(br#"["news",1,2,3,4,"pad","Qx3_.2.1a4f"]"#),
+            Some("Qx3_.2.1a4f")
+        );
+        assert_eq!(trailing_string(br#"["only"]"#), Some("only"));
+        assert_eq!(trailing_string(br#"["news",1]"#), None);
+        assert_eq!(trailing_string(br#"["news","a\"b"]"#), None, "an escaped quote");
+        assert_eq!(trailing_string(br#"["news","a\\"]"#), None, "an escape");
+        assert_eq!(trailing_string(br#"{"a":"b"}"#), None);
+        assert_eq!(trailing_string(b""), None);
+        assert_eq!(trailing_string(b"\"]"), None);
+    }
 
     #[test]
     fn engine_io_types() {

@@ -141,6 +141,14 @@ counters! {
     disconnects,
     /// Connections the harness closed itself at the end or after `--hold`.
     closed_by_harness,
+    /// `recover`: connections cut on purpose (to come back and recover).
+    cuts,
+    /// `recover`: comebacks that sent a `pid` (and offset).
+    recover_attempts,
+    /// `recover`: comebacks that got their socket back (the same id).
+    recovered,
+    /// `recover`: comebacks that got a new session instead.
+    recover_refused,
     /// `connect`: attempts scheduled.
     attempts,
     /// `connect`: attempts not started because `--duration` ran out.

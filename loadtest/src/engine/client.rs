@@ -11,7 +11,7 @@ use super::control::Control;
 use super::publisher::Publisher;
 use super::receiver::Receiver;
 use super::thread::Local;
-use crate::conn::{Conn, ConnError, Incoming};
+use crate::conn::{Conn, ConnError, Incoming, Resume};
 use crate::proto::{self, Eio, Kind};
 use crate::stats::record_ns;
 use crate::sys::mono_ns;
@@ -19,6 +19,8 @@ use crate::sys::mono_ns;
 enum End {
     Stop,
     Lost(ConnError),
+    /// `recover`: cut on purpose, to come back with its session.
+    Cut,
 }
 
 /// One connection of fanout, lobby, echo or idle, for the whole run.
@@ -29,8 +31,21 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
     let bind = plan.source_ip(g);
     let mut setup_done = false;
     let server = plan.is_cluster().then(|| plan.server_of(g));
-    let mut rx =
-        Receiver { trackers: Vec::new(), room: role.join, own: role.publish.map(|p| p.id), server };
+    let mut rx = Receiver {
+        trackers: Vec::new(),
+        room: role.join,
+        own: role.publish.map(|p| p.id),
+        server,
+        offset: None,
+    };
+    // `recover`: the subscribers' connections are cut once, in the first measured phase.
+    let cuts = plan.recover.filter(|_| role.join.is_some() && role.publish.is_none());
+    let mut cut_done = false;
+    // The session of the connection (socket id, private id) and, after a cut, what to
+    // send back.
+    let mut session: Option<(Option<String>, String)> = None;
+    let mut resume: Option<Resume> = None;
+    let mut comeback = false;
     let mut publ = role.publish.map(|p| Publisher::new(&l, p));
     let slot = l.ctl.slot();
     let mut backoff = Duration::from_millis(100);
@@ -40,9 +55,10 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         }
         let opened = {
             let _permit = l.sem.acquire().await;
-            tokio::time::timeout(l.connect_timeout(), Conn::open(l.endpoint(g), polling, bind))
-                .await
+            let open = Conn::open_resuming(l.endpoint(g), polling, bind, resume.as_ref());
+            tokio::time::timeout(l.connect_timeout(), open).await
         };
+        let mut recovered = false;
         let mut conn = match opened {
             Ok(Ok((conn, hs))) => {
                 let mut st = l.st.borrow_mut();
@@ -50,6 +66,28 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                 record_ns(&mut st.connect, hs.ns_connect_ns);
                 record_ns(&mut st.eio_open, hs.eio_open_ns);
                 record_ns(&mut st.ns_connect, hs.ns_connect_ns - hs.eio_open_ns);
+                let resumed = resume.take().is_some();
+                if std::mem::take(&mut comeback) {
+                    st.c.recover_attempts += 1;
+                    recovered = resumed
+                        && hs.sid.is_some()
+                        && session.as_ref().map(|s| &s.0) == Some(&hs.sid);
+                    if recovered {
+                        st.c.recovered += 1;
+                        record_ns(&mut st.recover, hs.ns_connect_ns);
+                    } else {
+                        st.c.recover_refused += 1;
+                    }
+                }
+                drop(st);
+                // What the socket missed came before the CONNECT reply.
+                let now = mono_ns();
+                for m in &hs.early {
+                    if let Err(e) = rx.early(&l, m, now) {
+                        l.error(&e.0);
+                    }
+                }
+                session = hs.pid.map(|pid| (hs.sid, pid));
                 conn
             }
             failed => {
@@ -62,7 +100,8 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                     setup_done = true;
                     l.setup_finished();
                 }
-                if plan.reconnect && !l.stopping() {
+                // A comeback after a cut keeps trying, as socket.io-client does.
+                if (plan.reconnect || comeback) && !l.stopping() {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     l.st.borrow_mut().c.reconnects += 1;
@@ -74,12 +113,13 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         backoff = Duration::from_millis(100);
         l.gauge.connected.store(l.gauge.connected.load(Relaxed) + 1, Relaxed);
         let mut end = None;
-        if let Some(room) = role.join {
+        // A recovered socket is in its rooms again: no join.
+        if let (Some(room), false) = (role.join, recovered) {
             match tokio::time::timeout(l.connect_timeout(), join(&l, &mut conn, room)).await {
                 Ok(Ok(())) => {
                     let mut st = l.st.borrow_mut();
                     st.c.joins_ok += 1;
-                    if !setup_done {
+                    if !setup_done && !cut_done {
                         st.joined[room as usize] += 1;
                         if let Some(s) = server {
                             st.servers[s].joined[room as usize] += 1;
@@ -105,7 +145,10 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         }
         let end = match end {
             Some(e) => e,
-            None => run_conn(&l, &mut conn, slot, &mut rx, &mut publ).await,
+            None => {
+                let cut_at = if cut_done { None } else { cuts };
+                run_conn(&l, &mut conn, slot, &mut rx, &mut publ, cut_at).await
+            }
         };
         l.gauge.connected.store(l.gauge.connected.load(Relaxed) - 1, Relaxed);
         match end {
@@ -113,6 +156,21 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                 conn.close(&plan.namespace).await;
                 l.st.borrow_mut().c.closed_by_harness += 1;
                 break;
+            }
+            End::Cut => {
+                cut_done = true;
+                l.st.borrow_mut().c.cuts += 1;
+                // Dropped as a network would drop it: no close, no namespace disconnect.
+                drop(conn);
+                if let Some(r) = cuts {
+                    tokio::time::sleep(Duration::from_secs_f64(r.down_s)).await;
+                }
+                // Without a pid (the server has recovery off) it comes back as a new client.
+                resume = session
+                    .as_ref()
+                    .map(|(_, pid)| Resume { pid: pid.clone(), offset: rx.offset.clone() });
+                comeback = true;
+                continue;
             }
             End::Lost(e) => {
                 l.st.borrow_mut().c.disconnects += 1;
@@ -186,12 +244,26 @@ async fn run_conn(
     ctl_slot: usize,
     rx: &mut Receiver,
     publ: &mut Option<Publisher>,
+    cut: Option<crate::plan::RecoverPlan>,
 ) -> End {
+    // `recover`: when this connection is cut (in the first measured phase); one timer, set
+    // when the phase starts (none of this is polled in the other scenarios).
+    let mut cut_armed = false;
+    let cut_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(cut_timer);
+    let arm = |spec: &super::control::PhaseSpec, timer: std::pin::Pin<&mut tokio::time::Sleep>| {
+        let Some(c) = cut.filter(|_| spec.phase == 0) else { return false };
+        let at = spec.start_ns + (c.drop_at_s * 1e9) as u64;
+        let wait = Duration::from_nanos(at.saturating_sub(mono_ns()));
+        timer.reset(tokio::time::Instant::now() + wait);
+        true
+    };
     // A client that (re)connects mid-phase picks the phase up where its schedule stands.
     let mut seen = l.ctl.gen.get();
     let current = l.ctl.get();
     match current {
         Control::Run(spec) => {
+            cut_armed = arm(&spec, cut_timer.as_mut());
             if let Some(p) = publ {
                 p.start(l, &spec);
             }
@@ -208,6 +280,7 @@ async fn run_conn(
                 seen = g;
                 match l.ctl.get() {
                     Control::Run(spec) => {
+                        cut_armed = arm(&spec, cut_timer.as_mut());
                         if let Some(p) = publ {
                             p.start(l, &spec);
                         }
@@ -246,6 +319,7 @@ async fn run_conn(
                     }
                 }
             }
+            () = &mut cut_timer, if cut_armed => return End::Cut,
             _ = l.pacer.wait(slot, due.unwrap_or(u64::MAX)), if due.is_some() => {
                 if let Some(p) = publ {
                     p.send_due(l, conn);

@@ -39,6 +39,8 @@ pub(super) struct Stats {
     pub(super) connect: Histogram<u64>,
     pub(super) eio_open: Histogram<u64>,
     pub(super) ns_connect: Histogram<u64>,
+    /// `recover`: from the comeback's first byte to its CONNECT reply, the replay included.
+    pub(super) recover: Histogram<u64>,
     pub(super) pubs: Vec<PubCounts>,
     pub(super) joined: Vec<u32>,
     /// Per server of a cluster (empty otherwise).
@@ -64,6 +66,7 @@ impl Stats {
             connect: new_hist(),
             eio_open: new_hist(),
             ns_connect: new_hist(),
+            recover: new_hist(),
             pubs: vec![PubCounts::default(); plan.publisher_count() as usize],
             joined: vec![0; plan.rooms as usize],
             servers: if plan.is_cluster() {
@@ -108,6 +111,7 @@ impl Stats {
                 connect: h(&mut self.connect),
                 eio_open: h(&mut self.eio_open),
                 ns_connect: h(&mut self.ns_connect),
+                recover: h(&mut self.recover),
             },
             pubs,
             joined: take_joined(&mut self.joined),

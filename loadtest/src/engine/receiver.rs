@@ -16,6 +16,9 @@ pub(super) struct Receiver {
     pub(super) own: Option<u32>,
     /// The server this connection is on, in a cluster (its deliveries are counted apart).
     pub(super) server: Option<usize>,
+    /// `recover`: the last offset received (an event's last argument when it is a string,
+    /// as socket.io-client keeps it).
+    pub(super) offset: Option<String>,
 }
 
 impl Receiver {
@@ -46,6 +49,11 @@ impl Receiver {
         Ok(())
     }
 
+    /// A Socket.IO packet that came before the CONNECT reply of a comeback (a missed one).
+    pub(super) fn early(&mut self, l: &Local, m: &[u8], now: u64) -> Result<(), ConnError> {
+        self.sio(l, m, now)
+    }
+
     fn sio(&mut self, l: &Local, m: &[u8], now: u64) -> Result<(), ConnError> {
         let s = match proto::sio(m, &l.plan.namespace) {
             Ok(Some(s)) => s,
@@ -59,6 +67,11 @@ impl Receiver {
             }
         };
         let echo = l.plan.shape == Scenario::Echo;
+        if l.plan.recover.is_some() && s.kind == Kind::Event && s.ack.is_none() {
+            if let Some(o) = proto::trailing_string(s.data) {
+                self.offset = Some(o.to_owned());
+            }
+        }
         match s.kind {
             Kind::Event if !echo => match proto::scan_event::<4>(s.data, &l.prefix) {
                 Ok(Scan::Hit([id, seq, at, sent])) => {

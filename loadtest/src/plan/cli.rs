@@ -39,6 +39,12 @@ pub enum Command {
     /// Step the rate of `fanout` (or `lobby`, or `cluster-fanout`) up by --step-factor every --duration seconds until
     /// the p99 objective or zero loss breaks; report the highest rate that held.
     Ramp(RampArgs),
+    /// `fanout` with connection state recovery: at --drop-at seconds every subscriber's
+    /// connection is cut (the TCP connection dropped, no close), and after --down ms it comes
+    /// back with its `pid` and last offset as socket.io-client does; counts the sockets
+    /// recovered (same id), the time each took (reconnect to CONNECT reply, the replay
+    /// included), and checks every missed packet arrived once and in order. WebSocket only.
+    Recover(RecoverArgs),
     /// Internal: one worker process of `--workers N` (reads its plan on stdin).
     #[command(hide = true)]
     Worker,
@@ -166,6 +172,21 @@ pub struct FanoutArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub rooms: RoomArgs,
+}
+
+/// `recover`
+#[derive(Args, Debug, Clone)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub fanout: FanoutArgs,
+    /// When the connections are cut, in seconds after the measured phase starts [default:
+    /// half of --duration].
+    #[arg(long)]
+    pub drop_at: Option<f64>,
+    /// How long a cut connection stays away before coming back, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub down: u64,
 }
 
 /// `lobby`

@@ -19,7 +19,7 @@ pub use cli::{
     Cli, Command, CommonArgs, ConnectArgs, EchoArgs, FanoutArgs, IdleArgs, LobbyArgs, RampArgs,
     RoomArgs, Shape, TrafficArgs,
 };
-pub use model::{Output, Plan, RampPlan, Scenario, ServerAddr};
+pub use model::{Output, Plan, RampPlan, RecoverPlan, Scenario, ServerAddr};
 pub use roster::{Publish, Role};
 
 #[cfg(test)]

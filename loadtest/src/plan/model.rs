@@ -29,6 +29,8 @@ pub enum Scenario {
     Idle,
     /// See [`Command::Ramp`].
     Ramp,
+    /// See [`Command::Recover`].
+    Recover,
 }
 
 impl Scenario {
@@ -42,6 +44,7 @@ impl Scenario {
             Scenario::Connect => "connect",
             Scenario::Idle => "idle",
             Scenario::Ramp => "ramp",
+            Scenario::Recover => "recover",
         }
     }
 }
@@ -124,11 +127,23 @@ pub struct Plan {
     pub setup_timeout_s: f64,
     /// Ramp settings.
     pub ramp: Option<RampPlan>,
+    /// `recover`: when every subscriber's connection is cut, and for how long.
+    #[serde(default)]
+    pub recover: Option<RecoverPlan>,
     /// `--server-pid`: none, or one per server in `servers` order.
     pub server_pids: Vec<u32>,
     /// CLOCK_MONOTONIC origin of the scheduled timestamps carried in messages (kept small so
     /// they survive a JavaScript server's doubles exactly).
     pub epoch_ns: u64,
+}
+
+/// `recover` settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RecoverPlan {
+    /// Seconds after the measured phase starts.
+    pub drop_at_s: f64,
+    /// Seconds away.
+    pub down_s: f64,
 }
 
 /// One server of a plan.

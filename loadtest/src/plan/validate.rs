@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use anyhow::{bail, Context};
 
 use super::limits;
-use super::{Command, Output, Plan, RampPlan, RoomArgs, Scenario, ServerAddr, Shape, TrafficArgs};
+use super::{
+    Command, Output, Plan, RampPlan, RecoverPlan, RoomArgs, Scenario, ServerAddr, Shape,
+    TrafficArgs,
+};
 
 fn check_positive(name: &str, v: f64, max: f64) -> anyhow::Result<()> {
     if !v.is_finite() || v <= 0.0 || v > max {
@@ -21,6 +24,7 @@ impl Plan {
     pub fn from_command(cmd: &Command) -> anyhow::Result<(Plan, Output)> {
         let (scenario, common) = match cmd {
             Command::Fanout(a) => (Scenario::Fanout, &a.common),
+            Command::Recover(a) => (Scenario::Recover, &a.fanout.common),
             Command::ClusterFanout(a) => (Scenario::ClusterFanout, &a.common),
             Command::Lobby(a) => (Scenario::Lobby, &a.common),
             Command::Echo(a) => (Scenario::Echo, &a.common),
@@ -130,6 +134,7 @@ impl Plan {
             connect_timeout_s: c.connect_timeout,
             setup_timeout_s: c.setup_timeout,
             ramp: None,
+            recover: None,
             server_pids: c.server_pid.clone(),
             epoch_ns: 0,
         };
@@ -156,6 +161,26 @@ impl Plan {
                 traffic(&mut plan, &a.traffic, 10.0, "news");
                 rooms(&mut plan, &a.rooms, lobby_rooms(c.clients, a.room_size));
                 plan.publishers = 0;
+            }
+            Command::Recover(a) => {
+                plan.shape = Scenario::Fanout;
+                traffic(&mut plan, &a.fanout.traffic, 10.0, "news");
+                rooms(&mut plan, &a.fanout.rooms, 1);
+                let drop_at = a.drop_at.unwrap_or(c.duration / 2.0);
+                if !(drop_at > 0.0 && drop_at < c.duration) {
+                    bail!("--drop-at must be inside the measured phase (0 to --duration)");
+                }
+                if a.down == 0 || a.down > 600_000 {
+                    bail!("--down must be between 1 and 600000 ms");
+                }
+                if c.polling_share > 0.0 {
+                    bail!("recover cuts WebSocket connections: --polling-share must be 0");
+                }
+                if c.reconnect {
+                    bail!("recover reconnects by itself: --reconnect is not for it");
+                }
+                plan.recover =
+                    Some(RecoverPlan { drop_at_s: drop_at, down_s: a.down as f64 / 1000.0 });
             }
             Command::Echo(a) => traffic(&mut plan, &a.traffic, 1.0, "message-with-ack"),
             Command::Connect(a) => {

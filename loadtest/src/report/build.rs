@@ -8,8 +8,8 @@ use hdrhistogram::Histogram;
 
 use super::document::{
     ClusterReport, ClusterServer, ConnectReport, Connections, Environment, GroupReport,
-    HarnessReport, Hop, PubRow, Publishers, RampReport, Report, Rooms, ServerReport, StepRow,
-    TimelineRow,
+    HarnessReport, Hop, PubRow, Publishers, RampReport, RecoveryReport, Report, Rooms,
+    ServerReport, StepRow, TimelineRow,
 };
 use crate::coord::{fmt_us, step_holds, tally, Outcome, PhaseOutcome};
 use crate::link::StageReport;
@@ -199,7 +199,24 @@ pub fn build(o: &Outcome) -> Report {
             hold_s: plan.hold_s,
         }
     });
+    let recovery = plan.recover.map(|rp| {
+        let mut h = new_hist();
+        for p in &o.phases {
+            let _ = h.add(hist(&p.report.hists.recover));
+        }
+        RecoveryReport {
+            cuts: c.cuts,
+            attempts: c.recover_attempts,
+            recovered: c.recovered,
+            refused: c.recover_refused,
+            missing: c.cuts.saturating_sub(c.recover_attempts),
+            time_to_recover_us: Percentiles::of(&h),
+            down_ms: rp.down_s * 1000.0,
+        }
+    });
+    let every_one_back = recovery.as_ref().is_none_or(|r| r.cuts > 0 && r.recovered == r.cuts);
     let clean = lost == 0
+        && every_one_back
         && c.duplicates == 0
         && c.reordered == 0
         && errors.is_empty()
@@ -257,6 +274,7 @@ pub fn build(o: &Outcome) -> Report {
             steps,
         }),
         connect: connect_report,
+        recovery,
         server,
         cluster: plan.is_cluster().then(|| cluster(o, &o.phases)),
         harness: HarnessReport {

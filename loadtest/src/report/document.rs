@@ -73,6 +73,8 @@ pub struct Report {
     pub ramp: Option<RampReport>,
     /// `connect` scenario details.
     pub connect: Option<ConnectReport>,
+    /// `recover`: the cut connections and how they came back.
+    pub recovery: Option<RecoveryReport>,
     /// Server process, with `--server-pid` (in a cluster, the first server's).
     pub server: Option<ServerReport>,
     /// `cluster-fanout` (and `ramp --shape cluster-fanout`): local and remote subscribers,
@@ -265,6 +267,28 @@ pub struct ClusterServer {
     /// local fan-out and handing it to the adapter; on the others: the adapter's side and
     /// their fan-out).
     pub cpu_us_per_broadcast: Option<f64>,
+}
+
+/// `recover`: every subscriber's connection cut once and brought back with its session.
+#[derive(Debug, Serialize)]
+pub struct RecoveryReport {
+    /// Connections cut.
+    pub cuts: u64,
+    /// Comebacks connected again (with their `pid` and last offset when the server gave a
+    /// pid).
+    pub attempts: u64,
+    /// Comebacks that got their socket back (the same id).
+    pub recovered: u64,
+    /// Comebacks that got a new session instead (what they missed is lost).
+    pub refused: u64,
+    /// Comebacks that did not get through at all (`cuts - attempts`: still away at the end,
+    /// or whose reconnection failed; reasons in `errors`).
+    pub missing: u64,
+    /// From a comeback's first byte to its CONNECT reply, the replay of what it missed
+    /// included (the missed packets come before the reply).
+    pub time_to_recover_us: Percentiles,
+    /// How long each connection stayed away, in ms (`--down`).
+    pub down_ms: f64,
 }
 
 /// `connect`: the storm / churn.

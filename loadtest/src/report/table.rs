@@ -206,6 +206,17 @@ pub fn table(r: &Report) -> String {
         row(&mut s, "publish lag", lat_line(&r.publish_lag_us));
         row(&mut s, "transit", lat_line(&r.transit_us));
     }
+    if let Some(rc) = &r.recovery {
+        row(
+            &mut s,
+            "recovery",
+            format!(
+                "{} cut, {} came back: {} recovered, {} got a new session; {} did not come back",
+                rc.cuts, rc.attempts, rc.recovered, rc.refused, rc.missing
+            ),
+        );
+        row(&mut s, "  to recover", lat_line(&rc.time_to_recover_us));
+    }
     if r.errors.is_empty() {
         row(&mut s, "errors", "none".into());
     } else {
