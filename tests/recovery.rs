@@ -840,3 +840,19 @@ async fn takes_over_a_half_open_websocket() {
 async fn takes_over_a_half_open_polling_session() {
     takes_over_a_half_open_connection(Mode::Polling).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_too_long_for_the_clock_is_no_expiry() {
+    let (server, mut seen) = server_with(Duration::MAX, |c| c);
+    let (mut a, _) = Client::connect(server.addr, Mode::Websocket, json!({})).await;
+    recv(&mut seen.connected).await;
+    // Restored away from its home, then dropped again: the home's pointer has no expiry.
+    for round in 0..2 {
+        a.drop_connection_keep().await;
+        until("the session kept", || server.io.recovery_stats().persisted == round + 1).await;
+        let (a2, _) = Client::reconnect(&a, Mode::Websocket).await;
+        assert_eq!(a2.id, a.id, "round {round}");
+        a = a2;
+    }
+    assert_eq!(server.io.recovery_stats().recovered, 2);
+}

@@ -564,7 +564,9 @@ impl ShardCtx {
         rec.sessions.borrow_mut().insert(pid, session);
         shared.persisted.fetch_add(1, Ordering::Relaxed);
         if away {
-            self.point_home(pid, Some((self.id, Some(Instant::now() + shared.window))));
+            // (No expiry when the window is too long for the clock to count.)
+            let until = Instant::now().checked_add(shared.window);
+            self.point_home(pid, Some((self.id, until)));
         }
         if let Some(ask) = waiting {
             // The client that took the socket over gets it now.
@@ -683,7 +685,8 @@ impl ShardCtx {
         let rec = self.recovery();
         let session = rec.sessions.borrow_mut().remove(&ask.pid).ok_or(false)?;
         let window = self.recovery_limits().2;
-        if *session.nsp != *ask.nsp || session.at + window < Instant::now() {
+        let expired = session.at.checked_add(window).is_some_and(|end| end < Instant::now());
+        if *session.nsp != *ask.nsp || expired {
             return Err(false);
         }
         let log = rec.log.borrow();
