@@ -11,6 +11,7 @@ use crate::broadcast::{deliver_local, BroadcastMsg, Selection};
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::ns::args::Args;
+use crate::ns::recovery::{Audience, Replayable};
 use crate::ns::socket::{Handshake, Socket};
 use crate::ns::Room;
 use crate::proto::sid::Sid;
@@ -74,6 +75,7 @@ impl Shard {
 pub struct WsShard {
     rt: tokio::runtime::Runtime,
     ctx: ShardCtx,
+    server: Server,
     peers: Vec<std::net::TcpStream>,
     buf: Vec<u8>,
 }
@@ -81,15 +83,26 @@ pub struct WsShard {
 impl WsShard {
     /// A shard with `n` WebSocket-linked sockets, all in room `room`.
     pub fn with_sockets(n: usize, room: &str) -> WsShard {
+        WsShard::with(n, room, false)
+    }
+
+    /// The same, with connection state recovery on when `recovery`: each broadcast is
+    /// numbered and carries its offset, and the shard logs it.
+    pub fn with(n: usize, room: &str, recovery: bool) -> WsShard {
         use std::time::Duration;
         let rt =
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let config = Config::builder()
+        let mut config = Config::builder()
             .shards(1)
             .write_coalesce(Duration::ZERO)
-            .write_coalesce_max(Duration::ZERO)
-            .build()
-            .expect("config");
+            .write_coalesce_max(Duration::ZERO);
+        if recovery {
+            // A small cap, so every broadcast past it also drops one: the steady state.
+            config = config
+                .connection_state_recovery(Duration::from_secs(120), true)
+                .recovery_max_packets(16);
+        }
+        let config = config.build().expect("config");
         let server = Server::new(config);
         let ctx = ShardCtx::new(0, Arc::new(Mesh::new(1)), crate::server::shard_locals(&server.0));
         let nsp = server.0.namespace_for("/", &serde_json::Value::Null).expect("root namespace");
@@ -110,14 +123,38 @@ impl WsShard {
         drop(_guard);
         // One turn of the I/O driver: the sockets learn they are writable.
         rt.block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
-        WsShard { rt, ctx, peers, buf: vec![0; 64 * 1024] }
+        WsShard { rt, ctx, server, peers, buf: vec![0; 64 * 1024] }
     }
 
     /// Encodes one event once, queues it on every member of `room`, runs a flush pass, and
     /// drains the peers. Returns the bytes the peers received.
     pub fn broadcast(&mut self, room: &str, event: &str, args: &Args) -> usize {
         use std::io::Read;
-        let msg = plain_broadcast(room, event, args);
+        let mut msg = plain_broadcast(room, event, args);
+        if let Some(rec) = self.server.0.recovery() {
+            // As `broadcast::encode` does on a shard: numbered, then encoded once.
+            let id = self.ctx.next_broadcast_offset();
+            let text = rec.tag.format(id);
+            let enc = Encoding::default();
+            let (values, verbatim, binary) = (args.values(), args.verbatim(), args.binary());
+            msg.packet = Out::event_with_offset(
+                "/",
+                event,
+                values,
+                verbatim,
+                binary.to_vec(),
+                None,
+                enc,
+                Some(&text),
+            );
+            msg.replay = Some(Arc::new(Replayable {
+                id,
+                nsp: msg.nsp.clone(),
+                to: Audience::Rooms { rooms: msg.sel.rooms.clone(), except: Default::default() },
+                packet: msg.packet.clone(),
+                at: std::time::Instant::now(),
+            }));
+        }
         let _guard = self.rt.enter();
         deliver_local(&self.ctx, &msg);
         self.ctx.transport().flush_now();

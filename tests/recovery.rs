@@ -739,6 +739,11 @@ async fn no_gap_no_duplicate(mode: Mode) {
             let ev = a.next_event().await;
             record(&mut got, &ev);
         }
+        if mode == Mode::Websocket && round == 1 {
+            // The socket lives away from its pid's home: this restore asks the home, which
+            // forwards to where the session is kept.
+            assert_ne!(a.shard, Sid::parse(&a.pid).unwrap().shard());
+        }
         let persisted = server.io.recovery_stats().persisted;
         a.drop_connection_keep().await;
         until("the session kept", || server.io.recovery_stats().persisted == persisted + 1).await;
@@ -834,4 +839,71 @@ async fn takes_over_a_half_open_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takes_over_a_half_open_polling_session() {
     takes_over_a_half_open_connection(Mode::Polling).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_too_long_for_the_clock_is_no_expiry() {
+    let (server, mut seen) = server_with(Duration::MAX, |c| c);
+    let (mut a, _) = Client::connect(server.addr, Mode::Websocket, json!({})).await;
+    recv(&mut seen.connected).await;
+    // Restored away from its home, then dropped again: the home's pointer has no expiry.
+    for round in 0..2 {
+        a.drop_connection_keep().await;
+        until("the session kept", || server.io.recovery_stats().persisted == round + 1).await;
+        let (a2, _) = Client::reconnect(&a, Mode::Websocket).await;
+        assert_eq!(a2.id, a.id, "round {round}");
+        a = a2;
+    }
+    assert_eq!(server.io.recovery_stats().recovered, 2);
+}
+
+/// Many clients dropped at once come back at once, over 4 shards: each gets its own missed
+/// packets, once and in order, then live traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_recover_at_once() {
+    const CLIENTS: usize = 200;
+    const MISSED: usize = 20;
+    let (server, _seen) = server();
+    let addr = server.addr;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let (mut c, _) = Client::connect(addr, Mode::Websocket, json!({})).await;
+        // Two rooms, so each client misses only its own room's packets.
+        c.call_ok(json!(["join", format!("r{}", i % 2)])).await;
+        clients.push(c);
+    }
+    let (mut b, _) = Client::connect(addr, Mode::Websocket, json!({})).await;
+    for c in &mut clients {
+        c.drop_connection_keep().await;
+    }
+    until("every session kept", || server.io.recovery_stats().persisted == CLIENTS as u64).await;
+    for i in 0..MISSED {
+        b.call_ok(json!(["publish", format!("r{}", i % 2), "m", i])).await;
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(k, old)| {
+            tokio::spawn(async move {
+                let (c, missed) = Client::reconnect(&old, Mode::Websocket).await;
+                assert_eq!(c.id, old.id, "client {k}");
+                let got: Vec<Value> = events(&missed);
+                let expected: Vec<Value> =
+                    (0..MISSED).filter(|i| i % 2 == k % 2).map(|i| json!(["m", i])).collect();
+                assert_eq!(got, expected, "client {k}");
+                c
+            })
+        })
+        .collect();
+    let mut back = Vec::new();
+    for t in tasks {
+        back.push(t.await.unwrap());
+    }
+    let stats = server.io.recovery_stats();
+    assert_eq!((stats.recovered, stats.not_recovered), (CLIENTS as u64, 0), "{stats:?}");
+    b.call_ok(json!(["publish", "r0", "live", 1])).await;
+    b.call_ok(json!(["publish", "r1", "live", 2])).await;
+    for (k, c) in back.iter_mut().enumerate() {
+        assert_eq!(c.next_event().await[..2], [json!("live"), json!(1 + k % 2)], "client {k}");
+    }
 }

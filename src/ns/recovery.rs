@@ -28,6 +28,14 @@
 //!   skips, live, what the holder had and it has not received yet. So the replay has every
 //!   missed packet once, each issuer's in order, and live traffic follows with no gap and no
 //!   duplicate.
+//!
+//! Across servers (the Redis Streams adapter, not yet): the stream's entry ids are the
+//! offsets there, known once the XADD returns, so that adapter encodes a broadcast after its
+//! publish (the message keeps the event and its arguments); sessions go to Redis and a
+//! restore asks it instead of the pid's home. [`Offset`] and the log are this process's
+//! numbering; the seams are where an offset is made (`broadcast::encode`,
+//! `Socket::emit`), where a session is kept ([`ShardCtx::recovery_on_closed`]) and where a
+//! restore is asked ([`ShardCtx::ask_restore`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -564,7 +572,9 @@ impl ShardCtx {
         rec.sessions.borrow_mut().insert(pid, session);
         shared.persisted.fetch_add(1, Ordering::Relaxed);
         if away {
-            self.point_home(pid, Some((self.id, Some(Instant::now() + shared.window))));
+            // (No expiry when the window is too long for the clock to count.)
+            let until = Instant::now().checked_add(shared.window);
+            self.point_home(pid, Some((self.id, until)));
         }
         if let Some(ask) = waiting {
             // The client that took the socket over gets it now.
@@ -683,7 +693,8 @@ impl ShardCtx {
         let rec = self.recovery();
         let session = rec.sessions.borrow_mut().remove(&ask.pid).ok_or(false)?;
         let window = self.recovery_limits().2;
-        if *session.nsp != *ask.nsp || session.at + window < Instant::now() {
+        let expired = session.at.checked_add(window).is_some_and(|end| end < Instant::now());
+        if *session.nsp != *ask.nsp || expired {
             return Err(false);
         }
         let log = rec.log.borrow();
