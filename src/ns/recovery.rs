@@ -252,6 +252,39 @@ struct Log {
     /// Per issuer (all 256): the highest sequence number the cap dropped, to tell a restore
     /// refused because of the cap from one with an unknown offset.
     cap_floor: Vec<u64>,
+    /// Where the entries that can reach a socket are, by what they are addressed to
+    /// (absolute indexes, ascending): a restore reads the entries for the session's rooms
+    /// and its id, and those to everyone, not every entry after its offset (10,000 clients
+    /// coming back at once after a second away would otherwise each scan the whole second
+    /// of every room's traffic).
+    by_room: AHashMap<Room, VecDeque<u64>>,
+    by_sid: AHashMap<Sid, VecDeque<u64>>,
+    to_all: VecDeque<u64>,
+}
+
+/// What an entry is indexed under.
+enum Key<'a> {
+    Room(&'a Room),
+    Sid(Sid),
+    All,
+}
+
+/// The keys of entry `e` in the log's indexes (each once).
+fn keys(e: &Entry) -> SmallVec<[Key<'_>; 2]> {
+    match (e.only, &e.r.to) {
+        (Some(sid), _) => smallvec::smallvec![Key::Sid(sid)],
+        (None, Audience::Socket(sid)) => smallvec::smallvec![Key::Sid(*sid)],
+        (None, Audience::Rooms { rooms, .. }) if rooms.is_empty() => smallvec::smallvec![Key::All],
+        (None, Audience::Rooms { rooms, .. }) => {
+            let mut out: SmallVec<[Key<'_>; 2]> = SmallVec::new();
+            for (i, r) in rooms.iter().enumerate() {
+                if !rooms[..i].contains(r) {
+                    out.push(Key::Room(r));
+                }
+            }
+            out
+        }
+    }
 }
 
 impl Log {
@@ -273,7 +306,15 @@ impl Log {
             self.originals += 1;
             self.bytes += r.packet.wire_len();
         }
-        self.entries.push_back(Entry { r, only });
+        let e = Entry { r, only };
+        for k in keys(&e) {
+            match k {
+                Key::Room(room) => self.by_room.entry(room.clone()).or_default().push_back(abs),
+                Key::Sid(sid) => self.by_sid.entry(sid).or_default().push_back(abs),
+                Key::All => self.to_all.push_back(abs),
+            }
+        }
+        self.entries.push_back(e);
     }
 
     /// Appends a packet being delivered here (not a copy), noting how far its issuer's
@@ -294,6 +335,36 @@ impl Log {
         let Some(e) = self.entries.pop_front() else { return };
         let abs = self.base;
         self.base += 1;
+        // The oldest entry is at the front of each index it is in.
+        for k in keys(&e) {
+            match k {
+                Key::Room(room) => {
+                    if let Some(d) = self.by_room.get_mut(room) {
+                        if d.front() == Some(&abs) {
+                            d.pop_front();
+                        }
+                        if d.is_empty() {
+                            self.by_room.remove(room);
+                        }
+                    }
+                }
+                Key::Sid(sid) => {
+                    if let Some(d) = self.by_sid.get_mut(&sid) {
+                        if d.front() == Some(&abs) {
+                            d.pop_front();
+                        }
+                        if d.is_empty() {
+                            self.by_sid.remove(&sid);
+                        }
+                    }
+                }
+                Key::All => {
+                    if self.to_all.front() == Some(&abs) {
+                        self.to_all.pop_front();
+                    }
+                }
+            }
+        }
         if e.only.is_none() {
             self.originals -= 1;
             self.bytes -= e.r.packet.wire_len();
@@ -353,9 +424,29 @@ impl Log {
         let skip = session.restored.as_ref().and_then(|h| h.skip.as_deref());
         let mut missed = Vec::new();
         // Entries that left the log leave its maps, so `at` is at or after `base`.
-        let start = (at + 1).checked_sub(self.base).ok_or(true)?;
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.entries.len());
-        for e in self.entries.range(start..) {
+        (at + 1).checked_sub(self.base).ok_or(true)?;
+        // The entries after `at` that can reach the session, in the log's order.
+        let from = at + 1;
+        let mut at_list: Vec<u64> = Vec::new();
+        let mut add = |d: &VecDeque<u64>| {
+            let i = d.partition_point(|&p| p < from);
+            at_list.extend(d.range(i..).copied());
+        };
+        add(&self.to_all);
+        if let Some(d) = self.by_sid.get(&session.sid) {
+            add(d);
+        }
+        for r in &session.rooms {
+            if let Some(d) = self.by_room.get(r) {
+                add(d);
+            }
+        }
+        at_list.sort_unstable();
+        at_list.dedup();
+        let entries = at_list
+            .iter()
+            .filter_map(|&p| self.entries.get(usize::try_from(p.checked_sub(self.base)?).ok()?));
+        for e in entries {
             match e.only {
                 Some(sid) if sid == session.sid => missed.push(e.r.clone()),
                 Some(_) => {}
@@ -1029,5 +1120,49 @@ mod tests {
             got.extend(s[q3..].iter().filter(|x| !late(&skip2, x)).cloned());
             check(&got, ISSUERS, EACH, &format!("trial {trial}, two restores"));
         }
+    }
+
+    #[test]
+    fn a_restore_reads_only_what_can_reach_the_session_and_the_indexes_empty_with_the_log() {
+        let (sid, other) = (Sid::generate(0), Sid::generate(0));
+        let t = Instant::now();
+        let to = |r: &[&str], except: &[&str]| Audience::Rooms {
+            rooms: rooms(r),
+            except: rooms(except),
+        };
+        let mut log = Log::default();
+        let entries = [
+            replayable(1, 1, to(&["a"], &[]), t),                      // in
+            replayable(1, 2, to(&["b"], &[]), t),                      // another room
+            replayable(1, 3, to(&[], &[]), t),                         // everyone: in
+            replayable(1, 4, to(&["a", "a"], &["x"]), t),              // in (once)
+            replayable(1, 5, to(&["a"], &["a"]), t),                   // excluded
+            replayable(Offset::DIRECT, 6, Audience::Socket(sid), t),   // to it: in
+            replayable(Offset::DIRECT, 7, Audience::Socket(other), t), // to another
+            replayable(1, 8, to(&[sid.as_str()], &[]), t),             // its own room: in
+        ];
+        for e in &entries {
+            log.deliver(e.clone());
+        }
+        log.push(replayable(1, 9, to(&["b"], &[]), t), Some(sid)); // a copy made for it: in
+        log.push(replayable(1, 10, to(&["a"], &[]), t), Some(other)); // another's copy
+        let session = Persisted {
+            sid,
+            pid: Sid::generate(0),
+            nsp: Arc::from("/"),
+            rooms: vec![Room::from(sid.as_str()), Room::from("a")],
+            data: None,
+            at: t,
+            restored: None,
+        };
+        let (missed, _) = log.missed_after(0, &session, 2).unwrap();
+        let got: Vec<u64> = missed.iter().map(|r| r.id.seq).collect();
+        assert_eq!(got, vec![3, 4, 6, 8, 9], "after the first, in the log's order");
+        let (missed, _) = log.missed_after(5, &session, 2).unwrap();
+        assert_eq!(missed.iter().map(|r| r.id.seq).collect::<Vec<_>>(), vec![8, 9]);
+        // Everything leaves with the window: so do the indexes.
+        log.enforce(usize::MAX, usize::MAX, Some(t + Duration::from_secs(1)));
+        assert!(log.entries.is_empty());
+        assert!(log.by_room.is_empty() && log.by_sid.is_empty() && log.to_all.is_empty());
     }
 }
