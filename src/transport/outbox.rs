@@ -80,7 +80,14 @@ fn finish_text_frame(mut buf: BytesMut) -> (Bytes, Bytes) {
 }
 
 impl Out {
-    fn new(buf: BytesMut, binary: Vec<Bytes>, enc: Encoding) -> Out {
+    fn new(mut buf: BytesMut, binary: Vec<Bytes>, enc: Encoding) -> Out {
+        // The buffer grew by doubling while the arguments were written: up to twice the
+        // packet is allocated, and the packet lives as long as the last outbox (and, with
+        // connection state recovery, the replay log) holding it. Past a quarter wasted it
+        // is copied once, per packet, not per recipient, into an allocation of its size.
+        if buf.capacity() - buf.len() > buf.len() / 4 + 64 {
+            buf = BytesMut::from(&buf[..]);
+        }
         let (frame, text) = finish_text_frame(buf);
         let deflated = (enc.deflate && text.len() >= enc.threshold)
             .then(|| ws::encode_compressed_frame(true, &text))
@@ -188,6 +195,26 @@ impl Out {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_large_packet_copied_to_its_size_is_still_one_frame() {
+        let big = "x".repeat(5000);
+        let out = Out::event(
+            "/",
+            "big",
+            &[json!(big)],
+            &Verbatim::default(),
+            Vec::new(),
+            None,
+            Encoding::default(),
+        );
+        let want = format!("42[\"big\",\"{big}\"]");
+        assert_eq!(&out.text()[..], want.as_bytes());
+        let frame = out.frames(false).next().unwrap().clone();
+        assert_eq!((frame[0], frame[1]), (0x81, 126));
+        assert_eq!(u16::from_be_bytes([frame[2], frame[3]]) as usize, want.len());
+        assert_eq!(&frame[4..], want.as_bytes());
+    }
 
     #[test]
     fn text_is_built_inside_its_frame() {
