@@ -124,6 +124,21 @@ pub fn encode_pubsub(msg: &ClusterMessage) -> Bytes {
     out.freeze()
 }
 
+/// Whether a broadcast read from the stream is replayed to a session of namespace `nsp` in
+/// `rooms` (its own id among them), as the adapter's restore filters them: a plain
+/// broadcast (no `requestId`) of that namespace to any of its rooms (or to all) and to none
+/// of its exceptions. Volatile broadcasts are not replayed (the reference's streams adapter
+/// replays them; its in-memory adapter, and our single-server recovery, do not).
+pub fn replays_to(msg: &ClusterMessage, nsp: &str, rooms: &[String]) -> bool {
+    let Body::Broadcast { opts, request_id: None, .. } = &msg.body else { return false };
+    if msg.nsp != nsp || opts.flags.volatile {
+        return false;
+    }
+    let has = |list: &[crate::ns::Room], r: &str| list.iter().any(|x| **x == *r);
+    (opts.rooms.is_empty() || rooms.iter().any(|r| has(&opts.rooms, r)))
+        && !rooms.iter().any(|r| has(&opts.except, r))
+}
+
 /// Whether `offset` is a stream entry id (`ms-seq`), the only offsets this adapter knows.
 pub fn is_entry_id(offset: &str) -> bool {
     parse_entry_id(offset).is_some()

@@ -23,6 +23,7 @@
 mod ask;
 mod link;
 mod serve;
+mod sessions;
 mod sharded;
 mod streams;
 
