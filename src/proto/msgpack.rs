@@ -119,10 +119,14 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
                 Open::Map { map, left, key } => {
                     let k = key.take().ok_or(MsgpackError::Invalid)?;
                     // An `undefined` member is dropped, as JSON.stringify drops it. A repeated
-                    // key replaces the value (the last one wins, as in JavaScript).
+                    // key replaces the value (the last one wins, as in JavaScript) in the
+                    // key's first place: the placeholders are then renumbered in the order
+                    // of the value (the replaced value's parts dropped, the new one's moved
+                    // to where its key is).
                     if let Some(v) = done.take() {
+                        let new_parts = sio::count_placeholders(&v) > 0;
                         if let Some(old) = map.insert(k, v) {
-                            orphans |= sio::count_placeholders(&old) > 0;
+                            orphans |= new_parts || sio::count_placeholders(&old) > 0;
                         }
                     }
                     *left -= 1;
@@ -524,6 +528,29 @@ mod tests {
         let crash = b"\x93\xa3uid\x83\xa4type\x02\xa4data\x92\xa2ev\xc4\x02e\x02\xa4datas\x80";
         let d = dec(crash).unwrap();
         assert!(d.binary.is_empty());
+        let mut back = BytesMut::new();
+        encode(&mut back, &d.value, &d.binary);
+        assert_eq!(dec(&back).unwrap(), d);
+    }
+
+    #[test]
+    fn a_repeated_key_with_binary_keeps_its_first_place_and_the_parts_follow_the_value() {
+        // {"a": "x", "b": <bin 01>, "a": <bin 02>}: "a" stays first, so its part is part 0.
+        let d = dec(b"\x83\xa1a\xa1x\xa1b\xc4\x01\x01\xa1a\xc4\x01\x02").unwrap();
+        assert_eq!(
+            d.value,
+            json!({"a": {"_placeholder": true, "num": 0}, "b": {"_placeholder": true, "num": 1}})
+        );
+        assert_eq!(d.binary, vec![Bytes::from_static(b"\x02"), Bytes::from_static(b"\x01")]);
+        // Found by the fuzz target in CI (fuzz/fuzz_targets/msgpack.rs): nested maps with a
+        // repeated key whose second value is binary; encoding it back and decoding gave
+        // other part numbers.
+        let crash: &[u8] = &[
+            150, 163, 117, 110, 100, 131, 162, 101, 118, 196, 2, 1, 2, 163, 110, 104, 118, 196, 2,
+            1, 150, 163, 117, 110, 100, 131, 162, 101, 118, 163, 117, 110, 2, 163, 110, 101, 118,
+            196, 2, 1, 150, 162, 101, 118, 196, 2, 1, 2, 163, 110, 111, 109, 103, 115, 128,
+        ];
+        let d = dec(crash).unwrap();
         let mut back = BytesMut::new();
         encode(&mut back, &d.value, &d.binary);
         assert_eq!(dec(&back).unwrap(), d);
