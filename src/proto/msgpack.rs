@@ -59,8 +59,17 @@ pub struct Decoded {
 
 /// A container being filled.
 enum Open {
-    Array { items: Vec<Value>, left: usize },
-    Map { map: Map<String, Value>, left: usize, key: Option<String> },
+    Array {
+        items: Vec<Value>,
+        left: usize,
+    },
+    /// `parts`: how many binary parts had been read when the current key was.
+    Map {
+        map: Map<String, Value>,
+        left: usize,
+        key: Option<String>,
+        parts: usize,
+    },
 }
 
 /// What one item read to: a value, `undefined`, or a container to open.
@@ -79,11 +88,12 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
     let mut orphans = false;
     let value = 'outer: loop {
         // In a map, the key comes first.
-        if let Some(Open::Map { key: key @ None, .. }) = stack.last_mut() {
+        if let Some(Open::Map { key: key @ None, parts, .. }) = stack.last_mut() {
             match r.item()? {
                 Item::Value(Value::String(k)) => *key = Some(k),
                 _ => return Err(MsgpackError::Invalid),
             }
+            *parts = r.binary.len();
         }
         let mut done = match r.item()? {
             Item::Value(v) => Some(v),
@@ -100,7 +110,7 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
                 continue;
             }
             Item::Map(n) => {
-                stack.push(Open::Map { map: Map::new(), left: n, key: None });
+                stack.push(Open::Map { map: Map::new(), left: n, key: None, parts: 0 });
                 continue;
             }
         };
@@ -116,7 +126,7 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
                     *left -= 1;
                     *left == 0
                 }
-                Open::Map { map, left, key } => {
+                Open::Map { map, left, key, parts } => {
                     let k = key.take().ok_or(MsgpackError::Invalid)?;
                     // An `undefined` member is dropped, as JSON.stringify drops it. A repeated
                     // key replaces the value (the last one wins, as in JavaScript) in the
@@ -124,7 +134,7 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
                     // of the value (the replaced value's parts dropped, the new one's moved
                     // to where its key is).
                     if let Some(v) = done.take() {
-                        let new_parts = sio::count_placeholders(&v) > 0;
+                        let new_parts = r.binary.len() > *parts;
                         if let Some(old) = map.insert(k, v) {
                             orphans |= new_parts || sio::count_placeholders(&old) > 0;
                         }
