@@ -219,6 +219,7 @@ fn plain_broadcast(room: &str, event: &str, args: &Args) -> BroadcastMsg {
         ack: None,
         ack_timeout: None,
         replay: None,
+        entry: None,
     }
 }
 

@@ -219,10 +219,6 @@ pub enum ConfigError {
     /// sharded Redis pub/sub adapters cannot (as in socket.io).
     #[error("connection state recovery cannot work with the Redis pub/sub adapters (they keep no packets to replay)")]
     RecoveryNeedsPersistence,
-    /// Connection state recovery across servers goes through the Redis Streams adapter,
-    /// whose part of it (offsets from the stream, sessions in Redis) is not built yet.
-    #[error("connection state recovery with redis_streams is not available yet: use it on a single server")]
-    RecoveryAcrossServersNotYet,
     /// `max_json_depth` must be 2..=100,000.
     #[error("max_json_depth must be between 2 and {MAX_JSON_DEPTH}, got {0}")]
     JsonDepth(usize),
@@ -375,12 +371,8 @@ impl ConfigBuilder {
         if c.redis_sharded && c.redis_streams {
             return Err(ConfigError::RedisProtocols);
         }
-        if c.connection_state_recovery.is_some() && c.redis.is_some() {
-            return Err(if c.redis_streams {
-                ConfigError::RecoveryAcrossServersNotYet
-            } else {
-                ConfigError::RecoveryNeedsPersistence
-            });
+        if c.connection_state_recovery.is_some() && c.redis.is_some() && !c.redis_streams {
+            return Err(ConfigError::RecoveryNeedsPersistence);
         }
         Ok(c)
     }
@@ -436,15 +428,13 @@ mod tests {
                 .unwrap_err(),
             ConfigError::RecoveryNeedsPersistence
         );
-        assert_eq!(
-            Config::builder()
-                .redis("redis://127.0.0.1:6379")
-                .redis_streams(true)
-                .connection_state_recovery(Duration::from_secs(1), true)
-                .build()
-                .unwrap_err(),
-            ConfigError::RecoveryAcrossServersNotYet
-        );
+        // The Redis Streams adapter keeps packets: recovery goes across servers.
+        assert!(Config::builder()
+            .redis("redis://127.0.0.1:6379")
+            .redis_streams(true)
+            .connection_state_recovery(Duration::from_secs(1), true)
+            .build()
+            .is_ok());
     }
 
     #[test]

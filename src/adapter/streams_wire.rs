@@ -139,30 +139,6 @@ pub fn replays_to(msg: &ClusterMessage, nsp: &str, rooms: &[String]) -> bool {
         && !rooms.iter().any(|r| has(&opts.except, r))
 }
 
-/// Whether `offset` is a stream entry id (`ms-seq`), the only offsets this adapter knows.
-pub fn is_entry_id(offset: &str) -> bool {
-    parse_entry_id(offset).is_some()
-}
-
-fn parse_entry_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(ms) || !digits(seq) {
-        return None;
-    }
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-/// The smallest entry id after `id` (the start of an exclusive range, as the adapter reads
-/// on from an offset): `ms-(seq+1)`, or `(ms+1)-0` at the top of the sequence.
-pub fn next_entry_id(id: &str) -> Option<String> {
-    let (ms, seq) = parse_entry_id(id)?;
-    Some(match seq.checked_add(1) {
-        Some(seq) => format!("{ms}-{seq}"),
-        None => format!("{}-0", ms.checked_add(1)?),
-    })
-}
-
 /// A session kept for connection state recovery: the socket's id, its private id, its
 /// rooms (its own id among them) and its `data`.
 #[derive(Debug, Clone, PartialEq)]

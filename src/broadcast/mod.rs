@@ -20,6 +20,7 @@ use crate::ns::recovery::{Audience, Replayable};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::{AckEvent, AckSink, Socket};
 use crate::ns::{NamespaceInner, Room};
+use crate::proto::offset::EntryId;
 use crate::proto::sid::Sid;
 use crate::proto::sio;
 use crate::shard::ShardMsg;
@@ -58,6 +59,8 @@ pub(crate) struct BroadcastMsg {
     /// With connection state recovery: the packet as each shard's replay log keeps it (its
     /// offset is in the encoded packet, as its last argument).
     pub replay: Option<Arc<Replayable>>,
+    /// With recovery across servers: the stream entry id the packet carries as its offset.
+    pub entry: Option<EntryId>,
 }
 
 /// Encodes a broadcast of `event` once, for the sockets of `nsp` that `sel` selects; `ack`
@@ -73,17 +76,50 @@ pub(crate) fn encode(
     volatile: bool,
     compress: bool,
 ) -> Result<Arc<BroadcastMsg>, EmitError> {
+    encode_inner(server, nsp, sel, event, args, ack, volatile, compress, None)
+}
+
+/// [`encode`] for another server's broadcast read from the cluster's stream, with its
+/// entry id as its offset (recovery across servers; not volatile, no ack).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_entry(
+    server: &ServerShared,
+    nsp: &NamespaceInner,
+    sel: &Selection,
+    event: &str,
+    args: Args,
+    compress: bool,
+    id: EntryId,
+) -> Result<Arc<BroadcastMsg>, EmitError> {
+    encode_inner(server, nsp, sel, event, args, None, false, compress, Some(id))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_inner(
+    server: &ServerShared,
+    nsp: &NamespaceInner,
+    sel: &Selection,
+    event: &str,
+    args: Args,
+    ack: Option<(u64, AckSink)>,
+    volatile: bool,
+    compress: bool,
+    entry: Option<EntryId>,
+) -> Result<Arc<BroadcastMsg>, EmitError> {
     if sio::is_reserved_event(event) {
         return Err(EmitError::ReservedEvent(event.to_owned()));
     }
     // Recovery numbers a plain broadcast on the shard issuing it, before the one encoding:
     // every recipient gets the same offset. (The operators issue broadcasts from a shard
-    // when recovery is on.)
+    // when recovery is on.) Across servers, the stream numbers it.
     let numbered = server
         .recovery()
-        .filter(|_| ack.is_none() && !volatile)
+        .filter(|r| ack.is_none() && !volatile && r.cluster().is_none())
         .and_then(|r| Some((r, shard::current(server.mesh()?)?.next_broadcast_offset())));
-    let text = numbered.map(|(r, o)| r.tag.format(o));
+    let text = match entry {
+        Some(id) => Some(id.to_string()),
+        None => numbered.map(|(r, o)| r.tag.format(o)),
+    };
     let packet = Out::event_with_offset(
         &nsp.name,
         event,
@@ -115,7 +151,44 @@ pub(crate) fn encode(
         ack,
         ack_timeout: None,
         replay,
+        entry,
     }))
+}
+
+/// Recovery across servers: broadcast `msg` (replayable: no ack, not volatile) encoded
+/// again with stream entry `id` as its offset, once its append returned the id. (The
+/// first encoding is what goes out when the append fails; appending first and encoding
+/// after would leave local delivery waiting on Redis even when it is away.)
+pub(crate) fn at_entry(
+    server: &ServerShared,
+    msg: &BroadcastMsg,
+    id: EntryId,
+) -> Arc<BroadcastMsg> {
+    let offset = id.to_string();
+    let packet = Out::event_with_offset(
+        &msg.nsp,
+        &msg.event,
+        msg.args.values(),
+        msg.args.verbatim(),
+        msg.args.binary().to_vec(),
+        None,
+        server.encoding(msg.compress),
+        Some(&offset),
+    );
+    ENCODINGS.fetch_add(1, Ordering::Relaxed);
+    Arc::new(BroadcastMsg {
+        nsp: msg.nsp.clone(),
+        sel: msg.sel.clone(),
+        packet,
+        volatile: msg.volatile,
+        compress: msg.compress,
+        event: msg.event.clone(),
+        args: msg.args.clone(),
+        ack: None,
+        ack_timeout: None,
+        replay: None,
+        entry: Some(id),
+    })
 }
 
 /// Calls `f` for each namespace a broadcast on `nsp` reaches, handing the arguments over:
@@ -258,6 +331,10 @@ fn deliver_plain(ctx: &ShardCtx, msg: &BroadcastMsg) -> bool {
 /// Queues the packet on each local socket the broadcast selects, each socket once.
 /// Only called on the owning shard.
 pub(crate) fn deliver_local(ctx: &ShardCtx, msg: &BroadcastMsg) {
+    // Recovery across servers: clients being restored here keep what reaches them.
+    if msg.ack.is_none() {
+        ctx.catchup_deliver(&msg.nsp, &msg.sel.rooms, &msg.sel.except, &msg.packet, msg.entry);
+    }
     // Recovery: sockets restored here that had this one in their replay, then the log, in
     // the same turn as the packet is queued on the links (the log is the order this
     // shard's clients got their packets in).

@@ -13,11 +13,13 @@ use smallvec::SmallVec;
 
 use crate::error::DisconnectReason;
 use crate::ns::args::Args;
+use crate::ns::cluster_recovery::{ClusterAnswer, ClusterSession, MissedAsk, ReplyTo, TakeAsk};
 use crate::ns::recovery::{Answer, Ask, Restore};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::{Handshake, Socket};
 use crate::ns::NamespaceInner;
 use crate::proto::json;
+use crate::proto::offset::EntryId;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
 use crate::shard::ShardCtx;
@@ -51,6 +53,8 @@ struct Pending {
     name: String,
     auth: Value,
     auth_verbatim: Option<Box<str>>,
+    /// Recovery across servers: the offset the client sent, then the session once taken.
+    cluster: Option<(EntryId, Option<ClusterSession>)>,
 }
 
 impl Client {
@@ -196,13 +200,30 @@ impl Client {
             self.conn.send(Out::packet(&err));
             return Flow::Continue;
         };
-        let pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim };
+        let mut pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim, cluster: None };
         if let Some(rec) = self.server.recovery() {
             // socket.io tries a restore only when both are strings; any other failure is a
             // new session, silently.
             let pid = pending.auth.get("pid").and_then(Value::as_str);
             let offset = pending.auth.get("offset").and_then(Value::as_str);
-            if let (Some(pid), Some(offset)) = (pid, offset) {
+            if let (Some(cluster), Some(pid), Some(offset)) = (rec.cluster(), pid, offset) {
+                // Across servers: any server's pid (20 base64url characters, as socket.io
+                // makes them) and a stream entry id.
+                match (Sid::parse(pid), EntryId::parse(offset)) {
+                    (Some(pid), Some(offset)) => {
+                        let reply = ReplyTo {
+                            nsp: pending.nsp.name.clone(),
+                            shard: ctx.id,
+                            conn: self.conn.sid,
+                        };
+                        cluster.take(&self.server, TakeAsk { pid, offset, reply });
+                        pending.cluster = Some((offset, None));
+                        self.rare.get_or_insert_with(Default::default).restoring.push(pending);
+                        return Flow::Continue;
+                    }
+                    _ => rec.refused(false),
+                }
+            } else if let (Some(pid), Some(offset)) = (pid, offset) {
                 let pid = Sid::parse(pid).filter(|p| usize::from(p.shard()) < ctx.mesh.len());
                 match (pid, rec.tag.parse(offset)) {
                     (Some(pid), Some(offset)) => {
@@ -251,12 +272,76 @@ impl Client {
         self.accept(ctx, pending, restore)
     }
 
+    /// Recovery across servers: the session taken (then its missed packets are asked
+    /// for, while this shard keeps what reaches it), or the missed packets (then the
+    /// socket is made).
+    fn on_cluster_answer(&mut self, ctx: &ShardCtx, answer: ClusterAnswer) -> Flow {
+        let nsp = match &answer {
+            ClusterAnswer::Taken { nsp, .. } | ClusterAnswer::Missed { nsp, .. } => nsp.clone(),
+        };
+        let Some(list) = self.rare.as_mut().map(|r| &mut r.restoring) else {
+            return Flow::Continue;
+        };
+        let Some(at) = list.iter().position(|p| *p.nsp.name == *nsp) else {
+            return Flow::Continue;
+        };
+        let server = self.server.clone();
+        let Some(rec) = server.recovery() else { return Flow::Continue };
+        let Some(cluster) = rec.cluster().cloned() else { return Flow::Continue };
+        match answer {
+            ClusterAnswer::Taken { session: Some(s), .. }
+                if !ctx.has_socket(&nsp, s.sid) && list[at].cluster.is_some() =>
+            {
+                let offset = list[at].cluster.as_ref().map_or(EntryId { ms: 0, seq: 0 }, |c| c.0);
+                ctx.catchup_begin(self.conn.sid, nsp.clone(), s.rooms.clone());
+                let reply = ReplyTo { nsp, shard: ctx.id, conn: self.conn.sid };
+                cluster.missed(&server, MissedAsk { offset, rooms: s.rooms.clone(), reply });
+                list[at].cluster = Some((offset, Some(s)));
+                Flow::Continue
+            }
+            ClusterAnswer::Taken { .. } => {
+                let pending = list.remove(at);
+                self.tidy();
+                rec.refused(false);
+                self.accept(ctx, pending, None)
+            }
+            ClusterAnswer::Missed { replay, .. } => {
+                let mut pending = list.remove(at);
+                self.tidy();
+                let session = pending.cluster.take().and_then(|c| c.1);
+                let last = replay.as_ref().ok().map(|r| r.1);
+                let kept = ctx.catchup_end(self.conn.sid, &nsp, last);
+                let restore = match (session, replay) {
+                    (Some(s), Ok((mut packets, _))) => {
+                        packets.extend(kept);
+                        let all: Vec<&Out> = packets.iter().collect();
+                        if Restore::fits(&all, ctx.config()) && !ctx.has_socket(&nsp, s.sid) {
+                            Some(Restore::from_cluster(s, nsp, packets))
+                        } else {
+                            rec.refused(true);
+                            None
+                        }
+                    }
+                    (_, Err(cap)) => {
+                        rec.refused(cap);
+                        None
+                    }
+                    (None, Ok(_)) => {
+                        rec.refused(false);
+                        None
+                    }
+                };
+                self.accept(ctx, pending, restore)
+            }
+        }
+    }
+
     /// Makes the socket of a CONNECT (restored from `restore` when given): middlewares
     /// (skipped for a restored socket when so configured), then the missed packets, the
     /// rooms, the CONNECT reply and the connection handler, in one turn of the shard (no
     /// broadcast is delivered in between).
     fn accept(&mut self, ctx: &ShardCtx, pending: Pending, restore: Option<Restore>) -> Flow {
-        let Pending { nsp, name, auth, auth_verbatim } = pending;
+        let Pending { nsp, name, auth, auth_verbatim, .. } = pending;
         let handshake = Handshake { auth, auth_verbatim, info: self.info.clone() };
         let recovery = self.server.recovery();
         let (id, pid) = match &restore {
@@ -289,11 +374,13 @@ impl Client {
             }
         }
         if let Some(r) = restore.as_mut() {
-            ctx.commit_restore(r);
+            if recovery.is_some_and(|r| r.cluster().is_none()) {
+                ctx.commit_restore(r);
+            }
             // Written before the CONNECT reply, as socket.io does; the client hands them to
             // the application before its `connect` event.
-            for p in &r.replay {
-                self.conn.send(p.packet.clone());
+            for p in r.replay.iter().map(|p| &p.packet).chain(r.packets.iter()) {
+                self.conn.send(p.clone());
             }
         }
         socket.0.connected.store(true, Ordering::Release);
@@ -350,7 +437,9 @@ impl Client {
     /// The connection is gone: every socket leaves with `reason`.
     pub(crate) fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
         // A restore still being answered is dropped with the connection.
-        self.rare = None;
+        if self.rare.take().is_some_and(|r| r.restoring.iter().any(|p| p.cluster.is_some())) {
+            ctx.catchup_drop(self.conn.sid);
+        }
         for s in std::mem::take(&mut self.sockets) {
             s.on_closed(ctx, reason);
         }
@@ -380,8 +469,12 @@ impl SessionUpper for Client {
     }
 
     fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn Any + Send>) -> Flow {
-        match msg.downcast::<Answer>() {
-            Ok(answer) => self.on_answer(ctx, *answer),
+        let msg = match msg.downcast::<Answer>() {
+            Ok(answer) => return self.on_answer(ctx, *answer),
+            Err(other) => other,
+        };
+        match msg.downcast::<ClusterAnswer>() {
+            Ok(answer) => self.on_cluster_answer(ctx, *answer),
             Err(_) => Flow::Continue,
         }
     }

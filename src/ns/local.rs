@@ -79,6 +79,9 @@ pub(crate) struct NsLocal {
     room_counts: RefCell<AHashMap<(Arc<str>, Room), usize>>,
     /// Connection state recovery's replay log and sessions (empty when it is off).
     pub recovery: crate::ns::recovery::RecoveryLocal,
+    /// Recovery across servers: the clients being restored here whose missed packets are
+    /// being read (see [`crate::ns::cluster_recovery`]).
+    pub catchups: RefCell<Vec<crate::ns::cluster_recovery::Catchup>>,
 }
 
 impl ShardCtx {

@@ -9,6 +9,7 @@
 
 pub mod args;
 pub(crate) mod client;
+pub(crate) mod cluster_recovery;
 pub(crate) mod local;
 pub(crate) mod recovery;
 pub(crate) mod shared;

@@ -50,6 +50,7 @@ use smallvec::SmallVec;
 
 use crate::config::Config;
 use crate::error::DisconnectReason;
+use crate::ns::cluster_recovery::{ClusterLog, ClusterSession};
 use crate::ns::socket::{lock, Socket};
 use crate::ns::Room;
 use crate::proto::offset::{Offset, OffsetTag};
@@ -91,6 +92,9 @@ pub(crate) struct RecoveryShared {
     not_recovered: AtomicU64,
     not_recovered_cap: AtomicU64,
     taken_over: AtomicU64,
+    /// Recovery across servers: the cluster adapter that keeps the packets and sessions
+    /// (set before the server serves). When set, the per-shard logs are not used.
+    cluster: std::sync::OnceLock<Arc<dyn ClusterLog>>,
 }
 
 impl RecoveryShared {
@@ -107,7 +111,22 @@ impl RecoveryShared {
             not_recovered: AtomicU64::new(0),
             not_recovered_cap: AtomicU64::new(0),
             taken_over: AtomicU64::new(0),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes recovery go across servers through `log` (once, before the server serves).
+    pub(crate) fn set_cluster(&self, log: Arc<dyn ClusterLog>) {
+        let _ = self.cluster.set(log);
+    }
+
+    /// The cluster adapter recovery goes through, when it goes across servers.
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn ClusterLog>> {
+        self.cluster.get()
+    }
+
+    pub(crate) fn note_persisted(&self) {
+        self.persisted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The id of the next `socket.emit` packet.
@@ -568,6 +587,33 @@ pub(crate) struct Restore {
     pub session: Persisted,
     pub replay: Vec<Arc<Replayable>>,
     skip: Option<Vec<u64>>,
+    /// Across servers, the packets to write instead (`replay` is empty then): the
+    /// stream's, then those delivered here while it was read.
+    pub packets: Vec<Out>,
+}
+
+impl Restore {
+    /// A restore across servers: session `s` of `nsp`, and the packets it missed.
+    pub(crate) fn from_cluster(s: ClusterSession, nsp: Arc<str>, packets: Vec<Out>) -> Restore {
+        let session = Persisted {
+            sid: s.sid,
+            pid: s.pid,
+            nsp,
+            rooms: s.rooms,
+            data: s.data,
+            at: Instant::now(),
+            restored: None,
+        };
+        Restore { session, replay: Vec::new(), skip: None, packets }
+    }
+
+    /// Whether the packets fit a connection's outbox (`max_outbox` frames, with room to
+    /// spare, and `max_outbox_bytes`).
+    pub(crate) fn fits(packets: &[&Out], cfg: &Config) -> bool {
+        let frames: usize = packets.iter().map(|p| 1 + p.binary().len()).sum();
+        let bytes: usize = packets.iter().map(|p| p.wire_len()).sum();
+        frames + 16 <= cfg.max_outbox && bytes <= cfg.max_outbox_bytes
+    }
 }
 
 impl ShardCtx {
@@ -638,6 +684,18 @@ impl ShardCtx {
             rec.skipping.borrow_mut().retain(|s| *s != socket.sid());
         }
         let (Some(shared), Some(pid)) = (socket.0.server.recovery(), socket.pid()) else { return };
+        if let Some(cluster) = shared.cluster() {
+            if recoverable(reason) {
+                cluster.persist(ClusterSession {
+                    sid: socket.sid(),
+                    pid,
+                    rooms: lock(&socket.0.rooms).to_vec(),
+                    data: socket.data_box(),
+                });
+                shared.note_persisted();
+            }
+            return;
+        }
         rec.live.borrow_mut().remove(&pid);
         let waiting = rec.waiting.borrow_mut().remove(&pid);
         let home = usize::from(pid.shard());
@@ -677,6 +735,9 @@ impl ShardCtx {
     /// this connection is still open finds it. Only called on this shard.
     pub(crate) fn recovery_on_connected(&self, socket: &Socket) {
         let Some(pid) = socket.pid() else { return };
+        if socket.0.server.recovery().is_some_and(|r| r.cluster().is_some()) {
+            return;
+        }
         self.recovery().live.borrow_mut().insert(pid, socket.clone());
         let home = usize::from(pid.shard());
         if home != self.id && home < self.mesh.len() {
@@ -810,13 +871,11 @@ impl ShardCtx {
         let log = self.recovery().log.borrow();
         let (extra, skip) = log.beyond(&session, &seen, self.mesh.len())?;
         missed.extend(extra);
-        let cfg = self.config();
-        let frames: usize = missed.iter().map(|r| 1 + r.packet.binary().len()).sum();
-        let bytes: usize = missed.iter().map(|r| r.packet.wire_len()).sum();
-        if frames + 16 > cfg.max_outbox || bytes > cfg.max_outbox_bytes {
+        let packets: Vec<&Out> = missed.iter().map(|r| &r.packet).collect();
+        if !Restore::fits(&packets, self.config()) {
             return Err(true);
         }
-        Ok(Restore { session, replay: missed, skip })
+        Ok(Restore { session, replay: missed, skip, packets: Vec::new() })
     }
 
     /// The restore is accepted: copies of the replay go to this shard's log (so the

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::ns::args::{Args, IntoArgs};
+use crate::ns::cluster_recovery::DirectEmit;
 use crate::ns::recovery::{Audience, Replayable};
 use crate::ns::shared::ServerShared;
 use crate::ns::{NamespaceInner, Room};
@@ -322,10 +323,42 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
+        // Recovery across servers: appended to the cluster's stream, then queued here with
+        // its offset, in order with this server's broadcasts (socket.io routes it as a
+        // broadcast to the socket's own room).
+        let cluster = self.0.server.recovery().and_then(|r| r.cluster());
+        let mut args = args;
+        if let Some(cluster) = cluster {
+            let listeners = self.has_outgoing_listeners().then(|| args.clone());
+            let e = Box::new(DirectEmit {
+                nsp: self.0.nsp.name.clone(),
+                sid: self.sid(),
+                event: event.to_owned(),
+                args,
+                ack,
+                volatile: flags.volatile,
+                compress: flags.compress,
+                conn: self.0.conn.clone(),
+            });
+            match cluster.emit(e) {
+                Ok(()) => {
+                    if let Some(args) = listeners {
+                        self.notify_outgoing(event, &args);
+                    }
+                    return Ok(());
+                }
+                // Not queued: sent at once, without an offset.
+                Err(e) => args = e.args,
+            }
+        }
         // With recovery on, a plain event carries its offset and goes to the log of the
         // socket's shard as it is queued (socket.io routes it as a broadcast to the socket's
         // own room).
-        let recovery = self.0.server.recovery().filter(|_| ack.is_none() && !flags.volatile);
+        let recovery = self
+            .0
+            .server
+            .recovery()
+            .filter(|r| ack.is_none() && !flags.volatile && r.cluster().is_none());
         let offset = recovery.map(|r| (r.next_direct(), r));
         let text = offset.map(|(o, r)| r.tag.format(o));
         let out = Out::event_with_offset(

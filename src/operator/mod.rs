@@ -204,7 +204,7 @@ impl BroadcastOperator {
         // With connection state recovery, a plain broadcast is numbered by the shard that
         // issues it (each shard's sequence reaches every shard in order): from a thread that
         // is not a shard of this server, it is issued by shard 0.
-        if self.server.recovery().is_some() && !self.volatile {
+        if self.server.recovery().is_some_and(|r| r.cluster().is_none()) && !self.volatile {
             if let Some(mesh) = self.server.mesh().filter(|m| shard::current(m).is_none()).cloned()
             {
                 let (event, args) = (event.to_owned(), args.into_args());

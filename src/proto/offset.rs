@@ -81,9 +81,65 @@ impl OffsetTag {
     }
 }
 
+/// A Redis stream entry id (`<ms>-<seq>`, both decimal): the offset of a packet across
+/// servers with the Redis Streams adapter, where the stream numbers every broadcast.
+/// Ordered as Redis orders them (by `ms`, then `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence within the millisecond.
+    pub seq: u64,
+}
+
+impl EntryId {
+    /// Parses `<ms>-<seq>` (decimal digits only, each within `u64`); anything else is
+    /// `None`.
+    pub fn parse(s: &str) -> Option<EntryId> {
+        let (ms, seq) = s.split_once('-')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(EntryId { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
+    }
+
+    /// The smallest id after this one (where an exclusive range starts): `ms-(seq+1)`, or
+    /// `(ms+1)-0` at the top of the sequence; `None` after the last id there is.
+    pub fn next(self) -> Option<EntryId> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(EntryId { ms: self.ms, seq }),
+            None => Some(EntryId { ms: self.ms.checked_add(1)?, seq: 0 }),
+        }
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_ids_parse_format_order_and_follow() {
+        let id = EntryId::parse("1796134884082-4").unwrap();
+        assert_eq!(id, EntryId { ms: 1796134884082, seq: 4 });
+        assert_eq!(id.to_string(), "1796134884082-4");
+        for bad in ["", "-", "1-", "-1", "a-1", "1-b", "1-2-3", "Q8n-ngM.0", " 1-2", "1-2 ", "+1-2"]
+        {
+            assert_eq!(EntryId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(EntryId::parse("99999999999999999999999-1"), None, "past u64");
+        assert!(EntryId::parse("5-10").unwrap() > EntryId::parse("5-9").unwrap());
+        assert!(EntryId::parse("6-0").unwrap() > EntryId::parse("5-99").unwrap());
+        assert_eq!(id.next().unwrap().to_string(), "1796134884082-5");
+        assert_eq!(EntryId { ms: 5, seq: u64::MAX }.next(), Some(EntryId { ms: 6, seq: 0 }));
+        assert_eq!(EntryId { ms: u64::MAX, seq: u64::MAX }.next(), None);
+    }
 
     fn tag() -> OffsetTag {
         OffsetTag::from_chars("Qx3_").unwrap()

@@ -75,8 +75,12 @@ impl Server {
                     config.requests_timeout,
                     config.redis_max_queued,
                     config.redis_stream_max_len,
+                    config.connection_state_recovery.is_some(),
                 );
                 let shared = ServerShared::new(config);
+                if let (Some(rec), true) = (shared.recovery(), pending.adapter.keeps_packets()) {
+                    rec.set_cluster(pending.adapter.clone());
+                }
                 adapter::install(&shared, pending.adapter.clone(), Some(pending.starter()));
                 Server(Arc::new(shared))
             }

@@ -330,8 +330,13 @@ async fn publisher(
                     n += 1;
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
-                // Not a command of this protocol (no stream).
-                Cmd::Append(_) => {}
+                // Not commands of this protocol (no stream, no recovery).
+                Cmd::Append(_)
+                | Cmd::AppendThen(..)
+                | Cmd::Then(_)
+                | Cmd::Persist(_)
+                | Cmd::Take(_)
+                | Cmd::Missed(_) => {}
                 Cmd::Ask(a) => {
                     if current.is_none() {
                         a.kind.fail(RequestError::Unavailable("not connected to Redis".into()));

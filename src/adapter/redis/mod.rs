@@ -22,6 +22,7 @@
 
 mod ask;
 mod link;
+mod recover;
 mod serve;
 mod sessions;
 mod sharded;
@@ -54,6 +55,16 @@ pub(super) enum Cmd {
     Publish(String, Bytes),
     /// Append a message to the stream (the Redis Streams adapter).
     Append(super::streams_wire::EntryFields),
+    /// Recovery across servers: append a message, then deliver here (with its offset).
+    AppendThen(super::streams_wire::EntryFields, recover::Then),
+    /// Recovery across servers: deliver here, in order with what is appended.
+    Then(recover::Then),
+    /// Recovery across servers: keep a session.
+    Persist(super::streams_wire::Session),
+    /// Recovery across servers: take a session for a client that came back.
+    Take(crate::ns::cluster_recovery::TakeAsk),
+    /// Recovery across servers: read what a session missed.
+    Missed(crate::ns::cluster_recovery::MissedAsk),
     /// Publish a request and collect the answers.
     Ask(ask::Ask),
     /// A namespace now exists here: subscribe to its request and response channels.
@@ -94,6 +105,9 @@ pub(crate) struct RedisAdapter {
     proto: Proto,
     /// The stream's approximate length bound (`MAXLEN ~`), for [`Proto::Streams`].
     max_len: u64,
+    /// Connection state recovery across servers ([`Proto::Streams`] with recovery on):
+    /// this server's broadcasts are appended before they are delivered here.
+    recovery: bool,
     requests_timeout: Duration,
     cmds: mpsc::Sender<Cmd>,
     pub(crate) stats: Arc<Stats>,
@@ -116,6 +130,7 @@ pub(crate) fn new(
     requests_timeout: Duration,
     max_queued: usize,
     max_len: u64,
+    recovery: bool,
 ) -> Pending {
     let (cmds, rx) = mpsc::channel(max_queued.max(1));
     let adapter = Arc::new(RedisAdapter {
@@ -123,6 +138,7 @@ pub(crate) fn new(
         key: key.to_owned(),
         proto,
         max_len,
+        recovery: recovery && proto == Proto::Streams,
         requests_timeout,
         cmds,
         stats: Arc::new(Stats::default()),
@@ -270,7 +286,23 @@ impl Adapter for RedisAdapter {
             self.queue(Cmd::Publish(channel, super::cluster_wire::encode(&m)));
         } else if let (false, Proto::Streams) = (local, self.proto) {
             let m = sharded::broadcast_message(&self.uid, &msg);
-            self.queue(Cmd::Append(super::streams_wire::entry_fields(&m)));
+            let fields = super::streams_wire::entry_fields(&m);
+            if self.recovery {
+                // Delivered here once appended, with its offset (see `recover`); at once
+                // when it cannot be queued.
+                match self.cmds.try_send(Cmd::AppendThen(fields, recover::Then::Broadcast(msg))) {
+                    Ok(()) => return,
+                    Err(err) => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        if let Cmd::AppendThen(_, recover::Then::Broadcast(msg)) = err.into_inner()
+                        {
+                            broadcast::dispatch(server, msg);
+                        }
+                        return;
+                    }
+                }
+            }
+            self.queue(Cmd::Append(fields));
         } else if !local {
             let wire = WireBroadcast {
                 uid: self.uid.clone(),
@@ -439,6 +471,12 @@ impl Adapter for RedisAdapter {
 }
 
 impl RedisAdapter {
+    /// Whether connection state recovery goes through this adapter (the Redis Streams
+    /// adapter, with recovery on).
+    pub(crate) fn keeps_packets(&self) -> bool {
+        self.recovery
+    }
+
     /// A handle for the futures the adapter returns (they outlive the `&self` borrow).
     fn clone_handle(&self) -> Arc<RedisAdapter> {
         Arc::new(RedisAdapter {
@@ -446,6 +484,7 @@ impl RedisAdapter {
             key: self.key.clone(),
             proto: self.proto,
             max_len: self.max_len,
+            recovery: self.recovery,
             requests_timeout: self.requests_timeout,
             cmds: self.cmds.clone(),
             stats: self.stats.clone(),

@@ -1,74 +1,89 @@
 //! The sessions of connection state recovery as `@socket.io/redis-streams-adapter` keeps
 //! them in Redis: `SET {prefix}{pid} base64(msgpack{sid,pid,rooms,data}) PX window` when a
-//! socket's connection drops, and the restore: the session taken (`GET` + `DEL` in one
-//! transaction), its offset checked to be still in the stream, and the broadcasts after it
-//! that reach the session read in batches. Recovery across servers (issue 11) calls these
-//! from the engine's seams (`ShardCtx::recovery_on_closed`, `ShardCtx::ask_restore`); until
-//! that lands they are used by their tests only.
-#![cfg_attr(not(test), allow(dead_code))]
+//! socket's connection drops, and the restore, in two steps (see
+//! [`crate::ns::cluster_recovery`]): the session taken (`GET` + `DEL` in one transaction,
+//! its offset checked to be still in the stream), then the broadcasts after the offset that
+//! reach it, read in batches.
 
 use std::time::Duration;
 
 use super::streams::entries;
 use super::MAX_DEPTH;
+use crate::adapter::cluster_wire::ClusterMessage;
 use crate::adapter::streams_wire;
+use crate::proto::offset::EntryId;
 
 /// Most entries one `XRANGE` of a restore returns: the restore reads the stream in batches
 /// (the reference asks for everything after the offset at once).
 const RESTORE_BATCH: usize = 100;
 
-/// What a restore found: the session and the broadcasts it missed, each with its entry id
-/// (its offset, appended as the last argument when it is sent).
-pub(super) type Restored =
-    (streams_wire::Session, Vec<(String, crate::adapter::cluster_wire::ClusterMessage)>);
-
 /// Keeps `session` for `window` (`SET {prefix}{pid} base64(msgpack) PX ms`), as the
 /// adapter's `persistSession`.
-pub(super) async fn persist(
-    conn: &mut redis::aio::MultiplexedConnection,
+pub(super) fn persist_cmd(
     prefix: &str,
     session: &streams_wire::Session,
     window: Duration,
-) -> redis::RedisResult<()> {
+) -> redis::Cmd {
     let key = streams_wire::session_key(prefix, &session.pid);
     let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-    redis::cmd("SET").arg(key).arg(session.encode()).arg("PX").arg(ms).query_async(conn).await
+    let mut c = redis::cmd("SET");
+    c.arg(key).arg(session.encode()).arg("PX").arg(ms);
+    c
 }
 
 /// Takes session `pid` (it is gone afterwards, found or not, as with the reference's
-/// `GET` + `DEL` in one transaction) and reads the broadcasts of `nsp` after `offset` that
-/// reach it, at most `max_entries` entries read. `None` (a new session for the client) when
-/// the offset is not an entry id, the session is unknown or unreadable, or the offset's
-/// entry left the stream (`MAXLEN`).
-pub(super) async fn restore(
+/// `GET` + `DEL` in one transaction). `None` (a new session for the client) when the
+/// session is unknown or unreadable, or the offset's entry left the stream (`MAXLEN`).
+pub(super) async fn take(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     prefix: &str,
     pid: &str,
-    offset: &str,
-    nsp: &str,
-    max_entries: usize,
-) -> redis::RedisResult<Option<Restored>> {
-    if !streams_wire::is_entry_id(offset) {
-        return Ok(None);
-    }
+    offset: EntryId,
+) -> redis::RedisResult<Option<streams_wire::Session>> {
     let key = streams_wire::session_key(prefix, pid);
     let (stored, _): (Option<Vec<u8>>, i64) =
         redis::pipe().atomic().cmd("GET").arg(&key).cmd("DEL").arg(&key).query_async(conn).await?;
     let Some(stored) = stored else { return Ok(None) };
+    let at = offset.to_string();
     let there: redis::Value =
-        redis::cmd("XRANGE").arg(stream).arg(offset).arg(offset).query_async(conn).await?;
+        redis::cmd("XRANGE").arg(stream).arg(&at).arg(&at).query_async(conn).await?;
     if entries(there).is_empty() {
         return Ok(None);
     }
-    let Ok(session) = streams_wire::Session::decode(&stored, MAX_DEPTH) else { return Ok(None) };
-    let mut missed = Vec::new();
-    let (mut from, mut read) = (offset.to_owned(), 0);
-    while read < max_entries {
-        let Some(start) = streams_wire::next_entry_id(&from) else { break };
+    Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
+}
+
+/// What a session missed.
+#[derive(Debug)]
+pub(super) struct Missed {
+    /// The broadcasts that reach it, in the stream's order, with their entry ids.
+    pub entries: Vec<(EntryId, ClusterMessage)>,
+    /// The last entry read (the offset when there was none after it).
+    pub last: EntryId,
+    /// What `mark` returned just before the last `XRANGE` was sent.
+    pub mark: u64,
+}
+
+/// Reads the broadcasts of `nsp` after `offset` that reach a session in `rooms` (its own
+/// id among them), to the end of the stream; `Ok(None)` when more than `max` do. `mark`
+/// is called before each `XRANGE` is sent (the caller learns what this server had sent
+/// before the read that ended it).
+pub(super) async fn missed(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    offset: EntryId,
+    nsp: &str,
+    rooms: &[String],
+    max: usize,
+    mut mark: impl FnMut() -> u64,
+) -> redis::RedisResult<Option<Missed>> {
+    let mut out = Missed { entries: Vec::new(), last: offset, mark: 0 };
+    while let Some(start) = out.last.next() {
+        out.mark = mark();
         let v: redis::Value = redis::cmd("XRANGE")
             .arg(stream)
-            .arg(start)
+            .arg(start.to_string())
             .arg("+")
             .arg("COUNT")
             .arg(RESTORE_BATCH)
@@ -77,19 +92,22 @@ pub(super) async fn restore(
         let batch = entries(v);
         let n = batch.len();
         for (id, fields) in batch {
+            let Some(id) = EntryId::parse(&id) else { continue };
             if let Ok(m) = streams_wire::decode_entry(&fields, MAX_DEPTH) {
-                if streams_wire::replays_to(&m, nsp, &session.rooms) {
-                    missed.push((id.clone(), m));
+                if streams_wire::replays_to(&m, nsp, rooms) {
+                    if out.entries.len() >= max {
+                        return Ok(None);
+                    }
+                    out.entries.push((id, m));
                 }
             }
-            from = id;
+            out.last = out.last.max(id);
         }
-        read += n;
         if n < RESTORE_BATCH {
             break;
         }
     }
-    Ok(Some((session, missed)))
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -149,8 +167,17 @@ mod tests {
         }
     }
 
+    async fn persist(
+        c: &mut redis::aio::MultiplexedConnection,
+        prefix: &str,
+        s: &streams_wire::Session,
+        window: Duration,
+    ) {
+        let _: () = persist_cmd(prefix, s, window).query_async(c).await.unwrap();
+    }
+
     #[test]
-    fn a_kept_session_is_taken_once_with_the_broadcasts_it_missed() {
+    fn a_kept_session_is_taken_once_and_reads_the_broadcasts_it_missed() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let client = redis::Client::open(url()).unwrap();
@@ -158,14 +185,16 @@ mod tests {
             let stream = format!("rs-{}-restore", std::process::id());
             let prefix = format!("rs-{}-sess:", std::process::id());
             let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut c).await.unwrap();
-            let last = xadd(&mut c, &stream, &broadcast(&[], &[], false, "seen")).await;
+            let last =
+                EntryId::parse(&xadd(&mut c, &stream, &broadcast(&[], &[], false, "seen")).await)
+                    .unwrap();
             let session = streams_wire::Session {
                 sid: "S1".into(),
                 pid: "P1".into(),
                 rooms: vec!["S1".into(), "r1".into()],
                 data: serde_json::json!({"k": 1}),
             };
-            persist(&mut c, &prefix, &session, Duration::from_secs(10)).await.unwrap();
+            persist(&mut c, &prefix, &session, Duration::from_secs(10)).await;
             for m in [
                 broadcast(&["r1"], &[], false, "to-r1"),
                 broadcast(&["r2"], &[], false, "to-r2"),
@@ -180,45 +209,52 @@ mod tests {
             for _ in 0..RESTORE_BATCH {
                 xadd(&mut c, &stream, &broadcast(&["r2"], &[], false, "filler")).await;
             }
-            xadd(&mut c, &stream, &broadcast(&["r1"], &[], false, "last")).await;
-            let (got, missed) = restore(&mut c, &stream, &prefix, "P1", &last, "/", 10_000)
-                .await
-                .unwrap()
-                .expect("restored");
+            let end = xadd(&mut c, &stream, &broadcast(&["r1"], &[], false, "last")).await;
+            let tail = xadd(&mut c, &stream, &broadcast(&["r2"], &[], false, "tail")).await;
+            let got = take(&mut c, &stream, &prefix, "P1", last).await.unwrap().expect("taken");
             assert_eq!(got, session);
-            let events: Vec<&str> = missed.iter().map(|(_, m)| event_of(m)).collect();
+            let mut marks = 0;
+            let m = missed(&mut c, &stream, last, "/", &got.rooms, 10_000, || {
+                marks += 1;
+                marks
+            })
+            .await
+            .unwrap()
+            .expect("not too many");
+            let events: Vec<&str> = m.entries.iter().map(|(_, m)| event_of(m)).collect();
             assert_eq!(events, ["to-r1", "to-it", "everyone", "last"]);
-            // Taken: a second restore finds nothing; so do an unknown pid and a bad offset.
-            assert!(restore(&mut c, &stream, &prefix, "P1", &last, "/", 10_000)
+            assert_eq!(m.entries[3].0.to_string(), end);
+            // The last entry read, not the last one that reaches it; two batches.
+            assert_eq!(m.last.to_string(), tail);
+            assert_eq!((m.mark, marks), (2, 2));
+            assert!(m.entries.windows(2).all(|w| w[0].0 < w[1].0));
+            // More than `max` that reach it: none.
+            assert!(missed(&mut c, &stream, last, "/", &got.rooms, 3, || 0)
                 .await
                 .unwrap()
                 .is_none());
-            assert!(restore(&mut c, &stream, &prefix, "nope", &last, "/", 10_000)
-                .await
-                .unwrap()
-                .is_none());
-            persist(&mut c, &prefix, &session, Duration::from_secs(10)).await.unwrap();
-            assert!(restore(&mut c, &stream, &prefix, "P1", "Qx.1.2", "/", 10_000)
-                .await
-                .unwrap()
-                .is_none());
+            // Nothing after the offset: the offset is the last entry read.
+            let t = EntryId::parse(&tail).unwrap();
+            let none =
+                missed(&mut c, &stream, t, "/", &got.rooms, 10, || 0).await.unwrap().unwrap();
+            assert!(none.entries.is_empty());
+            assert_eq!(none.last, t);
+            // Taken: a second take finds nothing; so does an unknown pid.
+            assert!(take(&mut c, &stream, &prefix, "P1", last).await.unwrap().is_none());
+            assert!(take(&mut c, &stream, &prefix, "nope", last).await.unwrap().is_none());
             // An offset that left the stream: the session is taken and not restored.
-            persist(&mut c, &prefix, &session, Duration::from_secs(10)).await.unwrap();
-            assert!(restore(&mut c, &stream, &prefix, "P1", "1-0", "/", 10_000)
-                .await
-                .unwrap()
-                .is_none());
-            assert!(restore(&mut c, &stream, &prefix, "P1", &last, "/", 10_000)
-                .await
-                .unwrap()
-                .is_none());
+            persist(&mut c, &prefix, &session, Duration::from_secs(10)).await;
+            let gone = EntryId { ms: 1, seq: 0 };
+            assert!(take(&mut c, &stream, &prefix, "P1", gone).await.unwrap().is_none());
+            assert!(take(&mut c, &stream, &prefix, "P1", last).await.unwrap().is_none());
             // A session past its window is gone.
-            persist(&mut c, &prefix, &session, Duration::from_millis(50)).await.unwrap();
+            persist(&mut c, &prefix, &session, Duration::from_millis(50)).await;
             tokio::time::sleep(Duration::from_millis(120)).await;
-            assert!(restore(&mut c, &stream, &prefix, "P1", &last, "/", 10_000)
-                .await
-                .unwrap()
-                .is_none());
+            assert!(take(&mut c, &stream, &prefix, "P1", last).await.unwrap().is_none());
+            // A stored value that is not a session: not restored.
+            let key = streams_wire::session_key(&prefix, "P2");
+            let _: () = redis::cmd("SET").arg(&key).arg("%%%").query_async(&mut c).await.unwrap();
+            assert!(take(&mut c, &stream, &prefix, "P2", last).await.unwrap().is_none());
             let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut c).await.unwrap();
         });
     }

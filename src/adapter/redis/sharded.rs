@@ -35,6 +35,7 @@ use crate::adapter::{RequestError, Started};
 use crate::broadcast::{self, BroadcastMsg};
 use crate::ns::shared::ServerShared;
 use crate::ns::{NamespaceInner, Room, RoomEvent};
+use crate::proto::offset::EntryId;
 
 /// A request of the seam as a cluster message body (`None`: the protocol has no such
 /// request, or no one-socket form).
@@ -536,7 +537,7 @@ impl Link {
             }
         };
         stats.received.fetch_add(1, Ordering::Relaxed);
-        if let Some((id, a)) = handle_message(&self.ctx, m) {
+        if let Some((id, a)) = handle_message(&self.ctx, m, None) {
             self.table.answer(&id, a);
         }
     }
@@ -544,13 +545,19 @@ impl Link {
 
 /// Handles a cluster message from another server (ours are skipped: what this server
 /// publishes it has applied already); an answer to a request of ours is handed back.
-pub(super) fn handle_message(ctx: &Arc<serve::Ctx>, m: ClusterMessage) -> Option<(String, Answer)> {
+/// `entry`: the stream entry it was read from (the Redis Streams adapter), its offset
+/// with recovery across servers.
+pub(super) fn handle_message(
+    ctx: &Arc<serve::Ctx>,
+    m: ClusterMessage,
+    entry: Option<EntryId>,
+) -> Option<(String, Answer)> {
     if m.uid == ctx.adapter.uid || ctx.server.existing(&m.nsp).is_none() {
         return None;
     }
     let nsp = m.nsp.clone();
     match incoming(m) {
-        Incoming::Broadcast(m) => deliver(ctx, m),
+        Incoming::Broadcast(m) => deliver(ctx, m, entry),
         Incoming::Request(r) => serve::handle(ctx, &nsp, r),
         Incoming::Answer(id, a) => return Some((id, a)),
         Incoming::Nothing => {}
@@ -559,13 +566,21 @@ pub(super) fn handle_message(ctx: &Arc<serve::Ctx>, m: ClusterMessage) -> Option
 }
 
 /// Another server's broadcast, into this server's fan-out.
-fn deliver(ctx: &serve::Ctx, m: ClusterMessage) {
+fn deliver(ctx: &serve::Ctx, m: ClusterMessage, entry: Option<EntryId>) {
     let server = &ctx.server;
     let Some(nsp) = server.existing(&m.nsp) else { return };
     let Body::Broadcast { opts, event, args, .. } = m.body else { return };
     let sel = (&opts).into();
     let compress = opts.flags.compress.unwrap_or(true);
-    match broadcast::encode(server, &nsp, &sel, &event, args, None, opts.flags.volatile, compress) {
+    let volatile = opts.flags.volatile;
+    let msg = match entry {
+        // Recovery across servers: its entry id is its offset.
+        Some(id) if ctx.adapter.keeps_packets() && !volatile => {
+            broadcast::encode_entry(server, &nsp, &sel, &event, args, compress, id)
+        }
+        _ => broadcast::encode(server, &nsp, &sel, &event, args, None, volatile, compress),
+    };
+    match msg {
         Ok(msg) => {
             broadcast::dispatch(server, msg);
         }
@@ -628,7 +643,16 @@ async fn run(
         }
     }
     let ctx = Arc::new(serve::Ctx { server: server.clone(), adapter: adapter.clone() });
-    tokio::spawn(publisher(rx, conn_rx, internal_tx.clone(), adapter.clone(), streams));
+    let progress = super::recover::Progress::new();
+    tokio::spawn(publisher(
+        rx,
+        conn_rx,
+        internal_tx.clone(),
+        adapter.clone(),
+        streams,
+        server.clone(),
+        progress.clone(),
+    ));
     tokio::spawn(super::link::log_drops(adapter.clone()));
     let mut link = Link {
         ctx,
@@ -687,8 +711,13 @@ async fn run(
                 Ok(from) => {
                     let ctx = link.ctx.clone();
                     let stream = link.ctx.adapter.key.clone();
-                    reader =
-                        Some(tokio::spawn(super::streams::read(client.clone(), stream, from, ctx)));
+                    reader = Some(tokio::spawn(super::streams::read(
+                        client.clone(),
+                        stream,
+                        from,
+                        ctx,
+                        progress.clone(),
+                    )));
                 }
                 Err(e) => {
                     tracing::warn!("cannot read the stream on Redis at {}: {e}", link.url);
@@ -772,19 +801,43 @@ async fn pause(
 /// Publishes what the shards queue with SPUBLISH, everything waiting since the last
 /// write sent together (each command on its own, in order: a cluster routes each channel
 /// to its node).
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     mut rx: mpsc::Receiver<Cmd>,
     mut conn: watch::Receiver<Option<Conn>>,
     link: mpsc::UnboundedSender<Internal>,
     adapter: Arc<RedisAdapter>,
     plain: bool,
+    server: Arc<ServerShared>,
+    progress: Arc<super::recover::Progress>,
 ) {
     let stats = &adapter.stats;
     let publish = if plain { "PUBLISH" } else { "SPUBLISH" };
+    let window = server
+        .config()
+        .connection_state_recovery
+        .map_or(Duration::ZERO, |r| r.max_disconnection_duration);
+    let xadd = |f: super::super::streams_wire::EntryFields| {
+        // XADD {stream} MAXLEN ~ {max_len} * uid U nsp N type T [data D]
+        let mut c = redis::cmd("XADD");
+        c.arg(&adapter.key).arg("MAXLEN").arg("~").arg(adapter.max_len).arg("*");
+        c.arg("uid").arg(f.uid).arg("nsp").arg(f.nsp).arg("type").arg(f.kind);
+        if let Some(d) = f.data {
+            c.arg("data").arg(d.as_ref());
+        }
+        c
+    };
     let mut batch = Vec::with_capacity(1024);
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let current = conn.borrow_and_update().clone();
+        let single = match &current {
+            Some(Conn::Single(c)) => Some(c.clone()),
+            _ => None,
+        };
         let mut cmds = Vec::new();
+        // Deliveries after the replies (recovery across servers): the command whose reply
+        // is the entry id, if any.
+        let mut thens: Vec<(Option<usize>, super::recover::Then)> = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
                 Cmd::Publish(channel, payload) => {
@@ -792,15 +845,33 @@ async fn publisher(
                     c.arg(channel).arg(payload.as_ref());
                     cmds.push(c);
                 }
-                Cmd::Append(f) => {
-                    // XADD {stream} MAXLEN ~ {max_len} * uid U nsp N type T [data D]
-                    let mut c = redis::cmd("XADD");
-                    c.arg(&adapter.key).arg("MAXLEN").arg("~").arg(adapter.max_len).arg("*");
-                    c.arg("uid").arg(f.uid).arg("nsp").arg(f.nsp).arg("type").arg(f.kind);
-                    if let Some(d) = f.data {
-                        c.arg("data").arg(d.as_ref());
-                    }
-                    cmds.push(c);
+                Cmd::Append(f) => cmds.push(xadd(f)),
+                Cmd::AppendThen(f, then) => {
+                    cmds.push(xadd(f));
+                    thens.push((Some(cmds.len() - 1), then));
+                }
+                Cmd::Then(then) => thens.push((None, then)),
+                Cmd::Persist(session) => {
+                    cmds.push(super::sessions::persist_cmd(
+                        super::recover::SESSION_PREFIX,
+                        &session,
+                        window,
+                    ));
+                }
+                Cmd::Take(ask) => {
+                    let stream = adapter.key.clone();
+                    tokio::spawn(super::recover::take(single.clone(), stream, ask, server.clone()));
+                }
+                Cmd::Missed(ask) => {
+                    let stream = adapter.key.clone();
+                    tokio::spawn(super::recover::missed(
+                        single.clone(),
+                        stream,
+                        ask,
+                        server.clone(),
+                        progress.clone(),
+                        adapter.requests_timeout,
+                    ));
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
                 Cmd::Ask(a) => {
@@ -826,22 +897,39 @@ async fn publisher(
                 }
             }
         }
-        if cmds.is_empty() {
+        if cmds.is_empty() && thens.is_empty() {
             continue;
         }
+        progress.sent.fetch_add(1, Ordering::AcqRel);
         let n = cmds.len() as u64;
-        let Some(c) = current else {
-            stats.dropped.fetch_add(n, Ordering::Relaxed);
-            continue;
+        let results = match current {
+            Some(c) if n > 0 => {
+                // Issued together, polled in order: each connection writes them in this
+                // order.
+                let sends = cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { c.query::<redis::Value>(cmd).await }
+                });
+                futures_util::future::join_all(sends).await
+            }
+            c => {
+                if c.is_none() {
+                    stats.dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Vec::new()
+            }
         };
-        // Issued together, polled in order: each connection writes them in this order.
-        let sends = cmds.iter().map(|cmd| {
-            let mut c = c.clone();
-            async move { c.query::<redis::Value>(cmd).await }
-        });
-        let results = futures_util::future::join_all(sends).await;
         let failed = results.iter().filter(|r| r.is_err()).count() as u64;
-        stats.published.fetch_add(n - failed, Ordering::Relaxed);
+        if !results.is_empty() {
+            stats.published.fetch_add(n - failed, Ordering::Relaxed);
+        }
+        // Delivered here in the order issued, each with its entry id when appended (none
+        // when Redis was away: local traffic goes on without offsets).
+        for (at, then) in thens {
+            let id = at.and_then(|i| results.get(i)).and_then(super::recover::entry_id);
+            then.run(&server, id);
+        }
+        progress.done.send_modify(|d| *d += 1);
         if failed > 0 {
             stats.dropped.fetch_add(failed, Ordering::Relaxed);
             let _ = link.send(Internal::PublishFailed);

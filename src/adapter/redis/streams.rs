@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::serve;
 use super::MAX_DEPTH;
 use crate::adapter::streams_wire;
+use crate::proto::offset::EntryId;
 
 /// Most entries one `XREAD` returns (the adapter's `readCount`).
 const READ_COUNT: usize = 100;
@@ -51,7 +52,11 @@ pub(super) async fn read(
     stream: String,
     mut from: String,
     ctx: Arc<serve::Ctx>,
+    progress: Arc<super::recover::Progress>,
 ) {
+    if let Some(id) = EntryId::parse(&from) {
+        progress.read_to(id);
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut conn = match client
@@ -101,6 +106,10 @@ pub(super) async fn read(
             for (id, fields) in entries(list) {
                 on_entry(&ctx, &id, &fields);
                 from = id;
+            }
+            // Handed to the shards up to here: restores waiting on it may answer.
+            if let Some(id) = EntryId::parse(&from) {
+                progress.read_to(id);
             }
         }
         tokio::time::sleep(backoff).await;
@@ -159,5 +168,5 @@ fn on_entry(ctx: &Arc<serve::Ctx>, id: &str, fields: &[(Bytes, Bytes)]) {
         }
     };
     stats.received.fetch_add(1, Ordering::Relaxed);
-    super::sharded::handle_message(ctx, m);
+    super::sharded::handle_message(ctx, m, EntryId::parse(id));
 }

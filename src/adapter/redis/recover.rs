@@ -1,0 +1,276 @@
+//! Connection state recovery across servers on the Redis Streams adapter: the adapter's
+//! side of [`crate::ns::cluster_recovery`] (read that first).
+//!
+//! - This server's broadcasts and `socket.emit`s reach the Redis thread in the order they
+//!   were issued ([`Then`]); the replayable ones are appended, and each is delivered here
+//!   once its batch's replies are in, encoded with its entry id as its offset. Without a
+//!   connection, at once and without an offset.
+//! - Sessions go to Redis as the Node adapter keeps them ([`super::sessions`]); a restore
+//!   takes the session, then reads what it missed ([`missed`]), and answers only once
+//!   everything up to the last entry read has been delivered on this server: the batches
+//!   of appends sent before that read ([`Progress::done`]) and the reader's position in the
+//!   stream ([`Progress::read`]). Both deliver through the same queue as the answer, so the
+//!   shard sees them first.
+//!
+//! Layer: the Redis adapter's thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::sessions;
+use super::{Cmd, RedisAdapter};
+use crate::adapter::cluster_wire::{Body, ClusterMessage, Flags, Opts};
+use crate::adapter::streams_wire::{self, Session};
+use crate::broadcast::{self, BroadcastMsg};
+use crate::ns::cluster_recovery::{
+    self as cr, ClusterAnswer, ClusterLog, ClusterSession, DirectEmit, MissedAsk, TakeAsk,
+};
+use crate::ns::shared::ServerShared;
+use crate::ns::Room;
+use crate::proto::offset::EntryId;
+use crate::proto::sid::Sid;
+
+/// Where sessions are kept (the Node adapter's default `sessionKeyPrefix`).
+pub(super) const SESSION_PREFIX: &str = "sio:session:";
+
+/// What to deliver here once its append (if any) has returned.
+pub(crate) enum Then {
+    /// A broadcast of this server.
+    Broadcast(Arc<BroadcastMsg>),
+    /// A `socket.emit`.
+    Direct(Box<DirectEmit>),
+}
+
+impl Then {
+    /// Delivers it here, with its offset when the append gave one.
+    pub(super) fn run(self, server: &ServerShared, id: Option<EntryId>) {
+        match self {
+            Then::Broadcast(msg) => {
+                let msg = match id {
+                    Some(id) if msg.ack.is_none() && !msg.volatile => {
+                        broadcast::at_entry(server, &msg, id)
+                    }
+                    _ => msg,
+                };
+                broadcast::dispatch(server, msg);
+            }
+            Then::Direct(e) => e.deliver(server, id),
+        }
+    }
+}
+
+/// How far this server's deliveries have come, for restores to wait on.
+pub(super) struct Progress {
+    /// Batches of commands the publisher has sent.
+    pub sent: AtomicU64,
+    /// Batches whose deliveries have been handed to the shards.
+    pub done: watch::Sender<u64>,
+    /// The last stream entry the reader has handled (delivered, or skipped as ours).
+    pub read: watch::Sender<EntryId>,
+}
+
+impl Progress {
+    pub(super) fn new() -> Arc<Progress> {
+        Arc::new(Progress {
+            sent: AtomicU64::new(0),
+            done: watch::Sender::new(0),
+            read: watch::Sender::new(EntryId { ms: 0, seq: 0 }),
+        })
+    }
+
+    /// The reader has handled every entry up to `id`.
+    pub(super) fn read_to(&self, id: EntryId) {
+        self.read.send_if_modified(|r| {
+            let later = id > *r;
+            if later {
+                *r = id;
+            }
+            later
+        });
+    }
+}
+
+/// The entry id an `XADD` answered.
+pub(super) fn entry_id(v: &redis::RedisResult<redis::Value>) -> Option<EntryId> {
+    match v {
+        Ok(redis::Value::BulkString(b)) => EntryId::parse(std::str::from_utf8(b).ok()?),
+        Ok(redis::Value::SimpleString(s)) => EntryId::parse(s),
+        _ => None,
+    }
+}
+
+/// A socket's direct emit as the stream carries it: a broadcast to its own room.
+fn direct_message(uid: &str, e: &DirectEmit) -> ClusterMessage {
+    let mut rooms = smallvec::SmallVec::new();
+    rooms.push(Room::from(e.sid.as_str()));
+    ClusterMessage {
+        uid: uid.to_owned(),
+        nsp: e.nsp.to_string(),
+        body: Body::Broadcast {
+            opts: Opts {
+                rooms,
+                except: Default::default(),
+                flags: Flags { compress: (!e.compress).then_some(false), ..Flags::default() },
+            },
+            event: e.event.clone(),
+            args: e.args.clone(),
+            request_id: None,
+        },
+    }
+}
+
+/// A stored session as the engine restores it; `None` when its ids are not socket.io's
+/// (20 base64url characters).
+fn cluster_session(s: Session) -> Option<ClusterSession> {
+    Some(ClusterSession {
+        sid: Sid::parse(&s.sid)?,
+        pid: Sid::parse(&s.pid)?,
+        rooms: s.rooms.iter().map(|r| Room::from(r.as_str())).collect(),
+        data: (!s.data.is_null()).then(|| Box::new(s.data)),
+    })
+}
+
+impl ClusterLog for RedisAdapter {
+    fn emit(&self, e: Box<DirectEmit>) -> Result<(), Box<DirectEmit>> {
+        let cmd = if e.replayable() {
+            let fields = streams_wire::entry_fields(&direct_message(&self.uid, &e));
+            Cmd::AppendThen(fields, Then::Direct(e))
+        } else {
+            Cmd::Then(Then::Direct(e))
+        };
+        match self.cmds.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                match err.into_inner() {
+                    Cmd::AppendThen(_, Then::Direct(e)) | Cmd::Then(Then::Direct(e)) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn persist(&self, s: ClusterSession) {
+        // socket.io's `socket.data` is `{}` until set: a Node server restoring it expects an
+        // object.
+        let data = s.data.map_or_else(|| Value::Object(Default::default()), |d| *d);
+        let session = Session {
+            sid: s.sid.as_str().to_owned(),
+            pid: s.pid.as_str().to_owned(),
+            rooms: s.rooms.iter().map(|r| r.to_string()).collect(),
+            data,
+        };
+        self.queue(Cmd::Persist(session));
+    }
+
+    fn take(&self, server: &ServerShared, ask: TakeAsk) {
+        if let Err(err) = self.cmds.try_send(Cmd::Take(ask)) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Cmd::Take(ask) = err.into_inner() {
+                let nsp = ask.reply.nsp.clone();
+                cr::answer(server, &ask.reply, ClusterAnswer::Taken { nsp, session: None });
+            }
+        }
+    }
+
+    fn missed(&self, server: &ServerShared, ask: MissedAsk) {
+        if let Err(err) = self.cmds.try_send(Cmd::Missed(ask)) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Cmd::Missed(ask) = err.into_inner() {
+                let nsp = ask.reply.nsp.clone();
+                cr::answer(server, &ask.reply, ClusterAnswer::Missed { nsp, replay: Err(false) });
+            }
+        }
+    }
+}
+
+/// Takes the session a client asks for and answers its shard.
+pub(super) async fn take(
+    conn: Option<redis::aio::MultiplexedConnection>,
+    stream: String,
+    ask: TakeAsk,
+    server: Arc<ServerShared>,
+) {
+    let session = match conn {
+        Some(mut c) => {
+            match sessions::take(&mut c, &stream, SESSION_PREFIX, ask.pid.as_str(), ask.offset)
+                .await
+            {
+                Ok(s) => s.and_then(cluster_session),
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis streams adapter: a restore could not take its session");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let nsp = ask.reply.nsp.clone();
+    cr::answer(&server, &ask.reply, ClusterAnswer::Taken { nsp, session });
+}
+
+/// Reads what a session missed, waits until this server has delivered everything up to
+/// the last entry read (at most `wait`: then the client gets a new session), and answers.
+pub(super) async fn missed(
+    conn: Option<redis::aio::MultiplexedConnection>,
+    stream: String,
+    ask: MissedAsk,
+    server: Arc<ServerShared>,
+    progress: Arc<Progress>,
+    wait: Duration,
+) {
+    let nsp = ask.reply.nsp.clone();
+    let max = server.config().recovery_max_packets;
+    let rooms: Vec<String> = ask.rooms.iter().map(|r| r.to_string()).collect();
+    let read = match conn {
+        Some(mut c) => {
+            let p = progress.clone();
+            sessions::missed(&mut c, &stream, ask.offset, &nsp, &rooms, max, move || {
+                p.sent.load(Ordering::Acquire)
+            })
+            .await
+        }
+        None => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "not connected to Redis",
+        ))),
+    };
+    let replay = match read {
+        Ok(Some(m)) => {
+            let (mut done, mut reader) = (progress.done.subscribe(), progress.read.subscribe());
+            let caught_up = tokio::time::timeout(wait, async {
+                let a = done.wait_for(|d| *d >= m.mark).await.is_ok();
+                let b = reader.wait_for(|r| *r >= m.last).await.is_ok();
+                a && b
+            })
+            .await;
+            if caught_up == Ok(true) {
+                let packets = m
+                    .entries
+                    .into_iter()
+                    .filter_map(|(id, msg)| match msg.body {
+                        Body::Broadcast { event, args, opts, .. } => {
+                            let compress = opts.flags.compress.unwrap_or(true);
+                            Some(cr::replay_packet(&server, &nsp, &event, &args, compress, id))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Ok((packets, m.last))
+            } else {
+                tracing::debug!("redis streams adapter: a restore timed out waiting for the stream to be delivered");
+                Err(false)
+            }
+        }
+        Ok(None) => Err(true),
+        Err(e) => {
+            tracing::debug!(error = %e, "redis streams adapter: a restore could not read the stream");
+            Err(false)
+        }
+    };
+    cr::answer(&server, &ask.reply, ClusterAnswer::Missed { nsp, replay });
+}

@@ -1,0 +1,244 @@
+// Connection state recovery across servers on the Redis Streams adapter: a client of the
+// official socket.io-client goes through a TCP proxy (as through a load balancer), its
+// connection is cut, the cluster goes on broadcasting, and the proxy sends its reconnection
+// to another server: shardcast to shardcast, shardcast to the official Node server (with
+// @socket.io/redis-streams-adapter and connectionStateRecovery) and Node to shardcast. The
+// client gets its socket id and rooms back (`socket.recovered`), every packet it missed
+// once and in order (binary included), then live traffic with no gap and no duplicate.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { createClient } from "redis";
+import { io } from "socket.io-client";
+import { REDIS, T, ack, client, collect, server, sleep, until } from "./lib.mjs";
+
+const KEY = `streams-rec-${process.pid}`;
+const ARGS = ["--redis-streams", "--recovery", "60000"];
+
+// A TCP proxy whose upstream can be switched; `cut()` closes every connection through it
+// (both ends, as a network drop seen by both), `hold()` keeps new connections waiting
+// until `release()`.
+async function proxy(port) {
+  let target = port;
+  let held = null;
+  const pairs = new Set();
+  const srv = net.createServer((down) => {
+    const go = () => {
+      const up = net.connect(target, "127.0.0.1");
+      const pair = { up, down };
+      pairs.add(pair);
+      const end = () => {
+        pairs.delete(pair);
+        up.destroy();
+        down.destroy();
+      };
+      up.on("error", end).on("close", end);
+      down.on("error", end).on("close", end);
+      down.pipe(up);
+      up.pipe(down);
+    };
+    if (held) held.push(go);
+    else go();
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    to(p) {
+      target = p;
+    },
+    hold() {
+      held = [];
+    },
+    release() {
+      const waiting = held ?? [];
+      held = null;
+      for (const go of waiting) go();
+    },
+    cut() {
+      for (const { up, down } of pairs) {
+        up.destroy();
+        down.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      this.cut();
+      srv.close();
+    },
+  };
+}
+
+describe("connection state recovery across servers (Redis Streams)", () => {
+  let redis;
+  const servers = {};
+  before(async () => {
+    redis = createClient({ url: REDIS });
+    await redis.connect();
+    servers.a = await server("shardcast", KEY, { args: ARGS });
+    servers.b = await server("shardcast", KEY, { args: ARGS });
+    servers.node = await server("node", KEY, { args: ARGS });
+  });
+  after(async () => {
+    await redis?.quit();
+  });
+
+  // A client through a proxy to `from`, in room `room`, that has had one broadcast (so it
+  // has an offset to come back with).
+  async function member(from, room) {
+    const p = await proxy(from.port);
+    const s = io(p.url, {
+      transports: ["websocket"],
+      forceNew: true,
+      reconnectionDelay: 50,
+      reconnectionDelayMax: 50,
+      randomizationFactor: 0,
+    });
+    await new Promise((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("connect_error", reject);
+    });
+    assert.equal(await ack(s, "join", room), true);
+    const first = new Promise((r) => s.once("warm", r));
+    const publisher = await client(from.url);
+    // The room's first broadcast may go before the join is seen everywhere: repeat.
+    let got = false;
+    first.then(() => (got = true));
+    await until(async () => {
+      await ack(publisher, "publish", room, "warm", 0);
+      await sleep(30);
+      return got;
+    }, "a first broadcast");
+    publisher.close();
+    return { p, s };
+  }
+
+  // Cuts `s` and waits until its server has kept its session (the key the Node adapter and
+  // shardcast use): the cluster then knows it left.
+  async function cut(p, s) {
+    const pid = s._pid;
+    assert.ok(pid, "the server gave a private session id");
+    const gone = new Promise((r) => s.once("disconnect", r));
+    p.hold();
+    p.cut();
+    assert.equal(await gone, "transport close");
+    await until(async () => (await redis.exists(`sio:session:${pid}`)) === 1, "the session kept");
+    return pid;
+  }
+
+  for (const [from, to] of [
+    ["a", "b"],
+    ["a", "node"],
+    ["node", "a"],
+    ["b", "b"],
+  ]) {
+    test(`cut from ${from}, back on ${to}: same id and rooms, every missed packet once and in order, then live`, T, async () => {
+      const room = `r-${from}-${to}`;
+      const { p, s } = await member(servers[from], room);
+      const before = await ack(s, "whoami");
+      assert.deepStrictEqual(before.rooms, [room]);
+      const got = collect(s, "m");
+      const pubs = [await client(servers.a.url), await client(servers.b.url), await client(servers.node.url)];
+      const witness = await client(servers.b.url);
+      assert.equal(await ack(witness, "join", room), true);
+      const seen = collect(witness, "m");
+      await until(async () => {
+        await ack(pubs[0], "publish", room, "m", "probe");
+        await sleep(30);
+        return seen.length > 0;
+      }, "the witness in the room");
+      await until(() => got.some((g) => g[0] === "probe"), "the probe");
+      const probes = () => seen.filter((g) => g[0] === "probe").length;
+      await until(() => got.filter((g) => g[0] === "probe").length === probes(), "every probe");
+      got.length = 0;
+      seen.length = 0;
+
+      await cut(p, s);
+      // While away: from every server, to its room, to its own id, binary.
+      const sent = [];
+      for (let i = 0; i < 9; i++) {
+        const pub = pubs[i % 3];
+        const n = `missed-${i}`;
+        sent.push(n);
+        if (i === 4) assert.equal(await ack(pub, "publish", before.id, "m", n), true);
+        else if (i === 7) assert.equal(await ack(pub, "publish", room, "m", n, Buffer.from([1, 2, i])), true);
+        else assert.equal(await ack(pub, "publish", room, "m", n), true);
+      }
+      // Every server has appended them (the witness has those to the room).
+      await until(() => seen.length === 8, "the witness's copies", 5000);
+
+      p.to(servers[to].port);
+      const back = new Promise((r) => s.once("connect", r));
+      p.release();
+      await back;
+      assert.equal(s.recovered, true, "the official client says it recovered");
+      const after = await ack(s, "whoami");
+      assert.equal(after.id, before.id);
+      assert.deepStrictEqual(after.rooms, [room]);
+      assert.equal(after.recovered, true);
+      // Live traffic after it, from every server.
+      for (let i = 0; i < 3; i++) {
+        assert.equal(await ack(pubs[i], "publish", room, "m", `live-${i}`), true);
+      }
+      await until(() => got.length >= sent.length + 3, "missed and live packets");
+      await sleep(200);
+      const names = got.map((g) => g[0]);
+      // Each publisher's in order; all of them, once.
+      assert.deepStrictEqual([...names].sort(), [...sent, "live-0", "live-1", "live-2"].sort(), JSON.stringify(names));
+      for (const k of [0, 1, 2]) {
+        const mine = names.filter((n) => /\d+$/.exec(n) && Number(n.split("-")[1]) % 3 === k && n.startsWith("missed"));
+        assert.deepStrictEqual(mine, sent.filter((n, i) => i % 3 === k), `publisher ${k}`);
+      }
+      // The missed ones before the live ones.
+      assert.ok(names.slice(0, sent.length).every((n) => n.startsWith("missed")), JSON.stringify(names));
+      const bin = got.find((g) => g[0] === "missed-7");
+      assert.ok(Buffer.isBuffer(bin[1]) && bin[1].equals(Buffer.from([1, 2, 7])), "binary replayed as binary");
+      s.close();
+      p.close();
+      for (const c of [...pubs, witness]) c.close();
+    });
+  }
+
+  test("a client that left on purpose, an unknown pid or a wrong offset gets a new session", T, async () => {
+    const { p, s } = await member(servers.a, "left");
+    const before = await ack(s, "whoami");
+    const pid = s._pid;
+    const offset = s._lastOffset;
+    // Closed on purpose (a DISCONNECT, then the WebSocket closed), through the proxy.
+    s.close();
+    await sleep(300);
+    p.close();
+    assert.equal(await redis.exists(`sio:session:${pid}`), 0, "no session kept for a manual disconnect");
+    for (const auth of [{ pid, offset }, { pid: "AAAAAAAAAAAAAAAAAAAA", offset }, { pid, offset: "1-0" }, { pid, offset: "nope" }]) {
+      const c = io(servers.b.url, { transports: ["websocket"], forceNew: true, reconnection: false, auth });
+      await new Promise((resolve, reject) => {
+        c.once("connect", resolve);
+        c.once("connect_error", reject);
+      });
+      const w = await ack(c, "whoami");
+      assert.notEqual(w.id, before.id);
+      assert.equal(w.recovered, false);
+      assert.deepStrictEqual(w.rooms, []);
+      c.close();
+    }
+  });
+
+  test("a session is restored once", T, async () => {
+    const { p, s } = await member(servers.a, "once");
+    const before = await ack(s, "whoami");
+    const pid = await cut(p, s);
+    const offset = s._lastOffset;
+    s.close();
+    p.close();
+    const first = io(servers.b.url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { pid, offset } });
+    await new Promise((r) => first.once("connect", r));
+    assert.equal((await ack(first, "whoami")).id, before.id);
+    const second = io(servers.node.url, { transports: ["websocket"], forceNew: true, reconnection: false, auth: { pid, offset } });
+    await new Promise((r) => second.once("connect", r));
+    const w = await ack(second, "whoami");
+    assert.notEqual(w.id, before.id);
+    assert.equal(w.recovered, false);
+    first.close();
+    second.close();
+  });
+});
