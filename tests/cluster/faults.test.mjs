@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createClient } from "redis";
+import { io } from "socket.io-client";
 import { T, ack, client, collect, freePort, server, sleep, until } from "./lib.mjs";
 
 function redisServer(port) {
@@ -24,9 +25,10 @@ function redisServer(port) {
 
 const stop = (proc) => new Promise((resolve) => (proc.once("exit", resolve), proc.kill("SIGKILL")));
 
-const protocol = (args) => (args.length ? args[0].slice("--redis-".length) : "classic");
+const protocol = (args) =>
+  (args.length ? args[0].slice("--redis-".length) : "classic") + (args.includes("--recovery") ? " with recovery" : "");
 
-for (const args of [[], ["--redis-sharded"], ["--redis-streams"]]) describe(`Redis away and back (${protocol(args)})`, { concurrency: false }, () => {
+for (const args of [[], ["--redis-sharded"], ["--redis-streams"], ["--redis-streams", "--recovery", "60000"]]) describe(`Redis away and back (${protocol(args)})`, { concurrency: false }, () => {
   const key = `sc-faults-${process.pid}${args.join("")}`;
   let port, url, redis, servers, members;
   before(async () => {
@@ -102,6 +104,24 @@ for (const args of [[], ["--redis-sharded"], ["--redis-streams"]]) describe(`Red
     // a request cannot be answered: it fails, the server stays up
     const r = await ack(members[0], "server-side-emit-with-ack", "while-away");
     assert.notEqual(r.error, null, JSON.stringify(r));
+    if (args.includes("--recovery")) {
+      // a client coming back cannot be restored (Redis holds its session): a new session,
+      // at once, on every shardcast server
+      for (const s of servers.slice(0, 2)) {
+        const started = Date.now();
+        const c = io(s.url, {
+          transports: ["websocket"],
+          forceNew: true,
+          reconnection: false,
+          auth: { pid: members[0]._pid, offset: "1-0" },
+        });
+        await new Promise((resolve, reject) => (c.once("connect", resolve), c.once("connect_error", reject)));
+        const w = await ack(c, "whoami");
+        assert.equal(w.recovered, false);
+        assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+        c.close();
+      }
+    }
     await sleep(1500);
     redis = await redisServer(port);
     const back = Date.now();
