@@ -907,3 +907,162 @@ async fn many_clients_recover_at_once() {
         assert_eq!(c.next_event().await[..2], [json!("live"), json!(1 + k % 2)], "client {k}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Across servers: two servers (4 shards each) on the Redis Streams adapter, on the Redis at
+// 127.0.0.1:6379 (`REDIS_URL` to use another), a stream per test
+// ---------------------------------------------------------------------------------------
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Two servers of one cluster on stream `rs-<pid>-rec-<name>`, recovery on (30 s).
+fn cluster_pair(
+    name: &str,
+    tune: impl Fn(shardcast::ConfigBuilder) -> shardcast::ConfigBuilder,
+) -> [(TestServer, Seen); 2] {
+    let key = format!("rs-{}-rec-{name}", std::process::id());
+    let start = || {
+        let cfg = config()
+            .shards(4)
+            .connection_state_recovery(Duration::from_secs(30), true)
+            .redis(redis_url())
+            .redis_key(&key)
+            .redis_streams(true);
+        let mut seen = None;
+        let server = TestServer::start(tune(cfg).build().unwrap(), |io| seen = Some(app(io)));
+        (server, seen.unwrap())
+    };
+    [start(), start()]
+}
+
+/// Whether Redis keeps session `pid` (`sio:session:<pid>`, as the Node adapter).
+fn session_in_redis(pid: &str) -> bool {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("EXISTS").arg(format!("sio:session:{pid}")).query::<i64>(&mut conn).unwrap() == 1
+}
+
+async fn recovers_on_another_server(mode: Mode) {
+    let [(sa, mut seen_a), (sb, mut seen_b)] = cluster_pair(&format!("{mode:?}"), |c| c);
+    let (mut a, _) = Client::connect(sa.addr, mode, json!({})).await;
+    recv(&mut seen_a.connected).await;
+    a.call_ok(json!(["join", "r1"])).await;
+    a.call_ok(json!(["set-data", {"n": 1, "s": "x"}])).await;
+    // socket.emit carries the stream's offset too.
+    a.send(r#"42["echo","before"]"#).await;
+    let echo = a.next_event().await;
+    assert_eq!(echo.len(), 3, "{echo:?}");
+    assert!(echo[2].as_str().is_some_and(|o| o.split_once('-').is_some()), "an entry id: {echo:?}");
+    let (mut b, _) = Client::connect(sb.addr, Mode::Websocket, json!({})).await;
+    recv(&mut seen_b.connected).await;
+    let (old_id, old_pid) = (a.id.clone(), a.pid.clone());
+
+    a.drop_connection_keep().await;
+    assert_eq!(recv(&mut seen_a.gone).await.0, old_id);
+    until("the session in Redis", || session_in_redis(&old_pid)).await;
+
+    // While it is away, from the other server: what it must get back, and what it must not.
+    b.call_ok(json!(["publish", "r1", "m1", "text", 1])).await;
+    b.call_ok(json!(["publish-volatile", "r1", "vol", 2])).await;
+    b.call_ok(json!(["publish-acked", "r1", "acked"])).await;
+    b.call_ok(json!(["publish", "r2", "other-room", 3])).await;
+    b.send(
+        r#"452-["publish","r1","m2",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+    )
+    .await;
+    match &mut b.wire {
+        Wire::Ws(ws) => {
+            ws.send_binary(&[1, 2, 3]).await;
+            ws.send_binary(&[0xff]).await;
+        }
+        Wire::Polling { .. } => unreachable!(),
+    }
+    b.call_ok(json!(["publish", "r1", "m3"])).await;
+    // And from the first server's API, to its own room and to everyone.
+    sa.io.to(old_id.as_str()).emit("to-id", ("direct",)).unwrap();
+    sa.io.emit("everyone", ()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Back on the other server.
+    let auth = json!({"pid": old_pid, "offset": a.offset.clone().expect("an offset")});
+    let (mut a2, missed) = Client::connect(sb.addr, mode, auth).await;
+    assert_eq!((a2.id.as_str(), a2.pid.as_str()), (old_id.as_str(), old_pid.as_str()));
+    let missed = events(&missed);
+    assert_eq!(
+        missed,
+        vec![
+            json!(["m1", "text", 1]),
+            json!(["m2", {"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 1}]),
+            json!({"bin": [1, 2, 3]}),
+            json!({"bin": [255]}),
+            json!(["m3"]),
+            json!(["to-id", "direct"]),
+            json!(["everyone"]),
+        ],
+        "missed packets, in the stream's order, before the CONNECT reply"
+    );
+    assert_eq!(recv(&mut seen_b.connected).await, (old_id.clone(), true));
+    let (who, _) = a2.call(json!(["whoami"])).await;
+    assert_eq!(
+        who,
+        json!([{"id": old_id, "rooms": ["r1"], "data": {"n": 1, "s": "x"}, "recovered": true}])
+    );
+    // Live traffic from both servers, once.
+    b.call_ok(json!(["publish", "r1", "live", 4])).await;
+    assert_eq!(a2.next_event().await[..2], [json!("live"), json!(4)]);
+    sa.io.to("r1").emit("live-a", (5,)).unwrap();
+    assert_eq!(a2.next_event().await[..2], [json!("live-a"), json!(5)]);
+    a2.send(r#"42["echo","after"]"#).await;
+    assert_eq!(a2.next_event().await[..2], [json!("echo-back"), json!("after")]);
+    let stats = sb.io.recovery_stats();
+    assert_eq!((stats.recovered, stats.not_recovered), (1, 0), "{stats:?}");
+    assert_eq!(sa.io.recovery_stats().persisted, 1);
+    // The middleware was skipped for the restored socket (one run on b's server: b).
+    assert_eq!(seen_b.middleware_runs.load(Ordering::SeqCst), 1);
+    assert!(!session_in_redis(&old_pid), "a session is taken when restored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_on_another_server_over_websocket() {
+    recovers_on_another_server(Mode::Websocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_on_another_server_over_polling() {
+    recovers_on_another_server(Mode::Polling).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_servers_the_cap_and_bad_offsets_give_a_new_session() {
+    let [(sa, mut seen_a), (sb, _)] = cluster_pair("cap", |c| c.recovery_max_packets(8));
+    let (mut a, _) = Client::connect(sa.addr, Mode::Websocket, json!({})).await;
+    recv(&mut seen_a.connected).await;
+    a.call_ok(json!(["join", "r1"])).await;
+    let (mut b, _) = Client::connect(sb.addr, Mode::Websocket, json!({})).await;
+    a.drop_connection_keep().await;
+    until("the session in Redis", || session_in_redis(&a.pid)).await;
+    for i in 0..20 {
+        b.call_ok(json!(["publish", "r1", "m", i])).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let auth = json!({"pid": a.pid, "offset": a.offset.clone().unwrap()});
+    let (a2, missed) = Client::connect(sb.addr, Mode::Websocket, auth.clone()).await;
+    assert!(missed.is_empty(), "{missed:?}");
+    assert_ne!(a2.id, a.id);
+    let stats = sb.io.recovery_stats();
+    assert_eq!((stats.not_recovered, stats.not_recovered_cap), (1, 1), "{stats:?}");
+    // Taken, even so: a second try finds nothing. This server's own offsets, a forged
+    // pid: new sessions too.
+    for auth in [
+        auth,
+        json!({"pid": a.pid, "offset": "Qx3_.0.1"}),
+        json!({"pid": "AAAAAAAAAAAAAAAAAAAA", "offset": a.offset.clone().unwrap()}),
+        json!({"pid": "not a pid", "offset": "1-0"}),
+    ] {
+        let (c, missed) = Client::connect(sa.addr, Mode::Websocket, auth.clone()).await;
+        assert!(missed.is_empty() && c.id != a.id, "{auth}");
+    }
+    assert_eq!(sa.io.recovery_stats().not_recovered, 4);
+}
