@@ -26,7 +26,9 @@
 //! Connection state recovery (off by default, [`Config`]'s `connection_state_recovery`)
 //! rides on this path: a plain event is numbered once before its one encoding, each shard
 //! logs the shared packet as it delivers it, and a client that comes back after a drop gets
-//! its socket and what it missed (`ns::recovery`, docs/recovery.md).
+//! its socket and what it missed (`ns::recovery`, docs/recovery.md). Across servers, on the
+//! Redis Streams adapter, the stream numbers the packets and Redis keeps the sessions
+//! (`ns::cluster_recovery`).
 //!
 //! Beside the server, `emitter` ([`Emitter`]) publishes to a cluster from a process that is
 //! not a server, as `@socket.io/redis-emitter` does (`shardcast emit` on the command line).

@@ -29,13 +29,10 @@
 //!   missed packet once, each issuer's in order, and live traffic follows with no gap and no
 //!   duplicate.
 //!
-//! Across servers (the Redis Streams adapter, not yet): the stream's entry ids are the
-//! offsets there, known once the XADD returns, so that adapter encodes a broadcast after its
-//! publish (the message keeps the event and its arguments); sessions go to Redis and a
-//! restore asks it instead of the pid's home. [`Offset`] and the log are this process's
-//! numbering; the seams are where an offset is made (`broadcast::encode`,
-//! `Socket::emit`), where a session is kept ([`ShardCtx::recovery_on_closed`]) and where a
-//! restore is asked ([`ShardCtx::ask_restore`]).
+//! Across servers (the Redis Streams adapter) none of this is used: the stream is the log
+//! and Redis keeps the sessions ([`crate::ns::cluster_recovery`]); the seams are where an
+//! offset is made (`broadcast::encode`, `Socket::emit`), where a session is kept
+//! ([`ShardCtx::recovery_on_closed`]) and where a restore is asked (the client's CONNECT).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

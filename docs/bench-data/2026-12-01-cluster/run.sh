@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Cluster fan-out side by side: two shardcast servers (`shardcast serve --redis URL --redis-key K
-# --shards 1`) against two Node servers (loadtest/peers/node/server.js --redis URL --redis-key K,
-# the official socket.io + @socket.io/redis-adapter), each pair one cluster on one Redis key,
-# driven by `shardcast-loadtest cluster-fanout` (publishers on the first server, subscribers
-# split evenly over both):
+# Cluster fan-out side by side: by default two shardcast servers (`shardcast serve --redis URL
+# --redis-key K --shards 1`) against two Node servers (loadtest/peers/node/server.js --redis URL
+# --redis-key K, the official socket.io + @socket.io/redis-adapter), each pair one cluster on one
+# Redis key, driven by `shardcast-loadtest cluster-fanout` (publishers on the first server,
+# subscribers split evenly over both). CLUSTERS picks the clusters compared (see below):
 #
 #   (a) 10,000 broadcasts/s: ROOMS x RATE = 100 rooms x 100 msg/s, CLIENTS = 400 subscribers
 #       (2 per room on each server), 64-byte payload, 10 s (then up to 10 s for late
 #       deliveries; what has not arrived by then is lost); 3 runs, the clusters alternated
-#       (and which goes first swapped every run), fresh servers and a fresh key for every run.
+#       (their order rotated by one every run: with two, which goes first is swapped), fresh
+#       servers and a fresh key for every run.
 #       Medians of deliveries/s, loss, duplicates and reordering, local and remote latency,
 #       the Redis hop (remote - local), each server's CPU per broadcast, Redis's CPU per
 #       broadcast, the harness's CPU.
 #   (b) a ramp per cluster (`ramp --shape cluster-fanout`, the same rooms and subscribers,
 #       from 10 msg/s per room = 1,000 broadcasts/s, x1.25 a step, 5 s a step, at most 20
 #       steps) up to its highest clean rate: no loss and p99 <= 50 ms; 3 runs per cluster,
-#       alternated.
+#       alternated the same way. SKIP_RAMP=1 leaves it out (and the summary has no ramp).
+#
+# CLUSTERS (default "shardcast node"): the clusters to compare, in the first run's order, each
+# two servers of one kind with the same extra flags:
+#   shardcast                   shardcast serve --shards 1 --redis URL --redis-key K
+#   node                        node loadtest/peers/node/server.js --redis URL --redis-key K
+#   shardcast-streams           shardcast, plus --redis-streams (redis-streams-adapter protocol)
+#   shardcast-streams-recovery  shardcast, plus --redis-streams --recovery 60000
+#   node-streams                the Node peer, plus --redis-streams (@socket.io/redis-streams-adapter)
+#   node-streams-recovery       the Node peer, plus --redis-streams --recovery 60000
+# The raw files and reports are named by cluster (raw/CLUSTER-fanout-runN.json, ...). With
+# "shardcast node" (or one of them) the table has a row per cluster, as before; with any other
+# cluster it has a column per cluster, and for every X-recovery next to its X a column
+# "recovery on / off" (the ratio of the medians: CPU per broadcast, local and remote latency;
+# in (b) also the highest clean rate).
 #
 # Pinning (this is a 2-core machine):
 #   core 1: redis-server (a private one this script starts on 127.0.0.1:$REDIS_PORT) and both
@@ -29,14 +44,19 @@
 # SKIP_BUILD=1; `npm ci` in loadtest/peers/node if its node_modules is missing):
 #   docs/bench-data/2026-12-01-cluster/run.sh                  # the measured run: ~10 min (~20 if every ramp runs all its steps)
 #   QUICK=1 docs/bench-data/2026-12-01-cluster/run.sh          # a smoke run (~20 s, light load) into a temp dir
+#   CLUSTERS="shardcast-streams shardcast-streams-recovery node-streams node-streams-recovery" \
+#     SKIP_RAMP=1 OUT=/tmp/streams docs/bench-data/2026-12-01-cluster/run.sh
+#                                                              # 4 clusters, (a) only: ~5 min (the ramp: ~5 min more per cluster)
 #   docs/bench-data/2026-12-01-cluster/run.sh --summarize DIR  # table.md and summary.json again from DIR/raw
-# Settings can be overridden from the environment (CLIENTS, ROOMS, RATE, DURATION, RUNS,
-# DRAIN, RAMP_START, RAMP_FACTOR, RAMP_STEPS, RAMP_DURATION, RAMP_DRAIN, P99_MS, REDIS_PORT,
-# OUT).
+# Settings can be overridden from the environment (CLUSTERS, SKIP_RAMP, CLIENTS, ROOMS, RATE,
+# DURATION, RUNS, DRAIN, RAMP_START, RAMP_FACTOR, RAMP_STEPS, RAMP_DURATION, RAMP_DRAIN, WARMUP,
+# PARTS, P99_MS, REDIS_PORT, OUT). Give OUT for anything but the default clusters, or the run
+# overwrites this folder's table and summary.
 #
 # Writes into this folder (OUT): table.md, summary.json, raw/ (the harness's JSON and table of
-# every run, Redis CPU per run) and the harness's HTML reports (charts) of the first run of
-# (a) and (b) per cluster. Server and Redis logs go to a temporary folder, removed at the end
+# every run, Redis CPU per run; settings.json with the clusters) and the harness's HTML reports
+# (charts) of the first run of (a) and (b) per cluster (CLUSTER-fanout.html, CLUSTER-ramp.html).
+# Server and Redis logs go to a temporary folder, removed at the end
 # (kept, and named, when something failed). Every run is bounded: --duration and --drain,
 # --setup-timeout, and `timeout` around each harness run; loopback only.
 set -uo pipefail
@@ -52,8 +72,32 @@ from pathlib import Path
 out = Path(sys.argv[1])
 raw = out / "raw"
 settings = json.loads((raw / "settings.json").read_text())
-CLUSTERS = ["shardcast", "node"]
-NAMES = {"shardcast": "2 x shardcast --shards 1", "node": "2 x Node (socket.io + redis-adapter)"}
+# The clusters compared and the extra flags of each (run.sh writes them; a folder from before
+# CLUSTERS has neither: shardcast and node). What each name means is in run.sh's header.
+CLUSTERS = settings.get("clusters") or ["shardcast", "node"]
+FLAGS = settings.get("cluster_flags") or {}
+DEFAULT_FLAGS = {"shardcast-streams": "--redis-streams", "node-streams": "--redis-streams",
+                 "shardcast-streams-recovery": "--redis-streams --recovery 60000",
+                 "node-streams-recovery": "--redis-streams --recovery 60000"}
+
+
+def cluster_name(k):
+    flags = FLAGS.get(k, DEFAULT_FLAGS.get(k, ""))
+    if k.startswith("shardcast"):
+        return " ".join(["2 x shardcast --shards 1"] + ([flags] if flags else []))
+    if "--redis-streams" in flags:
+        return f"2 x Node {flags} (socket.io + redis-streams-adapter)"
+    return " ".join(["2 x Node"] + ([flags] if flags else []) + ["(socket.io + redis-adapter)"])
+
+
+NAMES = {k: cluster_name(k) for k in CLUSTERS}
+# Which parts ran (a folder from before SKIP_RAMP: both).
+RAMP = "b" in (settings.get("parts") or "a b").split()
+# Today's layout (a row per cluster) for shardcast and node; with any other cluster a column
+# per cluster, and a "recovery on / off" column for every X-recovery next to its X.
+BY_ROW = set(CLUSTERS) <= {"shardcast", "node"}
+PAIRS = [(k, k[: -len("-recovery")]) for k in CLUSTERS
+         if k.endswith("-recovery") and k[: -len("-recovery")] in CLUSTERS]
 
 
 def load(name):
