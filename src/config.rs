@@ -144,11 +144,16 @@ pub struct Config {
     /// Connection state recovery; `None` (the default, as in socket.io): off. With it on,
     /// the CONNECT reply carries a private session id, every plain event the server sends
     /// (not volatile, not awaiting an ack) carries its offset as its last argument, and each
-    /// shard keeps a replay log of those packets (docs/recovery.md).
+    /// shard keeps a replay log of those packets (docs/recovery.md). With `redis_streams`
+    /// it works across the cluster instead: the stream is the log (its entry ids are the
+    /// offsets) and Redis keeps the sessions, as `@socket.io/redis-streams-adapter` does.
+    /// With the other Redis adapters it is refused
+    /// ([`ConfigError::RecoveryNeedsPersistence`]).
     pub connection_state_recovery: Option<ConnectionStateRecovery>,
     /// Most packets each shard's replay log keeps (recovery on). Past it the oldest are
     /// dropped, and a client that missed one of them is not recovered (it gets a new
-    /// session; counted in `Server::recovery_stats`). Default 100,000.
+    /// session; counted in `Server::recovery_stats`). Across servers (`redis_streams`): the
+    /// most missed packets one restore replays (more: a new session). Default 100,000.
     pub recovery_max_packets: usize,
     /// Most bytes of packets each shard's replay log keeps (their wire size; the bytes are
     /// shared with the broadcast, not copied). Default 64 MiB.

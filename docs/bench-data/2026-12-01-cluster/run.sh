@@ -183,7 +183,7 @@ for kind in CLUSTERS:
         j = load(f"{tag}.json")
         if j:
             fan.append(fanout_row(kind, run, j, tag))
-        j = load(f"{kind}-ramp-run{run}.json")
+        j = load(f"{kind}-ramp-run{run}.json") if RAMP else None
         if j:
             ramps.append(ramp_row(kind, run, j))
 
@@ -199,18 +199,44 @@ ramp_medians = {k: {m: med([r.get(m) for r in ramps if r["cluster"] == k])
                               "server1_cpu_us_per_broadcast", "server2_cpu_us_per_broadcast"]}
                 for k in CLUSTERS if any(r["cluster"] == k for r in ramps)}
 
+# recovery on / off: the median of X-recovery over the median of X, for every pair measured.
+FAN_RATIO_KEYS = ["local_p50_ms", "local_p99_ms", "remote_p50_ms", "remote_p99_ms",
+                  "server1_cpu_us_per_broadcast", "server2_cpu_us_per_broadcast",
+                  "redis_cpu_us_per_broadcast"]
+RAMP_RATIO_KEYS = ["highest_broadcasts_per_sec", "local_p99_ms", "remote_p99_ms",
+                   "server1_cpu_us_per_broadcast", "server2_cpu_us_per_broadcast"]
+
+
+def on_off(medians, keys):
+    return {on: dict(off=off, **{m: per(medians[on][m], medians[off][m]) for m in keys})
+            for on, off in PAIRS if on in medians and off in medians}
+
+
+fan_ratios, ramp_ratios = on_off(fan_medians, FAN_RATIO_KEYS), on_off(ramp_medians, RAMP_RATIO_KEYS)
+
 s = settings
-what = (f"shardcast-loadtest cluster-fanout, 2 servers per cluster on one Redis key, publishers on "
+DEFAULT = CLUSTERS == ["shardcast", "node"]
+what = ((f"{len(CLUSTERS)} clusters ({'; '.join(NAMES[k] for k in CLUSTERS)}), " if not DEFAULT else "")
+        + f"shardcast-loadtest cluster-fanout, 2 servers per cluster on one Redis key, publishers on "
         f"server 1, {s['clients']} subscribers split evenly ({s['clients'] // s['rooms'] // 2} per room "
         f"on each server), {s['rooms']} rooms, {s['payload']}-byte payload; (a) {s['rate']} msg/s per room "
-        f"= {s['rooms'] * s['rate']:,} broadcasts/s, {s['duration']} s, {s['runs']} runs alternated; "
-        f"(b) ramp from {s['ramp_start']} msg/s per room x{s['ramp_factor']} per {s['ramp_duration']} s "
-        f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms, "
-        f"{s['runs']} runs; each run after {s.get('warmup', 0)} s of unmeasured warm-up at its first rate; "
+        f"= {s['rooms'] * s['rate']:,} broadcasts/s, {s['duration']} s, {s['runs']} runs alternated"
+        + (" (the order rotated every run)" if len(CLUSTERS) > 2 else "") + "; "
+        + (f"(b) ramp from {s['ramp_start']} msg/s per room x{s['ramp_factor']} per {s['ramp_duration']} s "
+           f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms, "
+           f"{s['runs']} runs; " if RAMP else "")
+        + f"each run after {s.get('warmup', 0)} s of unmeasured warm-up at its first rate; "
         f"servers and redis-server taskset -c 1, harness taskset -c 0")
-summary = dict(what=what, command="docs/bench-data/2026-12-01-cluster/run.sh",
-               settings=settings, fanout=dict(runs=fan, medians=fan_medians),
-               ramp=dict(runs=ramps, medians=ramp_medians))
+command = ((f'CLUSTERS="{" ".join(CLUSTERS)}" ' if not DEFAULT else "") + ("SKIP_RAMP=1 " if not RAMP else "")
+           + "docs/bench-data/2026-12-01-cluster/run.sh")
+fanout = dict(runs=fan, medians=fan_medians)
+if fan_ratios:
+    fanout["recovery_on_off"] = fan_ratios
+summary = dict(what=what, command=command, settings=settings, fanout=fanout)
+if RAMP:
+    summary["ramp"] = dict(runs=ramps, medians=ramp_medians)
+    if ramp_ratios:
+        summary["ramp"]["recovery_on_off"] = ramp_ratios
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
@@ -230,43 +256,18 @@ def section(title, columns):
     return [title, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
 
 
-L = [f"# Cluster fan-out: shardcast and Node on Redis ({s['date']})", "",
-     what + ".", f"Command: `{summary['command']}`. {s['environment']}", ""]
-L += section(f"## (a) {s['rooms'] * s['rate']:,} broadcasts/s: medians of {s['runs']} runs (each run in brackets)",
-             ["cluster", "deliveries/s", "lost", "duplicates / reordered", "local p50 / p99",
-              "remote p50 / p99", "Redis hop p50 / p99", "server 1 CPU / broadcast",
-              "server 2 CPU / broadcast", "Redis CPU / broadcast", "harness CPU", "clean runs"])
-for k in fan_medians:
-    m, rows = fan_medians[k], [r for r in fan if r["cluster"] == k]
-    L.append(
-        f"| {NAMES[k]} | **{f(m['deliveries_per_sec'])}** ({runs(k, 'deliveries_per_sec', fan)}) "
-        f"| {runs(k, 'lost', fan)} | {runs(k, 'duplicates', fan)} / {runs(k, 'reordered', fan)} "
-        f"| **{f(m['local_p50_ms'], ' ms')} / {f(m['local_p99_ms'], ' ms')}** "
-        f"| **{f(m['remote_p50_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')}** "
-        f"| **{f(m['hop_p50_ms'], ' ms')} / {f(m['hop_p99_ms'], ' ms')}** ({runs(k, 'hop_p50_ms', fan)} / {runs(k, 'hop_p99_ms', fan)}) "
-        f"| **{f(m['server1_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server1_cpu_us_per_broadcast', fan)}) "
-        f"| **{f(m['server2_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server2_cpu_us_per_broadcast', fan)}) "
-        f"| {f(m['redis_cpu_us_per_broadcast'], ' µs')} "
-        f"| {f(None if m['harness_cpu_share'] is None else round(m['harness_cpu_share'] * 100), ' %')}"
-        f"{' (BOTTLENECK in a run)' if any(r['harness_bottleneck'] for r in rows) else ''} "
-        f"| {sum(r['clean'] for r in rows)} of {len(rows)} |")
-L += ["", "Server 1 takes the publishes (and has half the subscribers); server 2 only receives "
-      "through Redis. CPU per broadcast = the process's CPU time during the measured phase / "
-      "broadcasts published; Redis's is over the whole harness run (setup included). Latency is "
-      "from the scheduled send time (no coordinated omission); deliveries/s = distinct "
-      f"deliveries / scheduled seconds, late ones arriving in the drain (at most {s['drain']} s) "
-      "included; lost = not arrived by the end of the drain.", ""]
-L += section(f"## (b) highest clean rate: no loss and p99 <= {s['p99_ms']} ms",
-             ["cluster", "highest rate held, msg/s per room (each run)", "broadcasts/s (median)",
-              "deliveries/s there", "local / remote p99 there",
-              "server 1 / 2 CPU per broadcast there", "next step (what broke)"])
-for k in ramp_medians:
-    m, rows = ramp_medians[k], [r for r in ramps if r["cluster"] == k]
-    broke = []
-    for r in rows:
+def harness_cpu(k, m):
+    rows = [r for r in fan if r["cluster"] == k]
+    return (f"{f(None if m['harness_cpu_share'] is None else round(m['harness_cpu_share'] * 100), ' %')}"
+            f"{' (BOTTLENECK in a run)' if any(r['harness_bottleneck'] for r in rows) else ''}")
+
+
+def broke(k):  # what broke at the step after the highest clean rate, each run
+    out = []
+    for r in [r for r in ramps if r["cluster"] == k]:
         b = r.get("broke_at")
         if not b:
-            broke.append("ran out of steps")
+            out.append("ran out of steps")
             continue
         why = []
         if b["lost"]:
@@ -275,15 +276,110 @@ for k in ramp_medians:
             why.append(f"p99 {f(b['p99_ms'], ' ms')}")
         if b["harness_cpu_share"] >= 0.9:
             why.append("harness at its limit")
-        broke.append(f"{f(b['rate_per_room'])}/room: " + (", ".join(why) or "?"))
-    L.append(
-        f"| {NAMES[k]} | {runs(k, 'highest_rate_held_per_room', ramps)} | **{f(m['highest_broadcasts_per_sec'])}** "
-        f"| {f(m['deliveries_per_sec'])} | {f(m['local_p99_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')} "
-        f"| {f(m['server1_cpu_us_per_broadcast'], ' µs')} / {f(m['server2_cpu_us_per_broadcast'], ' µs')} "
-        f"| {'; '.join(broke)} |")
+        out.append(f"{f(b['rate_per_room'])}/room: " + (", ".join(why) or "?"))
+    return "; ".join(out)
+
+
+title = "shardcast and Node on Redis" if DEFAULT else "on Redis, " + ", ".join(CLUSTERS)
+L = [f"# Cluster fan-out: {title} ({s['date']})", "",
+     what + ".", f"Command: `{summary['command']}`. {s['environment']}", ""]
+FAN_TITLE = f"## (a) {s['rooms'] * s['rate']:,} broadcasts/s: medians of {s['runs']} runs (each run in brackets)"
+RAMP_TITLE = f"## (b) highest clean rate: no loss and p99 <= {s['p99_ms']} ms"
+if BY_ROW:
+    L += section(FAN_TITLE,
+                 ["cluster", "deliveries/s", "lost", "duplicates / reordered", "local p50 / p99",
+                  "remote p50 / p99", "Redis hop p50 / p99", "server 1 CPU / broadcast",
+                  "server 2 CPU / broadcast", "Redis CPU / broadcast", "harness CPU", "clean runs"])
+    for k in fan_medians:
+        m, rows = fan_medians[k], [r for r in fan if r["cluster"] == k]
+        L.append(
+            f"| {NAMES[k]} | **{f(m['deliveries_per_sec'])}** ({runs(k, 'deliveries_per_sec', fan)}) "
+            f"| {runs(k, 'lost', fan)} | {runs(k, 'duplicates', fan)} / {runs(k, 'reordered', fan)} "
+            f"| **{f(m['local_p50_ms'], ' ms')} / {f(m['local_p99_ms'], ' ms')}** "
+            f"| **{f(m['remote_p50_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')}** "
+            f"| **{f(m['hop_p50_ms'], ' ms')} / {f(m['hop_p99_ms'], ' ms')}** ({runs(k, 'hop_p50_ms', fan)} / {runs(k, 'hop_p99_ms', fan)}) "
+            f"| **{f(m['server1_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server1_cpu_us_per_broadcast', fan)}) "
+            f"| **{f(m['server2_cpu_us_per_broadcast'], ' µs')}** ({runs(k, 'server2_cpu_us_per_broadcast', fan)}) "
+            f"| {f(m['redis_cpu_us_per_broadcast'], ' µs')} "
+            f"| {harness_cpu(k, m)} "
+            f"| {sum(r['clean'] for r in rows)} of {len(rows)} |")
+else:
+    # A column per cluster, then a "recovery on / off" column per pair.
+    def table(medians, rows, ratios, spec):
+        ks = list(medians)
+        L.extend(["| | " + " | ".join(NAMES[k] for k in ks)
+                  + "".join(f" | recovery on / off: {ratios[on]['off']}" for on in ratios) + " |",
+                  "|" + " --- |" * (1 + len(ks) + len(ratios))])
+        for label, cell, key in spec:
+            L.append(f"| {label} | " + " | ".join(cell(k, medians[k]) for k in ks)
+                     + "".join(" | " + ("" if key is None or ratios[on][key] is None
+                                        else f"{ratios[on][key]:.2f}x") for on in ratios) + " |")
+
+    def bold(m, unit, rows):  # the median in bold, each run in brackets (with more than one)
+        return lambda k, med_: (f"**{f(med_[m], unit)}**"
+                                + (f" ({runs(k, m, rows, unit)})" if s["runs"] > 1 else ""))
+
+    L += [FAN_TITLE, ""]
+    table(fan_medians, fan, fan_ratios, [
+        ("deliveries/s", bold("deliveries_per_sec", "", fan), None),
+        ("lost", lambda k, m: runs(k, "lost", fan), None),
+        ("duplicates", lambda k, m: runs(k, "duplicates", fan), None),
+        ("reordered", lambda k, m: runs(k, "reordered", fan), None),
+        ("local p50", bold("local_p50_ms", " ms", fan), "local_p50_ms"),
+        ("local p99", bold("local_p99_ms", " ms", fan), "local_p99_ms"),
+        ("remote p50", bold("remote_p50_ms", " ms", fan), "remote_p50_ms"),
+        ("remote p99", bold("remote_p99_ms", " ms", fan), "remote_p99_ms"),
+        ("Redis hop p50", bold("hop_p50_ms", " ms", fan), None),
+        ("Redis hop p99", bold("hop_p99_ms", " ms", fan), None),
+        ("server 1 CPU / broadcast", bold("server1_cpu_us_per_broadcast", " µs", fan), "server1_cpu_us_per_broadcast"),
+        ("server 2 CPU / broadcast", bold("server2_cpu_us_per_broadcast", " µs", fan), "server2_cpu_us_per_broadcast"),
+        ("Redis CPU / broadcast", lambda k, m: f(m["redis_cpu_us_per_broadcast"], " µs"), "redis_cpu_us_per_broadcast"),
+        ("harness CPU", harness_cpu, None),
+        ("clean runs", lambda k, m: (lambda rows: f"{sum(r['clean'] for r in rows)} of {len(rows)}")(
+            [r for r in fan if r["cluster"] == k]), None),
+    ])
+L += ["", "Server 1 takes the publishes (and has half the subscribers); server 2 only receives "
+      "through Redis. CPU per broadcast = the process's CPU time during the measured phase / "
+      "broadcasts published; Redis's is over the whole harness run (setup included). Latency is "
+      "from the scheduled send time (no coordinated omission); deliveries/s = distinct "
+      f"deliveries / scheduled seconds, late ones arriving in the drain (at most {s['drain']} s) "
+      "included; lost = not arrived by the end of the drain."
+      + ("" if not (fan_ratios or ramp_ratios) else
+         " recovery on / off = the median of X-recovery (--recovery 60000) / the median of X "
+         "(above 1: more CPU or latency with connection state recovery on; for the highest clean "
+         "rate, below 1: less throughput)."), ""]
+if RAMP and BY_ROW:
+    L += section(RAMP_TITLE,
+                 ["cluster", "highest rate held, msg/s per room (each run)", "broadcasts/s (median)",
+                  "deliveries/s there", "local / remote p99 there",
+                  "server 1 / 2 CPU per broadcast there", "next step (what broke)"])
+    for k in ramp_medians:
+        m = ramp_medians[k]
+        L.append(
+            f"| {NAMES[k]} | {runs(k, 'highest_rate_held_per_room', ramps)} | **{f(m['highest_broadcasts_per_sec'])}** "
+            f"| {f(m['deliveries_per_sec'])} | {f(m['local_p99_ms'], ' ms')} / {f(m['remote_p99_ms'], ' ms')} "
+            f"| {f(m['server1_cpu_us_per_broadcast'], ' µs')} / {f(m['server2_cpu_us_per_broadcast'], ' µs')} "
+            f"| {broke(k)} |")
+elif RAMP:
+    L += [RAMP_TITLE, ""]
+    table(ramp_medians, ramps, ramp_ratios, [
+        ("highest rate held, msg/s per room (each run)",
+         lambda k, m: runs(k, "highest_rate_held_per_room", ramps), None),
+        ("broadcasts/s (median)", lambda k, m: f"**{f(m['highest_broadcasts_per_sec'])}**",
+         "highest_broadcasts_per_sec"),
+        ("deliveries/s there", lambda k, m: f(m["deliveries_per_sec"]), None),
+        ("local p99 there", lambda k, m: f(m["local_p99_ms"], " ms"), "local_p99_ms"),
+        ("remote p99 there", lambda k, m: f(m["remote_p99_ms"], " ms"), "remote_p99_ms"),
+        ("server 1 CPU per broadcast there", lambda k, m: f(m["server1_cpu_us_per_broadcast"], " µs"),
+         "server1_cpu_us_per_broadcast"),
+        ("server 2 CPU per broadcast there", lambda k, m: f(m["server2_cpu_us_per_broadcast"], " µs"),
+         "server2_cpu_us_per_broadcast"),
+        ("next step (what broke)", lambda k, m: broke(k), None),
+    ])
 L += ["", "Charts: the harness's HTML reports next to this table (`*-fanout.html`: latency per "
-      "second and the percentile spectrum, local and remote apart; `*-ramp.html`: p99 per step, "
-      "local and remote apart). Raw JSON of every run in `raw/`.", ""]
+      "second and the percentile spectrum, local and remote apart"
+      + ("; `*-ramp.html`: p99 per step, local and remote apart" if RAMP else "")
+      + "). Raw JSON of every run in `raw/`.", ""]
 (out / "table.md").write_text("\n".join(L))
 print("\n".join(L))
 PY
