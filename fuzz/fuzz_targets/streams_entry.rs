@@ -1,12 +1,14 @@
 //! The Redis Streams adapter's decoders on arbitrary bytes: a stream entry (the input split
 //! at NUL bytes into field, value, field, value, ...) and a stored session. Never panics or
 //! overflows its stack; an entry it decodes we write again and decode to the same message; a
-//! session it reads we store and read back equal.
+//! session it reads we store and read back equal; an entry id (an offset) it parses formats
+//! back to itself.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use shardcast::__wire::streams_wire::{self as sw, Session};
+use shardcast::proto::offset::EntryId;
 
 fuzz_target!(|data: &[u8]| {
     let parts: Vec<Bytes> = data.split(|&b| b == 0).map(Bytes::copy_from_slice).collect();
@@ -29,5 +31,9 @@ fuzz_target!(|data: &[u8]| {
         let back = Session::decode(s.encode().as_bytes(), 200).expect("what we store reads");
         assert_eq!(back, s);
     }
-    let _ = sw::next_entry_id(&String::from_utf8_lossy(data));
+    // An offset a client sends across servers: what parses formats back to itself.
+    if let Some(id) = EntryId::parse(&String::from_utf8_lossy(data)) {
+        assert_eq!(EntryId::parse(&id.to_string()), Some(id));
+        assert!(id.next().is_none_or(|n| n > id));
+    }
 });
