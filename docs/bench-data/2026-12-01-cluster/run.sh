@@ -263,11 +263,11 @@ def harness_cpu(k, m):
 
 
 def broke(k):  # what broke at the step after the highest clean rate, each run
-    out = []
+    res = []
     for r in [r for r in ramps if r["cluster"] == k]:
         b = r.get("broke_at")
         if not b:
-            out.append("ran out of steps")
+            res.append("ran out of steps")
             continue
         why = []
         if b["lost"]:
@@ -276,14 +276,15 @@ def broke(k):  # what broke at the step after the highest clean rate, each run
             why.append(f"p99 {f(b['p99_ms'], ' ms')}")
         if b["harness_cpu_share"] >= 0.9:
             why.append("harness at its limit")
-        out.append(f"{f(b['rate_per_room'])}/room: " + (", ".join(why) or "?"))
-    return "; ".join(out)
+        res.append(f"{f(b['rate_per_room'])}/room: " + (", ".join(why) or "?"))
+    return "; ".join(res)
 
 
 title = "shardcast and Node on Redis" if DEFAULT else "on Redis, " + ", ".join(CLUSTERS)
 L = [f"# Cluster fan-out: {title} ({s['date']})", "",
      what + ".", f"Command: `{summary['command']}`. {s['environment']}", ""]
-FAN_TITLE = f"## (a) {s['rooms'] * s['rate']:,} broadcasts/s: medians of {s['runs']} runs (each run in brackets)"
+FAN_TITLE = (f"## (a) {s['rooms'] * s['rate']:,} broadcasts/s: medians of {s['runs']} runs"
+             + (" (each run in brackets)" if BY_ROW or s["runs"] > 1 else ""))
 RAMP_TITLE = f"## (b) highest clean rate: no loss and p99 <= {s['p99_ms']} ms"
 if BY_ROW:
     L += section(FAN_TITLE,
@@ -317,7 +318,7 @@ else:
 
     def bold(m, unit, rows):  # the median in bold, each run in brackets (with more than one)
         return lambda k, med_: (f"**{f(med_[m], unit)}**"
-                                + (f" ({runs(k, m, rows, unit)})" if s["runs"] > 1 else ""))
+                                + (f" ({runs(k, m, rows)})" if s["runs"] > 1 else ""))
 
     L += [FAN_TITLE, ""]
     table(fan_medians, fan, fan_ratios, [
@@ -376,7 +377,7 @@ elif RAMP:
          "server2_cpu_us_per_broadcast"),
         ("next step (what broke)", lambda k, m: broke(k), None),
     ])
-L += ["", "Charts: the harness's HTML reports next to this table (`*-fanout.html`: latency per "
+L += ([""] if L[-1] else []) + ["Charts: the harness's HTML reports next to this table (`*-fanout.html`: latency per "
       "second and the percentile spectrum, local and remote apart"
       + ("; `*-ramp.html`: p99 per step, local and remote apart" if RAMP else "")
       + "). Raw JSON of every run in `raw/`.", ""]
@@ -412,6 +413,9 @@ RAMP_DRAIN=${RAMP_DRAIN:-3}     # a step that needs more has broken anyway
 WARMUP=${WARMUP:-5}             # s of unmeasured traffic at the first rate before each run
                                 # (Node's JIT: without it the first ramp step measures its cold start)
 PARTS=${PARTS:-a b}             # which parts to run
+case ${SKIP_RAMP:-} in ""|0) ;; *) PARTS=${PARTS//b/} ;; esac   # SKIP_RAMP=1: no (b)
+CLUSTERS=${CLUSTERS:-shardcast node}   # the clusters compared, in the first run's order
+RECOVERY_MS=60000               # --recovery of the *-recovery clusters
 P99_MS=${P99_MS:-50}
 REDIS_PORT=${REDIS_PORT:-6390}
 OUT=${OUT:-$HERE}
@@ -437,6 +441,25 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# cluster_kind CLUSTER: sets SERVER (shardcast or node) and EXTRA (the flags both its servers
+# get besides --port, --redis and --redis-key); fails on a name not in the set.
+cluster_kind() {
+  case $1 in
+    shardcast|node) SERVER=$1; EXTRA=() ;;
+    shardcast-streams|node-streams) SERVER=${1%-streams}; EXTRA=(--redis-streams) ;;
+    shardcast-streams-recovery|node-streams-recovery)
+      SERVER=${1%-streams-recovery}; EXTRA=(--redis-streams --recovery "$RECOVERY_MS") ;;
+    *) return 1 ;;
+  esac
+}
+
+read -ra CLUSTER_LIST <<<"$CLUSTERS"
+[ ${#CLUSTER_LIST[@]} -ge 1 ] || die "CLUSTERS is empty"
+for c in "${CLUSTER_LIST[@]}"; do
+  cluster_kind "$c" || die "unknown cluster '$c' in CLUSTERS (shardcast, node, shardcast-streams, shardcast-streams-recovery, node-streams, node-streams-recovery)"
+done
+[ "$(printf '%s\n' "${CLUSTER_LIST[@]}" | sort | uniq -d)" = "" ] || die "a cluster twice in CLUSTERS"
 
 [ "$(nproc --all)" -ge 2 ] || die "needs cores 0 and 1"
 command -v redis-server >/dev/null || die "redis-server is needed"
@@ -465,14 +488,15 @@ redis_cpu_us() { # user + system CPU of our redis-server, µs
 }
 
 # ---- servers -----------------------------------------------------------------------------
-# start_server KIND KEY NAME: one server of the cluster on core 1; sets PID and URL.
+# start_server CLUSTER KEY NAME: one server of the cluster on core 1; sets PID and URL.
 start_server() {
   local kind=$1 key=$2 log=$TMP/$3.log port
-  case $kind in
+  cluster_kind "$kind" || die "unknown cluster $kind"
+  case $SERVER in
     shardcast) taskset -c 1 "$SHARDCAST" serve --port 0 --shards 1 --redis "$REDIS_URL" \
-                 --redis-key "$key" >"$log" 2>&1 & ;;
+                 --redis-key "$key" "${EXTRA[@]}" >"$log" 2>&1 & ;;
     node) taskset -c 1 node "$NODE_PEER" --port 0 --redis "$REDIS_URL" --redis-key "$key" \
-            >"$log" 2>&1 & ;;
+            "${EXTRA[@]}" >"$log" 2>&1 & ;;
   esac
   PID=$!
   STARTED+=("$PID")
@@ -515,18 +539,22 @@ cat >"$OUT/raw/settings.json" <<JSON
  "ramp_factor": $RAMP_FACTOR, "ramp_steps": $RAMP_STEPS, "ramp_duration": $RAMP_DURATION,
  "ramp_drain": $RAMP_DRAIN, "warmup": $WARMUP,
  "p99_ms": $P99_MS,
+ "parts": "$(read -ra p <<<"$PARTS"; echo "${p[*]}")", "clusters": [$(printf '"%s", ' "${CLUSTER_LIST[@]}" | sed 's/, $//')],
+ "cluster_flags": {$(for c in "${CLUSTER_LIST[@]}"; do cluster_kind "$c"; printf '"%s": "%s", ' "$c" "${EXTRA[*]}"; done | sed 's/, $//')},
  "environment": "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), kernel $(uname -r), $(nproc --all) cores, node $(node --version), redis $(redis-server --version | awk '{print $3}' | tr -d v=), redis-server taskset -c 1 on its own port"}
 JSON
 
-# alternated WHAT: RUNS runs of the function WHAT against each cluster, alternated (which goes
-# first swapped every run), each on fresh servers and a fresh key. WHAT gets the run's tag and
-# writes raw/TAG.json (and, in the first run, the HTML report WHAT.html); its table goes to
-# raw/TAG.txt, the Redis CPU it cost to raw/TAG.redis-cpu-us.
+# alternated WHAT: RUNS runs of the function WHAT against each cluster, alternated (the order
+# of CLUSTERS rotated by one every run: run 2 starts with the second cluster, ...; with two,
+# which goes first is swapped), each on fresh servers and a fresh key. WHAT gets the run's tag
+# and writes raw/TAG.json (and, in the first run, the HTML report CLUSTER-WHAT.html); its table
+# goes to raw/TAG.txt, the Redis CPU it cost to raw/TAG.redis-cpu-us.
 alternated() {
-  local what=$1 run kind tag order cpu0
+  local what=$1 run kind tag order cpu0 n=${#CLUSTER_LIST[@]} i
   for run in $(seq "$RUNS"); do
-    order="shardcast node"; [ $((run % 2)) -eq 0 ] && order="node shardcast"
-    for kind in $order; do
+    order=()
+    for i in $(seq 0 $((n - 1))); do order+=("${CLUSTER_LIST[(run - 1 + i) % n]}"); done
+    for kind in "${order[@]}"; do
       tag=$kind-$what-run$run
       REPORT=(); [ "$run" -eq 1 ] && REPORT=(--report "$OUT/$kind-$what.html")
       start_cluster "$kind" "$tag"
