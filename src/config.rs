@@ -82,17 +82,18 @@ pub struct Config {
     /// applies: what one stalled client can pin. One packet alone is always accepted.
     /// Default 8 MiB.
     pub max_outbox_bytes: usize,
-    /// Write coalescing window. A connection written to less than this long ago gets its
-    /// next frames in one write when the window ends, instead of one write per frame: an
-    /// idle connection is written to at once, a busy one at most once per window with
-    /// everything queued meanwhile. Bounds the latency it adds; zero writes on every loop
-    /// turn. Default 5 ms.
+    /// Write coalescing window under normal load. Zero (the default): what a loop turn of
+    /// the shard queued for a connection goes out at the end of that turn, in one write.
+    /// Above zero, a connection written to less than this long ago gets its next frames in
+    /// one write when the window ends (a busy connection at most one write per window).
+    /// Either way, what answers a client that just sent something (an ack, a reply, the
+    /// CONNECT reply) is written at the end of the turn, never held. Default 0.
     pub write_coalesce: Duration,
     /// The widest the coalescing window gets under load. When writing takes more than 80% of
-    /// a shard's time (near saturation: a fan-out to tens of thousands of connections), the window
-    /// widens from `write_coalesce` up to this, trading latency for fewer, fuller writes;
-    /// it narrows back when the load falls. Equal to `write_coalesce`: a fixed window.
-    /// Default 100 ms.
+    /// a shard's time (near saturation: a fan-out too large for one write per frame), the
+    /// window widens (from `write_coalesce`, or 1 ms when that is zero) up to this, trading
+    /// latency for fewer, fuller writes; it narrows back when the load falls. Not above
+    /// `write_coalesce`: a fixed window. Default 100 ms.
     pub write_coalesce_max: Duration,
     /// Most binary attachments one packet may announce (socket.io-parser's `maxAttachments`). Default 10.
     pub max_attachments: usize,
@@ -176,7 +177,7 @@ impl Default for Config {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_outbox: 4096,
             max_outbox_bytes: 8 * 1024 * 1024,
-            write_coalesce: Duration::from_millis(5),
+            write_coalesce: Duration::ZERO,
             write_coalesce_max: Duration::from_millis(100),
             max_attachments: 10,
             max_json_depth: 1000,

@@ -81,9 +81,10 @@ struct ServeArgs {
     /// Largest accepted message or polling body, in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     max_payload: usize,
-    /// Coalescing window of a busy connection's writes, in milliseconds (0: write on every
-    /// loop turn).
-    #[arg(long, default_value_t = 5)]
+    /// Coalescing window of a busy connection's writes under normal load, in milliseconds
+    /// (0: what a loop turn queued goes out at the end of the turn; replies to a client
+    /// are never held).
+    #[arg(long, default_value_t = 0)]
     write_coalesce: u64,
     /// The widest the coalescing window grows while writing saturates a shard, in
     /// milliseconds (never below --write-coalesce; equal to it: a fixed window).

@@ -1,7 +1,9 @@
-//! Adaptive write coalescing, seen from a client: a connection not written to for a while
-//! gets its next frame at once; a connection written to less than `write_coalesce` ago gets
-//! its next frames together when the window ends, in order. Through the library's `Config`
-//! and through `shardcast serve --write-coalesce/--write-coalesce-max`.
+//! The write policy, seen from clients: by default what a loop turn queued goes out at the
+//! end of that turn (nothing is held); with a window (`write_coalesce`), a connection
+//! written to less than that long ago gets its next broadcasts together when the window
+//! ends, in order; and whatever the window, what answers a client that just sent something
+//! (its acks, its replies) is written at once, together with what was waiting for it, in
+//! order. Through the library's `Config` and through `shardcast serve --write-coalesce`.
 //!
 //! The window here is 400 ms so that the assertions have wide margins on a loaded machine:
 //! "held" means at least 300 ms later, "at once" within 300 ms.
@@ -21,37 +23,66 @@ const WINDOW: Duration = Duration::from_millis(400);
 const HELD: Duration = Duration::from_millis(300);
 const AT_ONCE: Duration = Duration::from_millis(300);
 
-/// Echoes through the demo app's `message` → `message-back` on one connection: the first
-/// after a quiet period comes back at once, the two sent right after it are held until the
-/// window since the first write ends, and arrive in order.
-async fn check_coalescing(addr: SocketAddr) {
-    let (mut ws, _id) = Ws::connected(addr).await;
-    // Quiet for longer than the window since the connect and `auth` packets were written.
+/// A member `m` of room `r` and a publisher `p` (the demo app's `publish` with acks).
+async fn member_and_publisher(addr: SocketAddr) -> (Ws, Ws) {
+    let (mut m, _) = Ws::connected(addr).await;
+    m.send(r#"421["join","r"]"#).await;
+    m.expect("431[true]").await;
+    let (p, _) = Ws::connected(addr).await;
+    (m, p)
+}
+
+async fn publish(p: &mut Ws, id: u32, text: &str) {
+    p.send(&format!(r#"42{id}["publish","r","m","{text}"]"#)).await;
+}
+
+/// With a window: an idle member gets a broadcast at once, a busy one its next broadcasts
+/// when the window since its last write ends, in order; the publisher's acks come at once
+/// although it was written to just before; and a member that sends something gets the
+/// answer at once, after what was held for it.
+async fn check_window(addr: SocketAddr) {
+    let (mut m, mut p) = member_and_publisher(addr).await;
+    // Quiet for longer than the window since the connects and acks were written.
     tokio::time::sleep(WINDOW + Duration::from_millis(200)).await;
 
     let sent = Instant::now();
-    ws.send(r#"42["message","a"]"#).await;
-    ws.expect(r#"42["message-back","a"]"#).await;
+    publish(&mut p, 1, "a").await;
+    p.expect("431[true]").await;
+    m.expect(r#"42["m","a"]"#).await;
     let first = Instant::now();
     assert!(first - sent < AT_ONCE, "an idle connection is written at once ({:?})", first - sent);
 
-    ws.send(r#"42["message","b"]"#).await;
-    ws.send(r#"42["message","c"]"#).await;
-    ws.expect(r#"42["message-back","b"]"#).await;
+    let acks = Instant::now();
+    publish(&mut p, 2, "b").await;
+    p.expect("432[true]").await;
+    publish(&mut p, 3, "c").await;
+    p.expect("433[true]").await;
+    assert!(acks.elapsed() < AT_ONCE, "acks are never held ({:?})", acks.elapsed());
+    m.expect(r#"42["m","b"]"#).await;
     let second = Instant::now();
-    ws.expect(r#"42["message-back","c"]"#).await;
+    m.expect(r#"42["m","c"]"#).await;
     assert!(
         second - first >= HELD,
         "a connection written {:?} ago waits for its window ({WINDOW:?})",
         second - first
     );
+
+    // Held for the member again (it was just written to); then it sends: the answer comes
+    // at once, after the held broadcast.
+    publish(&mut p, 4, "d").await;
+    p.expect("434[true]").await;
+    let asked = Instant::now();
+    m.send(r#"42["message","x"]"#).await;
+    m.expect(r#"42["m","d"]"#).await;
+    m.expect(r#"42["message-back","x"]"#).await;
+    assert!(asked.elapsed() < AT_ONCE, "a reply is never held ({:?})", asked.elapsed());
 }
 
 #[tokio::test]
-async fn config_window_holds_a_busy_connection_and_not_an_idle_one() {
+async fn a_window_holds_broadcasts_to_a_busy_connection_never_replies() {
     let cfg = config().write_coalesce(WINDOW).write_coalesce_max(WINDOW).build().unwrap();
     let server = TestServer::demo(cfg);
-    check_coalescing(server.addr).await;
+    check_window(server.addr).await;
 }
 
 #[tokio::test]
@@ -61,21 +92,27 @@ async fn serve_flags_set_the_window() {
     cmd.args(["serve", "--port", "0", "--shards", "1", "--write-coalesce", &ms]);
     cmd.args(["--write-coalesce-max", &ms]);
     let (mut child, port) = process::start(cmd);
-    check_coalescing(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    check_window(SocketAddr::from(([127, 0, 0, 1], port))).await;
     let _ = child.kill();
     let _ = child.wait();
 }
 
 #[tokio::test]
-async fn zero_window_writes_every_turn() {
-    // With no window, frames sent one after another come back one after another, none held.
-    let cfg = config().write_coalesce(Duration::ZERO).write_coalesce_max(Duration::ZERO);
-    let server = TestServer::demo(cfg.build().unwrap());
-    let (mut ws, _id) = Ws::connected(server.addr).await;
+async fn by_default_nothing_is_held() {
+    // The default policy: round trips back to back, and broadcasts to a connection written
+    // to a moment ago, all at once, in order.
+    let server = TestServer::demo(config().build().unwrap());
+    let (mut m, mut p) = member_and_publisher(server.addr).await;
     let start = Instant::now();
     for i in 0..5 {
-        ws.send(&format!(r#"42["message",{i}]"#)).await;
-        ws.expect(&format!(r#"42["message-back",{i}]"#)).await;
+        m.send(&format!(r#"42["message",{i}]"#)).await;
+        m.expect(&format!(r#"42["message-back",{i}]"#)).await;
     }
-    assert!(start.elapsed() < HELD, "five round trips took {:?}", start.elapsed());
+    for (i, t) in ["a", "b", "c"].iter().enumerate() {
+        publish(&mut p, i as u32 + 1, t).await;
+    }
+    for t in ["a", "b", "c"] {
+        m.expect(&format!(r#"42["m","{t}"]"#)).await;
+    }
+    assert!(start.elapsed() < HELD, "nothing held: {:?}", start.elapsed());
 }

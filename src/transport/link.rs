@@ -70,6 +70,9 @@ pub(crate) struct Link {
     blocked: bool,
     /// When this link was last written to.
     last_flush: Option<Instant>,
+    /// The client sent something since the last write: what is queued now answers it and
+    /// is written at the end of this loop turn, whatever the window.
+    replying: bool,
     /// Set when the write side decided the connection must close.
     fault: Option<DisconnectReason>,
     /// The error behind a write fault, for the close code.
@@ -108,6 +111,7 @@ impl Link {
             dirty: false,
             blocked: false,
             last_flush: None,
+            replying: false,
             fault: None,
             error: None,
             cmds: VecDeque::new(),
@@ -189,6 +193,9 @@ impl Default for Duty {
 impl Duty {
     /// Above this share of time spent writing, the window widens.
     const HIGH: f64 = 0.8;
+    /// The first window of a shard that saturates with no base window (the default): from
+    /// there it grows by a quarter a period.
+    const FIRST: Duration = Duration::from_millis(1);
     /// Below this share, it narrows.
     const LOW: f64 = 0.5;
     /// How often the share is assessed.
@@ -201,13 +208,19 @@ impl Duty {
         let elapsed = now.saturating_duration_since(since);
         if elapsed >= Self::PERIOD {
             let share = self.busy.as_secs_f64() / elapsed.as_secs_f64();
-            self.window = if share > Self::HIGH {
-                (self.window.max(base) * 5 / 4).min(max)
+            self.window = if share > Self::HIGH && max > base {
+                (self.window.max(base).max(Self::FIRST) * 5 / 4).min(max)
             } else if share < Self::LOW && elapsed >= Self::PERIOD * 4 {
                 // Quiet for a while: back to the configured window at once.
                 base
             } else if share < Self::LOW {
-                (self.window * 4 / 5).max(base)
+                // Narrower than the first step: closed (back to the base).
+                let w = self.window * 4 / 5;
+                if w < Self::FIRST {
+                    base
+                } else {
+                    w.max(base)
+                }
             } else {
                 self.window.clamp(base, max)
             };
@@ -329,6 +342,23 @@ impl TransportLocal {
         true
     }
 
+    /// The client of the link in `slot` sent a packet: what is queued for it from now on
+    /// (an ack, a reply, the CONNECT reply) is written at the end of this loop turn, never
+    /// held for the coalescing window, and with it what was waiting, in order. A link
+    /// already waiting for its window goes back to the dirty list.
+    pub(crate) fn note_inbound(&self, slot: usize) {
+        let mut links = self.links.borrow_mut();
+        let Some(link) = links.get_mut(slot) else { return };
+        if link.replying || link.ws.is_none() {
+            return;
+        }
+        link.replying = true;
+        if link.dirty && !link.blocked {
+            drop(links);
+            self.mark_dirty(slot);
+        }
+    }
+
     fn mark_dirty(&self, slot: usize) {
         let mut flush = self.flush.borrow_mut();
         flush.dirty.push(slot);
@@ -448,7 +478,7 @@ impl TransportLocal {
                 link.dirty = false;
                 continue;
             }
-            if let Some(last) = link.last_flush {
+            if let (Some(last), false) = (link.last_flush, link.replying) {
                 let due = last + window;
                 if due > now && w.queued_frames() < BATCH_FRAMES {
                     flush.deferred.push((due, slot));
@@ -456,6 +486,7 @@ impl TransportLocal {
                 }
             }
             link.dirty = false;
+            link.replying = false;
             writes += 1;
             match w.try_flush() {
                 Ok(done) => {
@@ -641,6 +672,36 @@ mod tests {
         assert_eq!(drive(&mut d, &mut t, 0.9, 40), MAX);
         t += Duration::from_secs(2);
         assert_eq!(d.window(BASE, MAX, t), BASE);
+    }
+
+    #[test]
+    fn with_no_base_window_saturation_opens_one_and_calm_closes_it() {
+        // The default policy: no window until writing saturates the shard.
+        let mut d = Duty::default();
+        let mut t = Instant::now();
+        let w = |d: &mut Duty, t: Instant| d.window(Duration::ZERO, MAX, t);
+        assert_eq!(w(&mut d, t), Duration::ZERO);
+        for _ in 0..3 {
+            d.spent(Duty::PERIOD.mul_f64(0.3));
+            t += Duty::PERIOD;
+            assert_eq!(w(&mut d, t), Duration::ZERO, "below saturation nothing is held");
+        }
+        d.spent(Duty::PERIOD.mul_f64(0.95));
+        t += Duty::PERIOD;
+        let first = w(&mut d, t);
+        assert!(first >= Duty::FIRST, "saturated: a window opens ({first:?})");
+        for _ in 0..40 {
+            d.spent(Duty::PERIOD.mul_f64(0.95));
+            t += Duty::PERIOD;
+            w(&mut d, t);
+        }
+        assert_eq!(w(&mut d, t), MAX);
+        for _ in 0..40 {
+            d.spent(Duty::PERIOD.mul_f64(0.1));
+            t += Duty::PERIOD;
+            w(&mut d, t);
+        }
+        assert_eq!(w(&mut d, t), Duration::ZERO, "calm again: closed");
     }
 
     #[test]

@@ -421,8 +421,14 @@ impl Session {
                 }
                 Flow::Continue
             }
-            eio::Packet::Message(text) => self.client.on_text(&self.ctx, &text),
-            eio::Packet::Binary(bin) => self.client.on_binary(&self.ctx, bin),
+            eio::Packet::Message(text) => {
+                self.ctx.transport().note_inbound(self.slot);
+                self.client.on_text(&self.ctx, &text)
+            }
+            eio::Packet::Binary(bin) => {
+                self.ctx.transport().note_inbound(self.slot);
+                self.client.on_binary(&self.ctx, bin)
+            }
             eio::Packet::Close => Flow::Close(DisconnectReason::TransportClose),
             // In Engine.IO v4 only the server pings: the reference closes on a client PING
             // ("invalid heartbeat direction").
