@@ -7,21 +7,25 @@
 //! emitter's packets keep their order): a packet costs one refcount increment per frame and
 //! a push onto that queue, with no channel, no atomic accounting and no task wake-up.
 //!
-//! ## Adaptive coalescing
+//! ## The write policy
 //!
 //! A WebSocket link that received frames is marked dirty; the shard's flusher task runs once
 //! the current loop turn's work is done (the whole mesh drain, or the handler that emitted)
-//! and writes every dirty link with one vectored write. On loopback one `write` costs
-//! about as much as sixteen frames in one write, so the flusher also coalesces across turns
-//! when a link is busy: a link flushed less than `write_coalesce` ago waits until that much
-//! time has passed since its last flush (or until it has [`BATCH_FRAMES`] frames). An idle
-//! link is flushed at once; a link receiving a steady stream gets at most one write per
-//! `write_coalesce`, carrying everything that arrived meanwhile. Latency is bounded by the
-//! window (5 ms by default), and throughput per core grows with the load instead of
-//! collapsing under one syscall per frame. When writing alone takes more than 80%
-//! of the shard's time (a fan-out to tens of thousands of connections), the window widens
-//! ([`Duty`]), up to `write_coalesce_max` (100 ms by default), and narrows back when the load
-//! falls.
+//! and writes every dirty link with one vectored write: whatever a turn queued for a
+//! connection goes out in one system call at the end of that turn, with no added delay (as
+//! uWebSockets corks per loop iteration). That is the policy under normal load
+//! (`write_coalesce` 0, the default).
+//!
+//! On loopback one `write` costs about as much as sixteen frames in one write, so when a
+//! fan-out is too large for one write per frame (writing takes more than 80% of the shard's
+//! time, [`Duty`]) the flusher coalesces across turns: a link flushed less than the window
+//! ago waits until that much time has passed since its last flush (or until it has
+//! [`BATCH_FRAMES`] frames). The window opens at 1 ms, widens up to `write_coalesce_max`
+//! (100 ms by default) while the shard stays saturated, and narrows back, then closes, when
+//! the load falls: throughput per core grows with the load instead of collapsing under one
+//! syscall per frame. A link whose client just sent something is never held
+//! ([`TransportLocal::note_inbound`]): an ack, a reply or a CONNECT reply goes out at the
+//! end of the turn, with what was waiting for it, in order.
 //!
 //! A pass is written in slices of [`PASS_SLICE`] writes (about 1 ms): between two slices the
 //! flusher yields, so the shard reads its sockets and runs its handlers while a pass over
