@@ -98,3 +98,23 @@ export async function until(pred, what, ms = 5000) {
   }
 }
 
+
+// Publishes `event` to `room` from `from` (the demo app's `publish`), a new argument each
+// time, until every one of `members` has had one; none gets the same one twice. A server
+// subscribes to a new room's sharded channel without holding up the join (as the Node
+// adapter does), so on a loaded machine or a Redis Cluster the first publish to a room
+// may come before the subscription.
+export async function reachesAll(from, room, event, members) {
+  const got = members.map((c) => collect(c, event));
+  let n = 0;
+  await until(async () => {
+    if ((await ack(from, "publish", room, event, n++)) !== true) throw new Error("publish refused");
+    await sleep(50);
+    return got.every((g) => g.length > 0);
+  }, `${event} to ${room} everywhere`);
+  for (const g of got) {
+    const args = g.map((a) => a[0]);
+    if (new Set(args).size !== args.length) throw new Error(`${event} twice: ${args}`);
+  }
+  for (const c of members) c.off(event);
+}

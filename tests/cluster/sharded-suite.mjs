@@ -6,7 +6,7 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { T, ack, client, collect, server, until, sleep } from "./lib.mjs";
+import { T, ack, client, collect, reachesAll, server, until, sleep } from "./lib.mjs";
 
 // Broadcasts across a mixed sharded cluster on `redis()` (the shared Redis when undefined);
 // `args` name the protocol (the streams adapter carries the same messages: it runs this
@@ -26,7 +26,10 @@ export function defineShardedBroadcasts(label, redis, args = ["--redis-sharded"]
       for (const i of [1, 3, 5]) assert.equal(await ack(members[i], "join", "vip"), true);
       const others = [await client(servers[0].url), await client(servers[2].url)];
       for (const o of others) assert.equal(await ack(o, "join", "other"), true);
-      await sleep(200); // the room channels are subscribed as the rooms are created
+      // The room channels are subscribed as the rooms are created: wait for them.
+      await reachesAll(members[0], "room", "probe", members);
+      await reachesAll(members[0], "vip", "probe-vip", [1, 3, 5].map((i) => members[i]));
+      await reachesAll(members[0], "other", "probe-other", others);
       const got = members.map((m) => collect(m, "news"));
       const gotOthers = others.map((o) => collect(o, "news"));
       const publishers = [members[0], members[2], members[4]];
