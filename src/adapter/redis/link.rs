@@ -196,7 +196,8 @@ impl Link {
             for nsp in &self.nsps {
                 sink.subscribe(&self.channels(nsp)).await?;
             }
-            let conn = client.get_multiplexed_async_connection().await?;
+            let conn =
+                client.get_multiplexed_async_connection_with_config(&super::conn_config()).await?;
             Ok((sink, stream, conn))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {

@@ -49,6 +49,17 @@ use crate::ns::Room;
 /// The deepest MessagePack or JSON a peer's message may nest (arguments included).
 const MAX_DEPTH: usize = 1000;
 
+/// How long a command on the publishing connection may wait for its reply before it counts
+/// as failed (and the connection is made again). The client's default, 500 ms, is shorter
+/// than a busy Redis or a burst of restores can take: a burst of comebacks failed with it.
+/// A Redis that died is noticed sooner anyway: its connections close.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The publishing connection's settings.
+fn conn_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT))
+}
+
 /// What the shards and operators hand the Redis thread, in order.
 pub(super) enum Cmd {
     /// Publish `payload` on `channel` (broadcasts, requests nobody answers, answers).

@@ -359,7 +359,8 @@ async fn connect(
     url: &str,
     plain: bool,
 ) -> redis::RedisResult<(Sub, Conn)> {
-    let mut single = client.get_multiplexed_async_connection().await?;
+    let mut single =
+        client.get_multiplexed_async_connection_with_config(&super::conn_config()).await?;
     let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
     if info.contains("cluster_enabled:1") && plain {
         return Err(redis::RedisError::from((
@@ -371,6 +372,7 @@ async fn connect(
         let (tx, pushes) = mpsc::unbounded_channel();
         let cluster = redis::cluster::ClusterClientBuilder::new(vec![url])
             .use_protocol(redis::ProtocolVersion::RESP3)
+            .response_timeout(super::RESPONSE_TIMEOUT)
             .push_sender(tx)
             .build()?;
         let sub = cluster.get_async_connection().await?;
