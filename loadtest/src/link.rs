@@ -127,6 +127,15 @@ pub struct ServerStage {
     pub latency: String,
     /// Subscribers joined per room (setup only).
     pub joined: Vec<u32>,
+    /// `recover`: comebacks that connected to this server.
+    #[serde(default)]
+    pub comebacks: u64,
+    /// `recover`: of those, the ones that got their socket back.
+    #[serde(default)]
+    pub recovered: u64,
+    /// `recover`: the time those took to recover (V2-deflate base64; see `Hists::recover`).
+    #[serde(default)]
+    pub recover: String,
 }
 
 /// Worker to coordinator.
@@ -348,7 +357,7 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
     let mut hs =
         [new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist(), new_hist()];
     let mut pubs: BTreeMap<u32, PubCounts> = BTreeMap::new();
-    let mut servers: Vec<(PubCounts, Histogram<u64>, Vec<u32>)> = Vec::new();
+    let mut servers: Vec<(ServerStage, Histogram<u64>, Histogram<u64>)> = Vec::new();
     for p in parts {
         all.counters.merge(&p.counters);
         stats::merge_errors(&mut all.errors, &p.errors);
@@ -372,19 +381,28 @@ pub fn merge_reports(parts: Vec<StageReport>) -> anyhow::Result<StageReport> {
         }
         add_joined(&mut all.joined, &p.joined);
         if servers.len() < p.servers.len() {
-            servers.resize_with(p.servers.len(), || (PubCounts::default(), new_hist(), Vec::new()));
+            servers
+                .resize_with(p.servers.len(), || (ServerStage::default(), new_hist(), new_hist()));
         }
-        for ((counts, h, joined), s) in servers.iter_mut().zip(&p.servers) {
-            counts.merge(&s.counts);
-            if !s.latency.is_empty() {
-                h.add(stats::hist_from_b64(&s.latency)?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for ((sum, latency, recover), s) in servers.iter_mut().zip(&p.servers) {
+            sum.counts.merge(&s.counts);
+            add_joined(&mut sum.joined, &s.joined);
+            sum.comebacks += s.comebacks;
+            sum.recovered += s.recovered;
+            for (h, s) in [(&mut *latency, &s.latency), (&mut *recover, &s.recover)] {
+                if !s.is_empty() {
+                    h.add(stats::hist_from_b64(s)?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
             }
-            add_joined(joined, &s.joined);
         }
     }
     all.servers = servers
         .into_iter()
-        .map(|(counts, h, joined)| ServerStage { counts, latency: hist_to_b64(&h), joined })
+        .map(|(sum, latency, recover)| ServerStage {
+            latency: hist_to_b64(&latency),
+            recover: hist_to_b64(&recover),
+            ..sum
+        })
         .collect();
     let [l, g, c, e, n, t, r] = hs;
     all.hists = Hists {

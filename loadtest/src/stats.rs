@@ -149,6 +149,11 @@ counters! {
     recovered,
     /// `recover`: comebacks that got a new session instead.
     recover_refused,
+    /// `recover`: comebacks that connected to another server than the one they were cut
+    /// from (in a cluster, every one: each comes back on the next server).
+    recover_other_server,
+    /// `recover`: of those, the ones that got their socket back.
+    recovered_other_server,
     /// `connect`: attempts scheduled.
     attempts,
     /// `connect`: attempts not started because `--duration` ran out.

@@ -30,7 +30,10 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
     let polling = plan.is_polling(g);
     let bind = plan.source_ip(g);
     let mut setup_done = false;
+    // In a cluster its deliveries are counted under the server it started on.
     let server = plan.is_cluster().then(|| plan.server_of(g));
+    // The server it connects to: its own, and after a `recover` cut in a cluster the next.
+    let mut on = plan.server_of(g);
     let mut rx = Receiver {
         trackers: Vec::new(),
         room: role.join,
@@ -42,10 +45,10 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
     let cuts = plan.recover.filter(|_| role.join.is_some() && role.publish.is_none());
     let mut cut_done = false;
     // The session of the connection (socket id, private id) and, after a cut, what to
-    // send back.
+    // send back and the server it was cut from.
     let mut session: Option<(Option<String>, String)> = None;
     let mut resume: Option<Resume> = None;
-    let mut comeback = false;
+    let mut comeback: Option<usize> = None;
     let mut publ = role.publish.map(|p| Publisher::new(&l, p));
     let slot = l.ctl.slot();
     let mut backoff = Duration::from_millis(100);
@@ -55,7 +58,7 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         }
         let opened = {
             let _permit = l.sem.acquire().await;
-            let open = Conn::open_resuming(l.endpoint(g), polling, bind, resume.as_ref());
+            let open = Conn::open_resuming(l.server_endpoint(on), polling, bind, resume.as_ref());
             tokio::time::timeout(l.connect_timeout(), open).await
         };
         let mut recovered = false;
@@ -67,7 +70,7 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                 record_ns(&mut st.eio_open, hs.eio_open_ns);
                 record_ns(&mut st.ns_connect, hs.ns_connect_ns - hs.eio_open_ns);
                 let resumed = resume.take().is_some();
-                if std::mem::take(&mut comeback) {
+                if let Some(from) = comeback.take() {
                     st.c.recover_attempts += 1;
                     recovered = resumed
                         && hs.sid.is_some()
@@ -77,6 +80,18 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                         record_ns(&mut st.recover, hs.ns_connect_ns);
                     } else {
                         st.c.recover_refused += 1;
+                    }
+                    if on != from {
+                        st.c.recover_other_server += 1;
+                        st.c.recovered_other_server += u64::from(recovered);
+                    }
+                    // In a cluster, counted under the server it came back on too.
+                    if let Some(s) = st.servers.get_mut(on) {
+                        s.comebacks += 1;
+                        if recovered {
+                            s.recovered += 1;
+                            record_ns(&mut s.recover, hs.ns_connect_ns);
+                        }
                     }
                 }
                 drop(st);
@@ -101,7 +116,7 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                     l.setup_finished();
                 }
                 // A comeback after a cut keeps trying, as socket.io-client does.
-                if (plan.reconnect || comeback) && !l.stopping() {
+                if (plan.reconnect || comeback.is_some()) && !l.stopping() {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     l.st.borrow_mut().c.reconnects += 1;
@@ -169,7 +184,9 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
                 resume = session
                     .as_ref()
                     .map(|(_, pid)| Resume { pid: pid.clone(), offset: rx.offset.clone() });
-                comeback = true;
+                // In a cluster, on the next server: the session crosses servers.
+                comeback = Some(on);
+                on = plan.comeback_server(on);
                 continue;
             }
             End::Lost(e) => {

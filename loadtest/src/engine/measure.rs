@@ -52,6 +52,11 @@ pub(super) struct ServerStats {
     pub(super) counts: PubCounts,
     pub(super) latency: Histogram<u64>,
     pub(super) joined: Vec<u32>,
+    /// `recover`: the comebacks that connected to this server, those that recovered, and
+    /// the time they took.
+    pub(super) comebacks: u64,
+    pub(super) recovered: u64,
+    pub(super) recover: Histogram<u64>,
 }
 
 impl Stats {
@@ -75,6 +80,9 @@ impl Stats {
                         counts: PubCounts::default(),
                         latency: new_hist(),
                         joined: vec![0; plan.rooms as usize],
+                        comebacks: 0,
+                        recovered: 0,
+                        recover: new_hist(),
                     })
                     .collect()
             } else {
@@ -122,6 +130,9 @@ impl Stats {
                     counts: std::mem::take(&mut s.counts),
                     latency: h(&mut s.latency),
                     joined: take_joined(&mut s.joined),
+                    comebacks: std::mem::take(&mut s.comebacks),
+                    recovered: std::mem::take(&mut s.recovered),
+                    recover: h(&mut s.recover),
                 })
                 .collect(),
             cpu_us: 0,

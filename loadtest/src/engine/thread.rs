@@ -86,7 +86,12 @@ impl Local {
 
     /// Where connection `g` connects.
     pub(super) fn endpoint(&self, g: u32) -> &Endpoint {
-        &self.eps[self.plan.server_of(g)]
+        self.server_endpoint(self.plan.server_of(g))
+    }
+
+    /// Server `s` (an index into `plan.servers`).
+    pub(super) fn server_endpoint(&self, s: usize) -> &Endpoint {
+        &self.eps[s]
     }
 
     pub(super) fn connect_timeout(&self) -> Duration {

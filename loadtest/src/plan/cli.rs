@@ -44,6 +44,8 @@ pub enum Command {
     /// back with its `pid` and last offset as socket.io-client does; counts the sockets
     /// recovered (same id), the time each took (reconnect to CONNECT reply, the replay
     /// included), and checks every missed packet arrived once and in order. WebSocket only.
+    /// With --url once per server of a cluster: subscribers spread as in cluster-fanout,
+    /// publishers on the first, and each subscriber comes back on the next server.
     Recover(RecoverArgs),
     /// Internal: one worker process of `--workers N` (reads its plan on stdin).
     #[command(hide = true)]
@@ -55,7 +57,8 @@ pub enum Command {
 pub struct CommonArgs {
     /// Server URL, http://HOST:PORT. Loopback only unless --allow-remote names HOST.
     /// cluster-fanout (and ramp --shape cluster-fanout): one per server, the flag repeated or
-    /// the URLs separated by commas; the publishers connect to the first.
+    /// the URLs separated by commas; the publishers connect to the first. recover: one, or
+    /// one per server of a cluster as for cluster-fanout.
     #[arg(long, required = true, value_delimiter = ',')]
     pub url: Vec<String>,
     /// Engine.IO path.

@@ -67,7 +67,8 @@ impl Plan {
         }
     }
 
-    /// Whether the plan spreads its subscribers over several servers (`cluster-fanout`).
+    /// Whether the plan spreads its subscribers over several servers (`cluster-fanout`, and
+    /// `recover` with several `--url`).
     pub fn is_cluster(&self) -> bool {
         self.servers.len() > 1
     }
@@ -81,6 +82,13 @@ impl Plan {
             return 0;
         }
         (g / self.rooms.max(1) % n) as usize
+    }
+
+    /// `recover`: the server a subscriber cut from server `s` comes back on: in a cluster the
+    /// next one (`(s + 1) % servers`), so that every comeback crosses servers; with one
+    /// server, that one.
+    pub fn comeback_server(&self, s: usize) -> usize {
+        (s + 1) % self.servers.len().max(1)
     }
 
     /// Which worker runs connection `g`.

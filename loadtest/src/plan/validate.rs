@@ -317,28 +317,40 @@ impl Plan {
     }
 }
 
-/// The servers of a command line: one `--url`, or two or more for a cluster shape.
+/// The servers of a command line: one `--url`, or two or more for a cluster shape, or either
+/// for `recover` (one server, or a cluster whose subscribers come back on the next server).
 fn servers(
     cmd: &Command,
     urls: &[String],
     allow_remote: Option<&str>,
 ) -> anyhow::Result<Vec<ServerAddr>> {
-    let cluster = match cmd {
-        Command::ClusterFanout(_) => true,
-        Command::Ramp(a) => a.shape == Shape::ClusterFanout,
-        _ => false,
+    enum Takes {
+        One,
+        Cluster,
+        OneOrCluster,
+    }
+    let takes = match cmd {
+        Command::ClusterFanout(_) => Takes::Cluster,
+        Command::Ramp(a) if a.shape == Shape::ClusterFanout => Takes::Cluster,
+        Command::Recover(_) => Takes::OneOrCluster,
+        _ => Takes::One,
     };
-    match (cluster, urls.len()) {
-        (false, 1) => {}
-        (false, _) => bail!(
-            "--url is given once here ({} given); several servers: cluster-fanout, or ramp \
-             --shape cluster-fanout",
+    match (takes, urls.len()) {
+        (Takes::One, 1) => {}
+        (Takes::One, _) => bail!(
+            "--url is given once here ({} given); several servers: cluster-fanout, ramp \
+             --shape cluster-fanout, or recover",
             urls.len()
         ),
-        (true, 2..=limits::MAX_SERVERS) => {}
-        (true, n) => {
+        (Takes::Cluster, 2..=limits::MAX_SERVERS) => {}
+        (Takes::Cluster, n) => {
             bail!("a cluster takes 2 to {} --url (one per server; {n} given)", limits::MAX_SERVERS)
         }
+        (Takes::OneOrCluster, 1..=limits::MAX_SERVERS) => {}
+        (Takes::OneOrCluster, n) => bail!(
+            "recover takes one --url, or 2 to {} for a cluster (one per server; {n} given)",
+            limits::MAX_SERVERS
+        ),
     }
     let mut out: Vec<ServerAddr> = Vec::with_capacity(urls.len());
     for url in urls {
@@ -403,6 +415,40 @@ mod tests {
         // Every room needs a subscriber on every server.
         let few = ["cluster-fanout", "--url", &ab, "-c", "5", "--rooms", "3", "-d", "1"];
         assert!(plan(&few).is_err());
+    }
+
+    #[test]
+    fn recover_plans() {
+        let (a, b, c) = ("http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3");
+        let rest = ["-c", "9", "--rooms", "3", "-d", "2"];
+        let with = |args: &[&str]| {
+            let mut v = vec!["recover"];
+            v.extend(args);
+            v.extend(rest);
+            plan(&v)
+        };
+        // One server: it comes back where it was.
+        let one = with(&["--url", a]).unwrap();
+        assert!(!one.is_cluster());
+        assert_eq!((one.comeback_server(0), one.server_of(4)), (0, 0));
+        // A cluster: spread as cluster-fanout spreads, publishers on the first, each
+        // comeback on the next server.
+        let abc = format!("{a},{b},{c}");
+        let three = with(&["--url", &abc]).unwrap();
+        assert_eq!((three.scenario, three.shape), (Scenario::Recover, Scenario::Fanout));
+        assert!(three.is_cluster() && three.recover.is_some());
+        let on: Vec<usize> = (0..12).map(|g| three.server_of(g)).collect();
+        assert_eq!(on, [0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0]);
+        assert_eq!((0..3).map(|s| three.comeback_server(s)).collect::<Vec<_>>(), [1, 2, 0]);
+        for bad in [
+            vec!["--url", a, "--url", a],
+            vec!["--url", &abc, "--reconnect"],
+            vec!["--url", &abc, "--server-pid", "1,2"],
+            // 3 rooms x 4 servers > 9 subscribers.
+            vec!["--url", &abc, "--url", "http://127.0.0.1:4"],
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

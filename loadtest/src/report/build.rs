@@ -8,8 +8,8 @@ use hdrhistogram::Histogram;
 
 use super::document::{
     ClusterReport, ClusterServer, ConnectReport, Connections, Environment, GroupReport,
-    HarnessReport, Hop, PubRow, Publishers, RampReport, RecoveryReport, Report, Rooms,
-    ServerReport, StepRow, TimelineRow,
+    HarnessReport, Hop, PubRow, Publishers, RampReport, RecoveryReport, RecoveryServer, Report,
+    Rooms, ServerReport, StepRow, TimelineRow,
 };
 use crate::coord::{fmt_us, step_holds, tally, Outcome, PhaseOutcome};
 use crate::link::StageReport;
@@ -212,6 +212,9 @@ pub fn build(o: &Outcome) -> Report {
             missing: c.cuts.saturating_sub(c.recover_attempts),
             time_to_recover_us: Percentiles::of(&h),
             down_ms: rp.down_s * 1000.0,
+            other_server: c.recover_other_server,
+            recovered_on_other_server: c.recovered_other_server,
+            servers: recovery_servers(o),
         }
     });
     let every_one_back = recovery.as_ref().is_none_or(|r| r.cuts > 0 && r.recovered == r.cuts);
@@ -376,6 +379,41 @@ fn cluster(o: &Outcome, phases: &[PhaseOutcome]) -> ClusterReport {
         redis_hop_us,
         servers,
     }
+}
+
+/// `recover` in a cluster: each server as the destination of the comebacks (none when the
+/// plan is not a cluster).
+fn recovery_servers(o: &Outcome) -> Vec<RecoveryServer> {
+    let plan = &*o.plan;
+    if !plan.is_cluster() {
+        return Vec::new();
+    }
+    let n = plan.servers.len();
+    let mut out: Vec<RecoveryServer> = (0..n)
+        .map(|s| RecoveryServer {
+            url: plan.servers[s].url.clone(),
+            from: (0..n)
+                .find(|&f| plan.comeback_server(f) == s)
+                .map_or_else(String::new, |f| plan.servers[f].url.clone()),
+            attempts: 0,
+            recovered: 0,
+            refused: 0,
+            time_to_recover_us: Percentiles::default(),
+        })
+        .collect();
+    let mut hs = vec![new_hist(); n];
+    for p in &o.phases {
+        for ((r, h), st) in out.iter_mut().zip(&mut hs).zip(&p.report.servers) {
+            r.attempts += st.comebacks;
+            r.recovered += st.recovered;
+            let _ = h.add(hist(&st.recover));
+        }
+    }
+    for (r, h) in out.iter_mut().zip(&hs) {
+        r.refused = r.attempts.saturating_sub(r.recovered);
+        r.time_to_recover_us = Percentiles::of(h);
+    }
+    out
 }
 
 /// The latency of each server's subscribers over `phases` (empty histograms when the plan is

@@ -289,6 +289,33 @@ pub struct RecoveryReport {
     pub time_to_recover_us: Percentiles,
     /// How long each connection stayed away, in ms (`--down`).
     pub down_ms: f64,
+    /// Comebacks that connected to another server than the one they were cut from (in a
+    /// cluster every comeback goes to the next `--url`; 0 with one server).
+    pub other_server: u64,
+    /// Of those, the ones that got their socket back: sessions recovered across servers.
+    pub recovered_on_other_server: u64,
+    /// In a cluster, each server in `--url` order as a destination: the comebacks that
+    /// connected to it (those cut from the one before it) and their time to recover. Absent
+    /// with one server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<RecoveryServer>,
+}
+
+/// The comebacks that connected to one server of a cluster in `recover`.
+#[derive(Debug, Serialize)]
+pub struct RecoveryServer {
+    /// `--url`.
+    pub url: String,
+    /// The `--url` they were cut from (the one before it).
+    pub from: String,
+    /// Comebacks connected to it.
+    pub attempts: u64,
+    /// Of those, the ones that got their socket back.
+    pub recovered: u64,
+    /// Of those, the ones that got a new session instead.
+    pub refused: u64,
+    /// Their time to recover (see [`RecoveryReport::time_to_recover_us`]).
+    pub time_to_recover_us: Percentiles,
 }
 
 /// `connect`: the storm / churn.

@@ -216,6 +216,30 @@ pub fn table(r: &Report) -> String {
             ),
         );
         row(&mut s, "  to recover", lat_line(&rc.time_to_recover_us));
+        if !rc.servers.is_empty() {
+            row(
+                &mut s,
+                "  across",
+                format!(
+                    "{} came back on another server: {} recovered there",
+                    rc.other_server, rc.recovered_on_other_server
+                ),
+            );
+            for (i, sv) in rc.servers.iter().enumerate() {
+                row(
+                    &mut s,
+                    &format!("  on server {}", i + 1),
+                    format!(
+                        "{} (from {}): {} came back, {} recovered; {}",
+                        sv.url,
+                        sv.from,
+                        sv.attempts,
+                        sv.recovered,
+                        lat_line(&sv.time_to_recover_us)
+                    ),
+                );
+            }
+        }
     }
     if r.errors.is_empty() {
         row(&mut s, "errors", "none".into());
