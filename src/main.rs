@@ -109,6 +109,12 @@ struct ServeArgs {
     /// connection state recovery across servers; a single Redis.
     #[arg(long, requires = "redis")]
     redis_streams: bool,
+    /// With --redis-streams: the stream's approximate length bound (XADD ... MAXLEN ~ N, the
+    /// adapter's maxLen). With --recovery it bounds what can be replayed: every broadcast
+    /// and socket emit of the cluster is an entry.
+    #[arg(long, value_name = "N", default_value_t = 10_000, requires = "redis_streams",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    redis_stream_max_len: u64,
     /// Turn on connection state recovery: a client whose connection dropped and that comes
     /// back within MS milliseconds gets its socket id, rooms, data and missed packets back
     /// (socket.io's maxDisconnectionDuration; middlewares are skipped for it).
@@ -172,6 +178,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
         .redis_streams(args.redis_streams)
+        .redis_stream_max_len(args.redis_stream_max_len)
         .write_coalesce(Duration::from_millis(args.write_coalesce))
         .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
     if let Some(n) = args.shards {

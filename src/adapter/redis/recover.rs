@@ -33,6 +33,7 @@ use crate::ns::shared::ServerShared;
 use crate::ns::Room;
 use crate::proto::offset::EntryId;
 use crate::proto::sid::Sid;
+use crate::transport::outbox::Out;
 
 /// Where sessions are kept (the Node adapter's default `sessionKeyPrefix`).
 pub(super) const SESSION_PREFIX: &str = "sio:session:";
@@ -213,64 +214,106 @@ pub(super) async fn take(
     cr::answer(&server, &ask.reply, ClusterAnswer::Taken { nsp, session });
 }
 
-/// Reads what a session missed, waits until this server has delivered everything up to
-/// the last entry read (at most `wait`: then the client gets a new session), and answers.
-pub(super) async fn missed(
-    conn: Option<redis::aio::MultiplexedConnection>,
+/// A restore's second step as the publisher hands it over: the ask and the connection.
+pub(super) type MissedJob = (MissedAsk, Option<redis::aio::MultiplexedConnection>);
+
+/// Answers the restores' second step for the server's life: every ask waiting is served by
+/// one read of the stream (a burst of clients coming back at once costs one read, each entry
+/// decoded and encoded once), then, once this server has delivered everything up to the
+/// last entry read (at most `wait`: otherwise the clients get new sessions), each answered.
+pub(super) async fn restorer(
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<MissedJob>,
     stream: String,
-    ask: MissedAsk,
     server: Arc<ServerShared>,
     progress: Arc<Progress>,
     wait: Duration,
 ) {
-    let nsp = ask.reply.nsp.clone();
+    let mut round: Vec<MissedJob> = Vec::new();
+    while jobs.recv_many(&mut round, 4096).await > 0 {
+        let conn = round.iter().find_map(|(_, c)| c.clone());
+        let asks: Vec<MissedAsk> = round.drain(..).map(|(a, _)| a).collect();
+        serve_round(conn, &stream, asks, &server, &progress, wait).await;
+    }
+}
+
+async fn serve_round(
+    conn: Option<redis::aio::MultiplexedConnection>,
+    stream: &str,
+    asks: Vec<MissedAsk>,
+    server: &Arc<ServerShared>,
+    progress: &Arc<Progress>,
+    wait: Duration,
+) {
     let max = server.config().recovery_max_packets;
-    let rooms: Vec<String> = ask.rooms.iter().map(|r| r.to_string()).collect();
+    let rooms: Vec<Vec<String>> =
+        asks.iter().map(|a| a.rooms.iter().map(|r| r.to_string()).collect()).collect();
+    let wanted: Vec<sessions::Wanted<'_>> = asks
+        .iter()
+        .zip(&rooms)
+        .map(|(a, r)| sessions::Wanted { offset: a.offset, nsp: &a.reply.nsp, rooms: r })
+        .collect();
     let read = match conn {
         Some(mut c) => {
             let p = progress.clone();
-            sessions::missed(&mut c, &stream, ask.offset, &nsp, &rooms, max, move || {
-                p.sent.load(Ordering::Acquire)
-            })
-            .await
+            sessions::missed(&mut c, stream, &wanted, max, move || p.sent.load(Ordering::Acquire))
+                .await
         }
         None => Err(redis::RedisError::from(std::io::Error::new(
             std::io::ErrorKind::NotConnected,
             "not connected to Redis",
         ))),
     };
-    let replay = match read {
-        Ok(Some(m)) => {
-            let (mut done, mut reader) = (progress.done.subscribe(), progress.read.subscribe());
-            let caught_up = tokio::time::timeout(wait, async {
-                let a = done.wait_for(|d| *d >= m.mark).await.is_ok();
-                let b = reader.wait_for(|r| *r >= m.last).await.is_ok();
-                a && b
-            })
-            .await;
-            if caught_up == Ok(true) {
-                let packets = m
-                    .entries
-                    .into_iter()
-                    .filter_map(|(id, msg)| match msg.body {
-                        Body::Broadcast { event, args, opts, .. } => {
-                            let compress = opts.flags.compress.unwrap_or(true);
-                            Some(cr::replay_packet(&server, &nsp, &event, &args, compress, id))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                Ok((packets, m.last))
-            } else {
-                tracing::debug!("redis streams adapter: a restore timed out waiting for the stream to be delivered");
-                Err(false)
-            }
-        }
-        Ok(None) => Err(true),
+    let m = match read {
+        Ok(m) => m,
         Err(e) => {
-            tracing::debug!(error = %e, "redis streams adapter: a restore could not read the stream");
-            Err(false)
+            tracing::debug!(error = %e, "redis streams adapter: restores could not read the stream");
+            for a in asks {
+                let nsp = a.reply.nsp.clone();
+                cr::answer(server, &a.reply, ClusterAnswer::Missed { nsp, replay: Err(false) });
+            }
+            return;
         }
     };
-    cr::answer(&server, &ask.reply, ClusterAnswer::Missed { nsp, replay });
+    let (mut done, mut reader) = (progress.done.subscribe(), progress.read.subscribe());
+    let caught_up = tokio::time::timeout(wait, async {
+        let a = done.wait_for(|d| *d >= m.mark).await.is_ok();
+        let b = reader.wait_for(|r| *r >= m.last).await.is_ok();
+        a && b
+    })
+    .await
+    .unwrap_or(false);
+    if !caught_up {
+        tracing::debug!(
+            "redis streams adapter: restores timed out waiting for the stream to be delivered"
+        );
+    }
+    // Each entry encoded once (with its offset), shared by every restore it reaches.
+    let mut packets: Vec<Option<Out>> = vec![None; m.entries.len()];
+    for (a, reach) in asks.into_iter().zip(m.reach) {
+        let nsp = a.reply.nsp.clone();
+        let replay = match (caught_up, reach) {
+            (true, Some(list)) => Ok((
+                list.into_iter()
+                    .filter_map(|i| {
+                        let (id, msg) = &m.entries[i];
+                        let Body::Broadcast { event, args, opts, .. } = &msg.body else {
+                            return None;
+                        };
+                        let compress = opts.flags.compress.unwrap_or(true);
+                        Some(
+                            packets[i]
+                                .get_or_insert_with(|| {
+                                    cr::replay_packet(server, &msg.nsp, event, args, compress, *id)
+                                })
+                                .clone(),
+                        )
+                    })
+                    .collect(),
+                m.last,
+            )),
+            (true, None) => Err(true),
+            (false, _) => Err(false),
+        };
+        cr::answer(server, &a.reply, ClusterAnswer::Missed { nsp, replay });
+    }
 }

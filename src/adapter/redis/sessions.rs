@@ -13,9 +13,9 @@ use crate::adapter::cluster_wire::ClusterMessage;
 use crate::adapter::streams_wire;
 use crate::proto::offset::EntryId;
 
-/// Most entries one `XRANGE` of a restore returns: the restore reads the stream in batches
-/// (the reference asks for everything after the offset at once).
-const RESTORE_BATCH: usize = 100;
+/// Most entries one `XRANGE` of a restore returns: restores read the stream in batches (the
+/// reference asks for everything after the offset at once).
+const RESTORE_BATCH: usize = 500;
 
 /// Keeps `session` for `window` (`SET {prefix}{pid} base64(msgpack) PX ms`), as the
 /// adapter's `persistSession`.
@@ -54,31 +54,51 @@ pub(super) async fn take(
     Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
 }
 
-/// What a session missed.
+/// A restore waiting for what it missed: after `offset`, in namespace `nsp`, for a session
+/// in `rooms` (its own id among them).
+pub(super) struct Wanted<'a> {
+    pub offset: EntryId,
+    pub nsp: &'a str,
+    pub rooms: &'a [String],
+}
+
+/// What restores missed, read once for all of them.
 #[derive(Debug)]
 pub(super) struct Missed {
-    /// The broadcasts that reach it, in the stream's order, with their entry ids.
+    /// The broadcasts that reach at least one of them, in the stream's order, with their
+    /// entry ids (each read and decoded once, however many restores it reaches).
     pub entries: Vec<(EntryId, ClusterMessage)>,
-    /// The last entry read (the offset when there was none after it).
+    /// Per restore (in the order asked): the indexes in `entries` of what it missed, or
+    /// `None` when that is more than `max`.
+    pub reach: Vec<Option<Vec<usize>>>,
+    /// The last entry read (the smallest offset when there was none after it).
     pub last: EntryId,
     /// What `mark` returned just before the last `XRANGE` was sent.
     pub mark: u64,
 }
 
-/// Reads the broadcasts of `nsp` after `offset` that reach a session in `rooms` (its own
-/// id among them), to the end of the stream; `Ok(None)` when more than `max` do. `mark`
-/// is called before each `XRANGE` is sent (the caller learns what this server had sent
-/// before the read that ended it).
+/// Reads the stream once, from after the smallest offset of `wanted` to its end, and finds
+/// for each restore the broadcasts after its offset that reach it (the adapter's restore
+/// filter, [`streams_wire::replays_to`]). A burst of clients coming back at once costs one
+/// read of the stream, not one each. `mark` is called before each `XRANGE` is sent (the
+/// caller learns what this server had sent before the read that ended it).
 pub(super) async fn missed(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
-    offset: EntryId,
-    nsp: &str,
-    rooms: &[String],
+    wanted: &[Wanted<'_>],
     max: usize,
     mut mark: impl FnMut() -> u64,
-) -> redis::RedisResult<Option<Missed>> {
-    let mut out = Missed { entries: Vec::new(), last: offset, mark: 0 };
+) -> redis::RedisResult<Missed> {
+    let from = wanted.iter().map(|w| w.offset).min().unwrap_or(EntryId { ms: 0, seq: 0 });
+    let mut out = Missed {
+        entries: Vec::new(),
+        reach: wanted.iter().map(|_| Some(Vec::new())).collect(),
+        last: from,
+        mark: 0,
+    };
+    if wanted.is_empty() {
+        return Ok(out);
+    }
     while let Some(start) = out.last.next() {
         out.mark = mark();
         let v: redis::Value = redis::cmd("XRANGE")
@@ -93,21 +113,29 @@ pub(super) async fn missed(
         let n = batch.len();
         for (id, fields) in batch {
             let Some(id) = EntryId::parse(&id) else { continue };
-            if let Ok(m) = streams_wire::decode_entry(&fields, MAX_DEPTH) {
-                if streams_wire::replays_to(&m, nsp, rooms) {
-                    if out.entries.len() >= max {
-                        return Ok(None);
-                    }
-                    out.entries.push((id, m));
-                }
-            }
             out.last = out.last.max(id);
+            let Ok(m) = streams_wire::decode_entry(&fields, MAX_DEPTH) else { continue };
+            let mut kept = None;
+            for (w, reach) in wanted.iter().zip(out.reach.iter_mut()) {
+                let Some(list) = reach else { continue };
+                if id <= w.offset || !streams_wire::replays_to(&m, w.nsp, w.rooms) {
+                    continue;
+                }
+                if list.len() >= max {
+                    *reach = None;
+                    continue;
+                }
+                list.push(*kept.get_or_insert(out.entries.len()));
+            }
+            if kept.is_some() {
+                out.entries.push((id, m));
+            }
         }
         if n < RESTORE_BATCH {
             break;
         }
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -214,31 +242,49 @@ mod tests {
             let got = take(&mut c, &stream, &prefix, "P1", last).await.unwrap().expect("taken");
             assert_eq!(got, session);
             let mut marks = 0;
-            let m = missed(&mut c, &stream, last, "/", &got.rooms, 10_000, || {
+            let one = |offset| [Wanted { offset, nsp: "/", rooms: &got.rooms }];
+            let m = missed(&mut c, &stream, &one(last), 10_000, || {
                 marks += 1;
                 marks
             })
             .await
-            .unwrap()
-            .expect("not too many");
-            let events: Vec<&str> = m.entries.iter().map(|(_, m)| event_of(m)).collect();
+            .unwrap();
+            let mine = m.reach[0].clone().expect("not too many");
+            let events: Vec<&str> = mine.iter().map(|&i| event_of(&m.entries[i].1)).collect();
             assert_eq!(events, ["to-r1", "to-it", "everyone", "last"]);
-            assert_eq!(m.entries[3].0.to_string(), end);
+            assert_eq!(m.entries[mine[3]].0.to_string(), end);
             // The last entry read, not the last one that reaches it; two batches.
             assert_eq!(m.last.to_string(), tail);
             assert_eq!((m.mark, marks), (2, 2));
             assert!(m.entries.windows(2).all(|w| w[0].0 < w[1].0));
             // More than `max` that reach it: none.
-            assert!(missed(&mut c, &stream, last, "/", &got.rooms, 3, || 0)
-                .await
-                .unwrap()
-                .is_none());
+            let over = missed(&mut c, &stream, &one(last), 3, || 0).await.unwrap();
+            assert!(over.reach[0].is_none());
             // Nothing after the offset: the offset is the last entry read.
             let t = EntryId::parse(&tail).unwrap();
-            let none =
-                missed(&mut c, &stream, t, "/", &got.rooms, 10, || 0).await.unwrap().unwrap();
-            assert!(none.entries.is_empty());
+            let none = missed(&mut c, &stream, &one(t), 10, || 0).await.unwrap();
+            assert_eq!(none.reach[0].as_deref(), Some(&[][..]));
             assert_eq!(none.last, t);
+            // Several restores read the stream once: each gets what is after its own offset
+            // and reaches its rooms; an entry they share is decoded once.
+            let (r2, all) = (vec!["S2".to_owned(), "r2".to_owned()], vec!["S3".to_owned()]);
+            let end_id = EntryId::parse(&end).unwrap();
+            let many = [
+                Wanted { offset: last, nsp: "/", rooms: &got.rooms },
+                Wanted { offset: end_id, nsp: "/", rooms: &r2 },
+                Wanted { offset: last, nsp: "/", rooms: &all },
+                Wanted { offset: last, nsp: "/other", rooms: &got.rooms },
+            ];
+            let m = missed(&mut c, &stream, &many, 10_000, || 0).await.unwrap();
+            let names = |k: usize| -> Vec<&str> {
+                m.reach[k].as_ref().unwrap().iter().map(|&i| event_of(&m.entries[i].1)).collect()
+            };
+            assert_eq!(names(0), ["to-r1", "to-it", "everyone", "last"]);
+            assert_eq!(names(1), ["tail"], "only after its own offset");
+            assert_eq!(names(2), ["except-r1", "everyone"]);
+            assert!(names(3).is_empty(), "another namespace");
+            assert_eq!(m.entries.iter().filter(|(_, e)| event_of(e) == "everyone").count(), 1);
+            assert_eq!(m.last.to_string(), tail);
             // Taken: a second take finds nothing; so does an unknown pid.
             assert!(take(&mut c, &stream, &prefix, "P1", last).await.unwrap().is_none());
             assert!(take(&mut c, &stream, &prefix, "nope", last).await.unwrap().is_none());

@@ -800,6 +800,11 @@ async fn pause(
     }
 }
 
+/// `n` failures, for a pipeline that failed as a whole.
+fn failed_all(n: u64, why: &str) -> Vec<redis::RedisResult<redis::Value>> {
+    (0..n).map(|_| Err(redis::RedisError::from(std::io::Error::other(why.to_owned())))).collect()
+}
+
 /// Publishes what the shards queue with SPUBLISH, everything waiting since the last
 /// write sent together (each command on its own, in order: a cluster routes each channel
 /// to its node).
@@ -815,6 +820,14 @@ async fn publisher(
 ) {
     let stats = &adapter.stats;
     let publish = if plain { "PUBLISH" } else { "SPUBLISH" };
+    let (restores, jobs) = mpsc::unbounded_channel();
+    tokio::spawn(super::recover::restorer(
+        jobs,
+        adapter.key.clone(),
+        server.clone(),
+        progress.clone(),
+        adapter.requests_timeout,
+    ));
     let window = server
         .config()
         .connection_state_recovery
@@ -865,15 +878,8 @@ async fn publisher(
                     tokio::spawn(super::recover::take(single.clone(), stream, ask, server.clone()));
                 }
                 Cmd::Missed(ask) => {
-                    let stream = adapter.key.clone();
-                    tokio::spawn(super::recover::missed(
-                        single.clone(),
-                        stream,
-                        ask,
-                        server.clone(),
-                        progress.clone(),
-                        adapter.requests_timeout,
-                    ));
+                    // Served with the other restores waiting (one read of the stream).
+                    let _ = restores.send((ask, single.clone()));
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
                 Cmd::Ask(a) => {
@@ -905,9 +911,25 @@ async fn publisher(
         progress.sent.fetch_add(1, Ordering::AcqRel);
         let n = cmds.len() as u64;
         let results = match current {
+            Some(Conn::Single(mut c)) if n > 0 => {
+                // One pipeline: written, executed and answered in this order (the entry
+                // ids of the appends follow the order the shards issued them, which is the
+                // order they are delivered here; separate concurrent sends did not
+                // promise it).
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                match pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(&mut c).await {
+                    Ok(v) if v.len() == n as usize => v,
+                    Ok(_) => failed_all(n, "a pipeline answered a different number of replies"),
+                    Err(e) => failed_all(n, &e.to_string()),
+                }
+            }
             Some(c) if n > 0 => {
-                // Issued together, polled in order: each connection writes them in this
-                // order.
+                // A Redis Cluster routes each channel to its node: issued together, polled
+                // in order.
                 let sends = cmds.iter().map(|cmd| {
                     let mut c = c.clone();
                     async move { c.query::<redis::Value>(cmd).await }
