@@ -155,42 +155,6 @@ fn encode_inner(
     }))
 }
 
-/// Recovery across servers: broadcast `msg` (replayable: no ack, not volatile) encoded
-/// again with stream entry `id` as its offset, once its append returned the id. (The
-/// first encoding is what goes out when the append fails; appending first and encoding
-/// after would leave local delivery waiting on Redis even when it is away.)
-pub(crate) fn at_entry(
-    server: &ServerShared,
-    msg: &BroadcastMsg,
-    id: EntryId,
-) -> Arc<BroadcastMsg> {
-    let offset = id.to_string();
-    let packet = Out::event_with_offset(
-        &msg.nsp,
-        &msg.event,
-        msg.args.values(),
-        msg.args.verbatim(),
-        msg.args.binary().to_vec(),
-        None,
-        server.encoding(msg.compress),
-        Some(&offset),
-    );
-    ENCODINGS.fetch_add(1, Ordering::Relaxed);
-    Arc::new(BroadcastMsg {
-        nsp: msg.nsp.clone(),
-        sel: msg.sel.clone(),
-        packet,
-        volatile: msg.volatile,
-        compress: msg.compress,
-        event: msg.event.clone(),
-        args: msg.args.clone(),
-        ack: None,
-        ack_timeout: None,
-        replay: None,
-        entry: Some(id),
-    })
-}
-
 /// Calls `f` for each namespace a broadcast on `nsp` reaches, handing the arguments over:
 /// copied only when a dynamic pattern has several namespaces, moved in the usual case of one.
 pub(crate) fn for_each_target(

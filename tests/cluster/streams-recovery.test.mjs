@@ -19,6 +19,13 @@ const ARGS = ["--redis-streams", "--recovery", "60000"];
 // A TCP proxy whose upstream can be switched; `cut()` closes every connection through it
 // (both ends, as a network drop seen by both), `hold()` keeps new connections waiting
 // until `release()`.
+// What a test opened, closed when the file ends even if the test failed half-way (a proxy or
+// a reconnecting client left open keeps the process alive).
+const opened = [];
+after(() => {
+  for (const o of opened) o.close();
+});
+
 async function proxy(port) {
   let target = port;
   let held = null;
@@ -42,7 +49,7 @@ async function proxy(port) {
     else go();
   });
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
-  return {
+  const p = {
     url: `http://127.0.0.1:${srv.address().port}`,
     to(p) {
       target = p;
@@ -67,6 +74,8 @@ async function proxy(port) {
       srv.close();
     },
   };
+  opened.push(p);
+  return p;
 }
 
 describe("connection state recovery across servers (Redis Streams)", () => {
@@ -94,6 +103,7 @@ describe("connection state recovery across servers (Redis Streams)", () => {
       reconnectionDelayMax: 50,
       randomizationFactor: 0,
     });
+    opened.push(s);
     await new Promise((resolve, reject) => {
       s.once("connect", resolve);
       s.once("connect_error", reject);
@@ -203,10 +213,12 @@ describe("connection state recovery across servers (Redis Streams)", () => {
   // delivered here, and keeps what is delivered meanwhile: under a steady stream of
   // broadcasts from every server, the client that came back has exactly what a client that
   // never left has, each publisher's in order. (The Node adapter does not promise that, so
-  // only shardcast is the server it comes back to here.)
+  // the client is only on shardcast servers here: a Node server delivers its own broadcasts
+  // as soon as they are appended, before other servers' earlier entries, so its client's
+  // last offset is not always its newest packet and a restore from it may repeat one.)
   for (const [from, to] of [
     ["a", "b"],
-    ["node", "a"],
+    ["b", "a"],
   ]) {
     test(`cut from ${from}, back on ${to} while every server broadcasts: nothing lost, nothing twice`, T, async () => {
       const room = `busy-${from}-${to}`;

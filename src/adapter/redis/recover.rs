@@ -2,9 +2,9 @@
 //! side of [`crate::ns::cluster_recovery`] (read that first).
 //!
 //! - This server's broadcasts and `socket.emit`s reach the Redis thread in the order they
-//!   were issued ([`Then`]); the replayable ones are appended, and each is delivered here
-//!   once its batch's replies are in, encoded with its entry id as its offset. Without a
-//!   connection, at once and without an offset.
+//!   were issued ([`Then`]) and are appended; the stream reader delivers them here as it
+//!   reads them back, with their entry id as their offset, in the stream's order with every
+//!   other server's. What could not be appended is delivered at once without an offset.
 //! - Sessions go to Redis as the Node adapter keeps them ([`super::sessions`]); a restore
 //!   takes the session, then reads what it missed ([`missed`]), and answers only once
 //!   everything up to the last entry read has been delivered on this server: the batches
@@ -47,19 +47,15 @@ pub(crate) enum Then {
 }
 
 impl Then {
-    /// Delivers it here, with its offset when the append gave one.
-    pub(super) fn run(self, server: &ServerShared, id: Option<EntryId>) {
+    /// Delivers it here without an offset: it was not appended (Redis away, the append
+    /// refused, or not meant for the stream). What was appended the stream reader delivers,
+    /// with its entry id as its offset, as it reads it back.
+    pub(super) fn run(self, server: &ServerShared) {
         match self {
             Then::Broadcast(msg) => {
-                let msg = match id {
-                    Some(id) if msg.ack.is_none() && !msg.volatile => {
-                        broadcast::at_entry(server, &msg, id)
-                    }
-                    _ => msg,
-                };
                 broadcast::dispatch(server, msg);
             }
-            Then::Direct(e) => e.deliver(server, id),
+            Then::Direct(e) => e.deliver(server, None),
         }
     }
 }
@@ -115,7 +111,11 @@ fn direct_message(uid: &str, e: &DirectEmit) -> ClusterMessage {
             opts: Opts {
                 rooms,
                 except: Default::default(),
-                flags: Flags { compress: (!e.compress).then_some(false), ..Flags::default() },
+                flags: Flags {
+                    volatile: e.volatile,
+                    compress: (!e.compress).then_some(false),
+                    ..Flags::default()
+                },
             },
             event: e.event.clone(),
             args: e.args.clone(),
@@ -137,7 +137,10 @@ fn cluster_session(s: Session) -> Option<ClusterSession> {
 
 impl ClusterLog for RedisAdapter {
     fn emit(&self, e: Box<DirectEmit>) -> Result<(), Box<DirectEmit>> {
-        let cmd = if e.replayable() {
+        // Appended unless it awaits an ack (the stream's broadcasts carry no ack id; socket.io
+        // appends it with its id, and would replay it to nobody waiting): volatile ones too,
+        // so that the reader delivers this socket's emits in one order (not replayed).
+        let cmd = if e.ack.is_none() {
             let fields = streams_wire::entry_fields(&direct_message(&self.uid, &e));
             Cmd::AppendThen(fields, Then::Direct(e))
         } else {

@@ -554,7 +554,13 @@ pub(super) fn handle_message(
     m: ClusterMessage,
     entry: Option<EntryId>,
 ) -> Option<(String, Answer)> {
-    if m.uid == ctx.adapter.uid || ctx.server.existing(&m.nsp).is_none() {
+    // Ours are applied here already, but for our broadcasts read back from the stream with
+    // recovery across servers: those are delivered here as they are read, in the stream's
+    // order with every other server's (see `recover`).
+    let ours_to_deliver = entry.is_some()
+        && ctx.adapter.keeps_packets()
+        && matches!(&m.body, Body::Broadcast { request_id: None, .. });
+    if (m.uid == ctx.adapter.uid && !ours_to_deliver) || ctx.server.existing(&m.nsp).is_none() {
         return None;
     }
     let nsp = m.nsp.clone();
@@ -947,11 +953,16 @@ async fn publisher(
         if !results.is_empty() {
             stats.published.fetch_add(n - failed, Ordering::Relaxed);
         }
-        // Delivered here in the order issued, each with its entry id when appended (none
-        // when Redis was away: local traffic goes on without offsets).
+        // What was appended is delivered here by the stream reader, as it reads it back (in
+        // the stream's order: a client's last offset is then always its newest packet, which
+        // a restore replays from). What was not (Redis away, an append refused, or not meant
+        // for the stream) is delivered now, in the order issued, without an offset: local
+        // traffic goes on.
         for (at, then) in thens {
-            let id = at.and_then(|i| results.get(i)).and_then(super::recover::entry_id);
-            then.run(&server, id);
+            let appended = at.and_then(|i| results.get(i)).and_then(super::recover::entry_id);
+            if appended.is_none() {
+                then.run(&server);
+            }
         }
         progress.done.send_modify(|d| *d += 1);
         if failed > 0 {
