@@ -3,12 +3,13 @@
 //!
 //! Across servers the stream is the replay log and Redis keeps the sessions, so nothing of
 //! [`super::recovery`]'s per-shard log is used:
-//! - A replayable packet's offset is its stream entry id ([`EntryId`]), known once the
-//!   append returns: this server's broadcasts and `socket.emit`s are queued on the
-//!   adapter's thread, appended, then encoded with their offset and delivered here, in the
-//!   order they were issued (as socket.io awaits its publish before its local delivery).
-//!   What cannot be appended (Redis away, the queue full) is delivered at once without an
-//!   offset: local traffic goes on, it just cannot be replayed.
+//! - A replayable packet's offset is its stream entry id ([`EntryId`]): this server's
+//!   broadcasts and `socket.emit`s are queued on the adapter's thread and appended, and
+//!   every server (this one too) delivers them as its stream reader reads them, encoded
+//!   with their offset: each server delivers in the stream's order, so a client's last
+//!   offset is always its newest packet. What cannot be appended (Redis away, the queue
+//!   full) is delivered at once without an offset: local traffic goes on, it just cannot be
+//!   replayed.
 //! - A socket that leaves for a recoverable reason is persisted to Redis ([`ClusterLog::persist`]).
 //! - A client that comes back (here or on any server of the cluster, Node ones included)
 //!   is restored in two steps, so that it gets every missed packet once and live traffic
@@ -48,7 +49,8 @@ pub(crate) struct ClusterSession {
 }
 
 /// A `socket.emit` with recovery across servers: appended (when replayable), then queued
-/// on the socket's connection with its offset, in order with this server's broadcasts.
+/// on the socket's connection with its offset as the stream reader reads it back (an emit
+/// with an ack, which is not appended, once the appends queued before it have returned).
 pub(crate) struct DirectEmit {
     pub nsp: Arc<str>,
     pub sid: Sid,
