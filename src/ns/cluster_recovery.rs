@@ -63,16 +63,11 @@ pub(crate) struct DirectEmit {
 }
 
 impl DirectEmit {
-    /// Whether it goes to the stream (an event without ack, not volatile, as a broadcast
-    /// selects what it numbers).
-    pub(crate) fn replayable(&self) -> bool {
-        self.ack.is_none() && !self.volatile
-    }
-
-    /// Encodes it (with its offset when it has one) and queues it on its connection.
-    pub(crate) fn deliver(self, server: &ServerShared, id: Option<EntryId>) {
-        let offset = id.filter(|_| self.replayable()).map(|i| i.to_string());
-        let out = Out::event_with_offset(
+    /// Queues it on its connection at once, without an offset: it was not appended (an
+    /// emit with an ack, Redis away). What was appended the stream reader delivers, as a
+    /// broadcast to the socket's own room, with its offset.
+    pub(crate) fn deliver(self, server: &ServerShared) {
+        let out = Out::event(
             &self.nsp,
             &self.event,
             self.args.values(),
@@ -80,7 +75,6 @@ impl DirectEmit {
             self.args.binary().to_vec(),
             self.ack,
             server.encoding(self.compress),
-            offset.as_deref(),
         );
         if self.volatile {
             self.conn.send_volatile(out);

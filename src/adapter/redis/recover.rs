@@ -55,7 +55,7 @@ impl Then {
             Then::Broadcast(msg) => {
                 broadcast::dispatch(server, msg);
             }
-            Then::Direct(e) => e.deliver(server, None),
+            Then::Direct(e) => e.deliver(server),
         }
     }
 }
