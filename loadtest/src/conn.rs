@@ -323,6 +323,21 @@ impl Conn {
         }))
     }
 
+    /// Whether [`Conn::into_parts`] would succeed: a WebSocket with nothing half-read or
+    /// unwritten.
+    pub fn can_hand_over(&self) -> bool {
+        matches!(self, Conn::Ws(c) if c.ws.can_hand_over())
+    }
+
+    /// The socket, the bytes received and not parsed yet and the masking state of a
+    /// WebSocket connection, for the thread's event loop (see [`WsClient::into_parts`]).
+    pub fn into_parts(self) -> Option<(std::net::TcpStream, BytesMut, u64)> {
+        match self {
+            Conn::Ws(c) => c.ws.into_parts(),
+            Conn::Poll(_) => None,
+        }
+    }
+
     /// Whether this is a long-polling connection.
     pub fn is_polling(&self) -> bool {
         matches!(self, Conn::Poll(_))

@@ -18,7 +18,7 @@ use crate::b64;
 use crate::conn::ConnError;
 
 /// Largest message accepted from the server.
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Largest upgrade response head.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -180,20 +180,25 @@ impl WsClient {
     }
 
     fn queue_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let len = payload.len();
-        self.wbuf.put_u8(0x80 | opcode);
-        if len < 126 {
-            self.wbuf.put_u8(0x80 | len as u8);
-        } else if len <= u16::MAX as usize {
-            self.wbuf.put_u8(0x80 | 126);
-            self.wbuf.put_u16(len as u16);
-        } else {
-            self.wbuf.put_u8(0x80 | 127);
-            self.wbuf.put_u64(len as u64);
+        encode_masked(&mut self.wbuf, opcode, payload, &mut self.rng);
+    }
+
+    /// Whether [`WsClient::into_parts`] would succeed.
+    pub fn can_hand_over(&self) -> bool {
+        self.partial.is_none() && self.wbuf.is_empty() && !self.closed
+    }
+
+    /// Gives the socket up to the thread's event loop ([`crate::engine`]'s `hot` module)
+    /// once the handshake and the join are done: the std stream (non-blocking, out of
+    /// tokio's reactor), the bytes received and not parsed yet, and the masking state.
+    /// `None` (the client is dropped) when it cannot be handed over as it stands: a
+    /// fragmented message half-read, frames not written, or the server's close seen.
+    pub fn into_parts(self) -> Option<(std::net::TcpStream, BytesMut, u64)> {
+        if !self.can_hand_over() {
+            return None;
         }
-        let key = (next(&mut self.rng) as u32).to_be_bytes();
-        self.wbuf.extend_from_slice(&key);
-        self.wbuf.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        let stream = self.stream.into_std().ok()?;
+        Some((stream, self.rbuf, self.rng))
     }
 
     /// Whether frames are waiting to be written.
@@ -219,9 +224,27 @@ impl WsClient {
     }
 }
 
+/// Appends one masked client frame (FIN set) of `opcode` carrying `payload` to `out`.
+pub(crate) fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], rng: &mut u64) {
+    let len = payload.len();
+    out.put_u8(0x80 | opcode);
+    if len < 126 {
+        out.put_u8(0x80 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.put_u8(0x80 | 126);
+        out.put_u16(len as u16);
+    } else {
+        out.put_u8(0x80 | 127);
+        out.put_u64(len as u64);
+    }
+    let key = (next(rng) as u32).to_be_bytes();
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+}
+
 /// (fin, opcode, header length, payload length) of the frame at the front, once its header
 /// is complete.
-fn parse_header(buf: &[u8]) -> Result<Option<(bool, u8, usize, usize)>, ConnError> {
+pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<(bool, u8, usize, usize)>, ConnError> {
     if buf.len() < 2 {
         return Ok(None);
     }

@@ -1,5 +1,6 @@
-//! One connection of fanout, lobby, echo or idle for the whole run: connect (and reconnect when
-//! told), join its room with an ack, then the loop that receives and sends until the end.
+//! One connection of fanout, lobby, echo or idle: connect (and reconnect when told), join its
+//! room with an ack, then either hand the socket to the thread's event loop (a connection
+//! that only receives, see `hot`) or run the loop that receives and sends until the end.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +51,9 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
     let mut resume: Option<Resume> = None;
     let mut comeback: Option<usize> = None;
     let mut publ = role.publish.map(|p| Publisher::new(&l, p));
+    // A connection that only receives is served by the thread's event loop once set up
+    // (`hot`); the others need this task for the whole run.
+    let hand_over = publ.is_none() && cuts.is_none() && !plan.reconnect && !polling;
     let slot = l.ctl.slot();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -157,6 +161,22 @@ pub(super) async fn client(l: Rc<Local>, g: u32) {
         if !setup_done {
             setup_done = true;
             l.setup_finished();
+        }
+        if end.is_none() && hand_over && !l.stopping() && conn.can_hand_over() {
+            match conn.into_parts() {
+                Some((sock, rest, rng)) => {
+                    // From here the event loop counts it live and connected until it ends.
+                    l.hot.adopt(&l, sock, rest, rng, rx);
+                    l.ctl.release(slot);
+                    return;
+                }
+                None => {
+                    l.gauge.connected.store(l.gauge.connected.load(Relaxed) - 1, Relaxed);
+                    l.st.borrow_mut().c.disconnects += 1;
+                    l.error("lost: hand-over to the event loop failed");
+                    break;
+                }
+            }
         }
         let end = match end {
             Some(e) => e,

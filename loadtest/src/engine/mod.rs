@@ -4,7 +4,9 @@
 //! messages.
 //!
 //! Per connection, one task: connect, join with ack, then a loop that answers pings, scans
-//! deliveries (no JSON values on the hot path) and sends on an open-loop schedule.
+//! deliveries (no JSON values on the hot path) and sends on an open-loop schedule. A
+//! connection that only receives leaves its task once joined: the thread's event loop
+//! (`hot`) serves all of those sockets at once.
 //!
 //! From the process down to one connection:
 //!
@@ -16,11 +18,13 @@
 //! - `client`: one connection of fanout, lobby, echo or idle: connect, join, receive and send;
 //! - `receiver`: the receiving side of a connection: deliveries scanned and counted;
 //! - `publisher`: the open-loop sender of a connection;
+//! - `hot`: the thread's one event loop over its receive-only WebSocket connections, once set up;
 //! - `connect`: the `connect` scenario: the schedule of attempts and one attempt.
 
 mod client;
 mod connect;
 mod control;
+mod hot;
 mod measure;
 mod process;
 mod publisher;

@@ -31,20 +31,30 @@ impl Receiver {
         now: u64,
     ) -> Result<(), ConnError> {
         for p in payload.packets() {
-            match proto::eio(p) {
-                Ok(Eio::Message(m)) => self.sio(l, m, now)?,
-                Ok(Eio::Ping(d)) => {
-                    conn.queue_pong(d);
-                    l.st.borrow_mut().c.pings += 1;
-                }
-                Ok(Eio::Close) => {
-                    return Err(ConnError("closed by server (engine.io close)".into()))
-                }
-                Ok(Eio::Binary) => l.st.borrow_mut().c.binary_frames += 1,
-                Ok(Eio::Open(_)) => l.malformed(proto::Malformed("OPEN after the handshake")),
-                Ok(_) => {}
-                Err(m) => l.malformed(m),
+            self.packet(l, p, now, &mut |d| conn.queue_pong(d))?;
+        }
+        Ok(())
+    }
+
+    /// Handles one Engine.IO packet; `pong` queues the answer to a PING with its data.
+    pub(super) fn packet(
+        &mut self,
+        l: &Local,
+        p: &[u8],
+        now: u64,
+        pong: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), ConnError> {
+        match proto::eio(p) {
+            Ok(Eio::Message(m)) => self.sio(l, m, now)?,
+            Ok(Eio::Ping(d)) => {
+                pong(d);
+                l.st.borrow_mut().c.pings += 1;
             }
+            Ok(Eio::Close) => return Err(ConnError("closed by server (engine.io close)".into())),
+            Ok(Eio::Binary) => l.st.borrow_mut().c.binary_frames += 1,
+            Ok(Eio::Open(_)) => l.malformed(proto::Malformed("OPEN after the handshake")),
+            Ok(_) => {}
+            Err(m) => l.malformed(m),
         }
         Ok(())
     }

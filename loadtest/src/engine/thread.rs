@@ -17,6 +17,7 @@ use tokio::time::sleep_until;
 use super::client::client;
 use super::connect::connect_schedule;
 use super::control::{Control, LocalControl};
+use super::hot::{hot_loop, Hot};
 use super::measure::{Gauge, Stats};
 use crate::conn::Endpoint;
 use crate::link::StageReport;
@@ -48,6 +49,8 @@ pub(super) struct Local {
     changed: Notify,
     pub(super) prefix: Vec<u8>,
     pub(super) padding: Bytes,
+    /// The event loop's sockets: receive-only connections once set up.
+    pub(super) hot: Hot,
     first_start: Cell<Option<u64>>,
     pub(super) pacer: Rc<Pacer>,
 }
@@ -126,9 +129,11 @@ pub(super) fn thread_main(
             padding: padding.freeze(),
             first_start: Cell::new(None),
             pacer: Pacer::start().expect("timerfd"),
+            hot: Hot::new().expect("epoll"),
             plan,
         });
         if l.plan.shape != Scenario::Connect {
+            tokio::task::spawn_local(hot_loop(l.clone()));
             l.setup_pending.set(gs.len());
             for &g in &gs {
                 l.live.set(l.live.get() + 1);
