@@ -279,3 +279,60 @@ async fn join_from_outside_the_shard_then_broadcast() {
         assert_eq!(got, exp);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_are_per_socket_though_stateless_ones_share_storage() {
+    // Every socket gets the same capture-free handlers from the connection handler (one
+    // allocation serves them all); replacing one socket's handler leaves the others' alone;
+    // a socket's namespace is its own, a dynamic pattern's child included.
+    let server = TestServer::start(config().build().unwrap(), |io| {
+        io.of("/").on_connection(|socket| {
+            socket.on("ask", |s, _args, ack| {
+                if let Some(ack) = ack {
+                    let _ = ack.send((s.namespace().name().to_owned(), "first"));
+                }
+            });
+            socket.on("swap", |s, _args, ack| {
+                s.on("ask", |s, _args, ack| {
+                    if let Some(ack) = ack {
+                        let _ = ack.send((s.namespace().name().to_owned(), "second"));
+                    }
+                });
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            });
+        });
+        io.of_dynamic(|name, _auth| name.starts_with("/room-")).on_connection(|socket| {
+            socket.on("ask", |s, _args, ack| {
+                if let Some(ack) = ack {
+                    let _ = ack.send((s.namespace().name().to_owned(), s.ns().to_owned()));
+                }
+            });
+        });
+    });
+    let (mut a, _) = Ws::open(server.addr).await;
+    a.sio_connect("/", None).await;
+    let (mut b, _) = Ws::open(server.addr).await;
+    b.sio_connect("/", None).await;
+    a.send(r#"421["ask"]"#).await;
+    a.expect(r#"431["/","first"]"#).await;
+    b.send(r#"421["ask"]"#).await;
+    b.expect(r#"431["/","first"]"#).await;
+    a.send(r#"422["swap"]"#).await;
+    a.expect("432[]").await;
+    a.send(r#"423["ask"]"#).await;
+    a.expect(r#"433["/","second"]"#).await;
+    b.send(r#"423["ask"]"#).await;
+    b.expect(r#"433["/","first"]"#).await;
+    // A new socket gets the connection handler's handlers, not a's replacement.
+    let (mut c, _) = Ws::open(server.addr).await;
+    c.sio_connect("/", None).await;
+    c.send(r#"424["ask"]"#).await;
+    c.expect(r#"434["/","first"]"#).await;
+
+    let (mut d, _) = Ws::open(server.addr).await;
+    d.sio_connect("/room-7", None).await;
+    d.send(r#"42/room-7,5["ask"]"#).await;
+    d.expect(r#"43/room-7,5["/room-7","/room-7"]"#).await;
+}

@@ -23,7 +23,9 @@ const REQUESTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Registers the demo app's namespaces (`/` and `/custom`) and handlers on `io`.
 pub fn install(io: &Server) {
     let root = io.of("/");
-    let room_ns = root.clone();
+    // The handlers capture nothing (the namespace comes from the socket): one allocation
+    // per handler then serves every socket (see `Socket::on`), which an idle connection
+    // would otherwise carry for its whole life.
     root.on_connection(move |socket| {
         greet_and_echo(&socket);
         socket.on("message-with-ack", |_s, args, ack| {
@@ -39,13 +41,12 @@ pub fn install(io: &Server) {
             let ok = args.str(0).map(|room| s.leave(room)).is_some();
             reply(ack, ok);
         });
-        let ns = room_ns.clone();
-        socket.on("publish", move |_s, args, ack| {
-            let ok = publish(&ns, args);
+        socket.on("publish", |s, args, ack| {
+            let ok = publish(&s.namespace(), args);
             reply(ack, ok);
         });
         socket.on("disconnect-me", |s, _args, _ack| s.disconnect(true));
-        more_events(&socket, &room_ns);
+        more_events(&socket);
     });
     let local = root.clone();
     root.on_server_side_any(move |event, args, ack| {
@@ -75,6 +76,21 @@ fn greet_and_echo(socket: &Socket) {
     });
 }
 
+/// `sockets-join (room, other)` / `sockets-leave (room, other)`: the sockets in `room` join
+/// (leave) `other`.
+fn sockets_join_leave(s: &Socket, args: Args, ack: Option<AckSender>, join: bool) {
+    let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
+        return reply(ack, false);
+    };
+    let selected = s.namespace().in_(room.to_owned());
+    if join {
+        selected.sockets_join(other.to_owned());
+    } else {
+        selected.sockets_leave(other.to_owned());
+    }
+    reply(ack, true);
+}
+
 /// `publish (room, event, ...args)`: `io.to(room).emit(event, ...args)`, the sender included
 /// when it is a member. False when the room or event is missing or the event is reserved.
 fn publish(ns: &Namespace, args: Args) -> bool {
@@ -86,17 +102,17 @@ fn publish(ns: &Namespace, args: Args) -> bool {
 /// The "More events on `/`" of docs/demo-app.md: the operations over a selection, the
 /// adapter's queries and server-side emits, each acked as the spec says. Without a cluster
 /// adapter they cover this server (all its shards).
-fn more_events(socket: &Socket, ns: &Namespace) {
-    let n = ns.clone();
-    socket.on("publish-volatile", move |_s, args, ack| {
+fn more_events(socket: &Socket) {
+    socket.on("publish-volatile", |s, args, ack| {
+        let n = s.namespace();
         let (Some(room), Some(event)) = (args.str(0), args.str(1)) else {
             return reply(ack, false);
         };
         let (room, event) = (room.to_owned(), event.to_owned());
         reply(ack, n.to(room).volatile().emit(&event, args.skip(2)).is_ok());
     });
-    let n = ns.clone();
-    socket.on("publish-with-ack", move |_s, args, ack| {
+    socket.on("publish-with-ack", |s, args, ack| {
+        let n = s.namespace();
         let (Some(room), Some(event), Some(ack)) = (args.str(0), args.str(1), ack) else { return };
         let (room, event) = (room.to_owned(), event.to_owned());
         let op = n.to(room).timeout(PUBLISH_ACK_TIMEOUT);
@@ -119,10 +135,9 @@ fn more_events(socket: &Socket, ns: &Namespace) {
         rooms.sort();
         let _ = ack.send(json!({"id": s.id(), "rooms": rooms, "recovered": s.recovered()}));
     });
-    let n = ns.clone();
-    socket.on("fetch-sockets", move |_s, args, ack| {
+    socket.on("fetch-sockets", |s, args, ack| {
         let (Some(room), Some(ack)) = (args.str(0), ack) else { return };
-        let op = n.in_(room.to_owned());
+        let op = s.namespace().in_(room.to_owned());
         tokio::task::spawn_local(async move {
             // As the reference's handler, which rejects: no ack when a server did not answer.
             match op.fetch_sockets().await {
@@ -135,37 +150,21 @@ fn more_events(socket: &Socket, ns: &Namespace) {
             }
         });
     });
-    for (event, join) in [("sockets-join", true), ("sockets-leave", false)] {
-        let n = ns.clone();
-        socket.on(event, move |_s, args, ack| {
-            let (Some(room), Some(other)) = (args.str(0), args.str(1)) else {
-                return reply(ack, false);
-            };
-            let selected = n.in_(room.to_owned());
-            if join {
-                selected.sockets_join(other.to_owned());
-            } else {
-                selected.sockets_leave(other.to_owned());
-            }
-            reply(ack, true);
-        });
-    }
-    let n = ns.clone();
-    socket.on("disconnect-room", move |_s, args, ack| {
+    socket.on("sockets-join", |s, args, ack| sockets_join_leave(&s, args, ack, true));
+    socket.on("sockets-leave", |s, args, ack| sockets_join_leave(&s, args, ack, false));
+    socket.on("disconnect-room", |s, args, ack| {
         let Some(room) = args.str(0).map(str::to_owned) else { return reply(ack, false) };
         // The ack goes first, then the disconnects (the asker may be in the room).
         reply(ack, true);
-        n.in_(room).disconnect_sockets(true);
+        s.namespace().in_(room).disconnect_sockets(true);
     });
-    let n = ns.clone();
-    socket.on("server-side-emit", move |_s, args, ack| {
+    socket.on("server-side-emit", |s, args, ack| {
         let Some(event) = args.str(0).map(str::to_owned) else { return reply(ack, false) };
-        reply(ack, n.server_side_emit(&event, args.skip(1)).is_ok());
+        reply(ack, s.namespace().server_side_emit(&event, args.skip(1)).is_ok());
     });
-    let n = ns.clone();
-    socket.on("server-side-emit-with-ack", move |_s, args, ack| {
+    socket.on("server-side-emit-with-ack", |s, args, ack| {
         let (Some(event), Some(ack)) = (args.str(0).map(str::to_owned), ack) else { return };
-        let n = n.clone();
+        let n = s.namespace();
         tokio::task::spawn_local(async move {
             let (error, responses) =
                 match n.server_side_emit_with_ack(&event, (), REQUESTS_TIMEOUT).await {
@@ -184,10 +183,9 @@ fn more_events(socket: &Socket, ns: &Namespace) {
             let _ = ack.send(json!({"error": error, "responses": first}));
         });
     });
-    let n = ns.clone();
-    socket.on("all-rooms", move |_s, _args, ack| {
+    socket.on("all-rooms", |s, _args, ack| {
         let Some(ack) = ack else { return };
-        let n = n.clone();
+        let n = s.namespace();
         tokio::task::spawn_local(async move {
             match n.all_rooms().await {
                 Ok(rooms) => {

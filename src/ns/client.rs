@@ -403,7 +403,8 @@ impl Client {
         let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
         self.conn.send(Out::packet(&ok));
         if let Some(h) = nsp.connect_handler() {
-            h(socket);
+            h(socket.clone());
+            socket.compact();
         }
         Flow::Continue
     }

@@ -16,7 +16,7 @@ pub(crate) mod shared;
 pub mod socket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::ConnectError;
 use crate::ns::args::{Args, IntoArgs};
@@ -109,7 +109,15 @@ pub(crate) struct NamespaceInner {
     /// and operations on it apply to each namespace it created (socket.io's
     /// `ParentNamespace`).
     pattern: bool,
+    /// One copy of each event name its sockets registered handlers for, shared by them
+    /// (at most [`EVENT_NAMES`]; past that a socket keeps its own copy).
+    event_names: Mutex<Vec<Arc<str>>>,
 }
+
+/// Event names a namespace shares between its sockets' handler lists: what a connection
+/// handler registers; an application registering names by the thousand (one per socket,
+/// say) gets its own copies past this, so the shared list stays small.
+const EVENT_NAMES: usize = 256;
 
 impl NamespaceInner {
     pub(crate) fn new(name: Arc<str>, parent: Option<Arc<NamespaceInner>>) -> Self {
@@ -135,7 +143,21 @@ impl NamespaceInner {
             parent,
             children: RwLock::new(Vec::new()),
             pattern,
+            event_names: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The shared copy of event name `name` (see `event_names`).
+    pub(crate) fn event_name(&self, name: String) -> Arc<str> {
+        let mut names = self.root().event_names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = names.iter().find(|n| ***n == *name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        if names.len() < EVENT_NAMES {
+            names.push(n.clone());
+        }
+        n
     }
 
     /// The namespaces a broadcast or an operation on this one reaches: itself, or for a

@@ -138,6 +138,24 @@ pub(crate) enum AckEvent {
 /// A handler for one event: the socket, the arguments, and the acknowledgement callback when
 /// the client asked for one.
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Args, Option<AckSender>) + Send + Sync>;
+
+/// The handler `f` as an [`EventHandler`]. A closure that captures nothing is zero-sized and
+/// every value of its type does the same, so one allocation per closure type serves every
+/// socket that registers it (a connection handler registers the same closures on each
+/// socket: without this, each of them costs an allocation per idle connection).
+fn shared_if_stateless<F>(f: F) -> EventHandler
+where
+    F: Fn(Socket, Args, Option<AckSender>) + Send + Sync + 'static,
+{
+    use std::any::TypeId;
+    use std::sync::OnceLock;
+    if std::mem::size_of::<F>() != 0 || std::mem::needs_drop::<F>() {
+        return Arc::new(f);
+    }
+    static SHARED: OnceLock<Mutex<AHashMap<TypeId, EventHandler>>> = OnceLock::new();
+    let mut shared = lock(SHARED.get_or_init(Default::default));
+    shared.entry(TypeId::of::<F>()).or_insert_with(|| Arc::new(f)).clone()
+}
 /// A handler for the socket's disconnection.
 pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
 /// A catch-all listener: the socket, the event name and its arguments.
@@ -165,7 +183,8 @@ pub(crate) struct SocketInner {
     pub connected: AtomicBool,
     /// Event handlers by name: a short list searched linearly (a handful per socket, and
     /// far smaller than a map, which an idle connection would carry for its whole life).
-    handlers: Mutex<Vec<(Box<str>, EventHandler)>>,
+    /// The names are the namespace's shared copies ([`NamespaceInner::event_name`]).
+    handlers: Mutex<Vec<(Arc<str>, EventHandler)>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
     any: Mutex<Vec<AnyHandler>>,
     any_outgoing: Mutex<Vec<AnyHandler>>,
@@ -273,6 +292,12 @@ impl Socket {
         &self.0.nsp.name
     }
 
+    /// The namespace this socket belongs to (socket.io's `socket.nsp`): for a namespace
+    /// created by a dynamic pattern, that namespace, not the pattern's.
+    pub fn namespace(&self) -> crate::Namespace {
+        crate::Namespace { inner: self.0.nsp.clone(), server: self.0.server.clone() }
+    }
+
     /// What the client sent when connecting.
     pub fn handshake(&self) -> &Handshake {
         &self.0.handshake
@@ -289,12 +314,19 @@ impl Socket {
         F: Fn(Socket, Args, Option<AckSender>) + Send + Sync + 'static,
     {
         let event: String = event.into();
-        let handler: EventHandler = Arc::new(handler);
+        let handler = shared_if_stateless(handler);
         let mut handlers = lock(&self.0.handlers);
         match handlers.iter_mut().find(|(name, _)| **name == *event) {
             Some((_, h)) => *h = handler,
-            None => handlers.push((event.into_boxed_str(), handler)),
+            None => handlers.push((self.0.nsp.event_name(event), handler)),
         }
+    }
+
+    /// Gives back the slack of the handler lists once the connection handler has
+    /// registered them (an idle connection keeps them for its whole life).
+    pub(crate) fn compact(&self) {
+        lock(&self.0.handlers).shrink_to_fit();
+        lock(&self.0.on_disconnect).shrink_to_fit();
     }
 
     /// Registers a handler called once when the socket leaves the namespace.

@@ -55,7 +55,6 @@ async fn attempt(l: Rc<Local>, g: u32, due: u64, end_ns: u64) {
             st.c.connects_ok += 1;
             st.c.received += 1;
             let from_schedule = mono_ns().saturating_sub(due);
-            record_ns(&mut st.latency, from_schedule);
             record_ns(&mut st.interval, from_schedule);
             record_ns(&mut st.connect, hs.ns_connect_ns);
             record_ns(&mut st.eio_open, hs.eio_open_ns);

@@ -32,6 +32,8 @@ impl Gauge {
 pub(super) struct Stats {
     pub(super) c: Counters,
     pub(super) errors: Errors,
+    /// The stage's latencies, but for the current second's (`interval`, folded in at each
+    /// tick and when the stage is taken): one record per delivery, not two.
     pub(super) latency: Histogram<u64>,
     pub(super) interval: Histogram<u64>,
     pub(super) lag: Histogram<u64>,
@@ -91,8 +93,17 @@ impl Stats {
         }
     }
 
+    /// The current second's latencies, folded into the stage's; a new second starts.
+    pub(super) fn fold_interval(&mut self) -> Histogram<u64> {
+        let h = std::mem::replace(&mut self.interval, new_hist());
+        // Same bounds and precision (`new_hist`): adding cannot fail.
+        let _ = self.latency.add(&h);
+        h
+    }
+
     /// Takes the stage's report and starts a new stage.
     pub(super) fn take(&mut self) -> StageReport {
+        let _ = self.fold_interval();
         let pubs = self
             .pubs
             .iter_mut()

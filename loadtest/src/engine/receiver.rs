@@ -177,7 +177,7 @@ impl Receiver {
             s.counts.received += 1;
             record_ns(&mut s.latency, latency);
         }
-        record_ns(&mut st.latency, latency);
+        // Into this second's histogram only: it is folded into the stage's at each tick.
         record_ns(&mut st.interval, latency);
         record_ns(&mut st.transit, transit);
         Gauge::bump(&l.gauge.received, 1);

@@ -24,7 +24,6 @@ use crate::link::StageReport;
 use crate::pacer::Pacer;
 use crate::plan::{Plan, Scenario};
 use crate::proto;
-use crate::stats::new_hist;
 use crate::sys::{instant_at, mono_ns};
 
 pub(super) enum ThreadMsg {
@@ -190,7 +189,7 @@ pub(super) fn thread_main(
                     let h = {
                         let mut st = l.st.borrow_mut();
                         st.c.held_at_end = l.gauge.connected.load(Relaxed).max(0) as u64;
-                        std::mem::replace(&mut st.interval, new_hist())
+                        st.fold_interval()
                     };
                     let _ = tx
                         .send(ThreadMsg::Tick(mono_ns().saturating_sub(first) / 1_000_000_000, h));
@@ -226,7 +225,7 @@ async fn tick_loop(l: Rc<Local>, tx: UnboundedSender<ThreadMsg>, first: u64, sta
     let mut next = first + ((start.saturating_sub(first)) / SEC + 1) * SEC;
     loop {
         sleep_until(instant_at(next)).await;
-        let h = std::mem::replace(&mut l.st.borrow_mut().interval, new_hist());
+        let h = l.st.borrow_mut().fold_interval();
         let _ = tx.send(ThreadMsg::Tick((next - first) / SEC - 1, h));
         next += SEC;
     }
