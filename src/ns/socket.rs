@@ -294,8 +294,8 @@ impl Socket {
 
     /// The namespace this socket belongs to (socket.io's `socket.nsp`): for a namespace
     /// created by a dynamic pattern, that namespace, not the pattern's.
-    pub fn namespace(&self) -> crate::Namespace {
-        crate::Namespace { inner: self.0.nsp.clone(), server: self.0.server.clone() }
+    pub fn namespace(&self) -> crate::ns::Namespace {
+        crate::ns::Namespace { inner: self.0.nsp.clone(), server: self.0.server.clone() }
     }
 
     /// What the client sent when connecting.
