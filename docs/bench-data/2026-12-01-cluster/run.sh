@@ -38,7 +38,8 @@
 #   core 0: the harness, shardcast-loadtest (its client threads and the publishers' thread)
 #                                                -> taskset -c 0
 # Nothing else may run on either core meanwhile (no build, no test): run it at a quiet time.
-# The servers run with their defaults (shardcast: write coalescing 5 ms, as shipped).
+# The servers run with their defaults (shardcast: frames written at the end of each loop turn, a
+# coalescing window only under saturation, as shipped since issue 12).
 #
 # Usage (from anywhere; release builds are made first, in $CARGO_TARGET_DIR or target/, unless
 # SKIP_BUILD=1; `npm ci` in loadtest/peers/node if its node_modules is missing):
