@@ -380,10 +380,7 @@ impl Conn {
 
     /// Queues the PONG for a PING with `data`.
     pub fn queue_pong(&mut self, data: &[u8]) {
-        let mut b = BytesMut::with_capacity(1 + data.len());
-        b.extend_from_slice(b"3");
-        b.extend_from_slice(data);
-        self.queue(b.freeze());
+        self.queue(Bytes::from(proto::pong(data)));
     }
 
     /// Whether packets are waiting for [`Conn::flush`].

@@ -53,6 +53,14 @@ pub fn eio(p: &[u8]) -> Result<Eio<'_>, Malformed> {
     })
 }
 
+/// The PONG (`3` and the same data) that answers a PING with `data`.
+pub fn pong(data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(1 + data.len());
+    p.push(b'3');
+    p.extend_from_slice(data);
+    p
+}
+
 /// The fields of the Engine.IO handshake a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Open {

@@ -40,8 +40,8 @@ pub struct WsClient {
     read_chunk: usize,
     /// Encoded frames waiting for [`WsClient::flush`].
     wbuf: Vec<u8>,
-    /// A fragmented message being reassembled: (text, payload so far).
-    partial: Option<(bool, BytesMut)>,
+    /// Fragments being put together.
+    reassembly: Reassembly,
     /// xorshift state for masking keys.
     rng: u64,
     closed: bool,
@@ -93,7 +93,7 @@ impl WsClient {
             rbuf: buf,
             read_chunk: read_chunk.max(512),
             wbuf: Vec::new(),
-            partial: None,
+            reassembly: Reassembly::default(),
             rng,
             closed: false,
         })
@@ -134,43 +134,21 @@ impl WsClient {
             }
             self.rbuf.advance(hlen);
             let payload = self.rbuf.split_to(len).freeze();
-            match opcode {
-                0x1 | 0x2 => {
-                    let text = opcode == 0x1;
-                    if self.partial.is_some() {
-                        return Err(err("websocket: new message inside a fragmented one"));
-                    }
-                    if fin {
-                        return Ok(Some(if text {
-                            WsIn::Text(payload)
-                        } else {
-                            WsIn::Binary(payload)
-                        }));
-                    }
-                    self.partial = Some((text, BytesMut::from(&payload[..])));
+            let step = self.reassembly.frame(fin, opcode, &payload);
+            let (text, message) = match step {
+                Ok(Step::Whole(text)) => (text, payload),
+                Ok(Step::Joined(text, m)) => (text, Bytes::from(m)),
+                Ok(Step::Ping) => {
+                    self.queue_frame(0xA, &payload);
+                    continue;
                 }
-                0x0 => {
-                    let Some((text, mut acc)) = self.partial.take() else {
-                        return Err(err("websocket: continuation without a message"));
-                    };
-                    if acc.len() + payload.len() > MAX_MESSAGE {
-                        return Err(err("websocket: message too large"));
-                    }
-                    acc.extend_from_slice(&payload);
-                    if fin {
-                        let b = acc.freeze();
-                        return Ok(Some(if text { WsIn::Text(b) } else { WsIn::Binary(b) }));
-                    }
-                    self.partial = Some((text, acc));
+                Ok(Step::Nothing) => continue,
+                Err(e) => {
+                    self.closed = opcode == 0x8;
+                    return Err(e);
                 }
-                0x8 => {
-                    self.closed = true;
-                    return Err(err("closed by server"));
-                }
-                0x9 => self.queue_frame(0xA, &payload),
-                0xA => {}
-                op => return Err(err(format!("websocket: unknown opcode {op}"))),
-            }
+            };
+            return Ok(Some(if text { WsIn::Text(message) } else { WsIn::Binary(message) }));
         }
     }
 
@@ -185,7 +163,7 @@ impl WsClient {
 
     /// Whether [`WsClient::into_parts`] would succeed.
     pub fn can_hand_over(&self) -> bool {
-        self.partial.is_none() && self.wbuf.is_empty() && !self.closed
+        !self.reassembly.pending() && self.wbuf.is_empty() && !self.closed
     }
 
     /// Gives the socket up to the thread's event loop ([`crate::engine`]'s `hot` module)
@@ -221,6 +199,73 @@ impl WsClient {
         self.queue_frame(0x8, &1000u16.to_be_bytes());
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+/// What one server frame means once fragments are put together ([`Reassembly::frame`]).
+pub(crate) enum Step {
+    /// A whole message in one frame: the frame's payload is the message.
+    Whole(bool),
+    /// The last fragment of a message: the message put together (text or binary).
+    Joined(bool, Vec<u8>),
+    /// A WebSocket ping: answer with a pong of the same payload.
+    Ping,
+    /// Nothing to hand out (a fragment kept, a pong).
+    Nothing,
+}
+
+/// The server-to-client frame rules shared by [`WsClient`] and the engine's event loop:
+/// fragments put together (bounded by [`MAX_MESSAGE`]), close and unknown opcodes as errors.
+#[derive(Default)]
+pub(crate) struct Reassembly {
+    /// A fragmented message being put together: (text, payload so far).
+    partial: Option<(bool, Vec<u8>)>,
+}
+
+impl Reassembly {
+    /// Whether a fragmented message is half-read.
+    pub(crate) fn pending(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// One complete frame (`fin`, `opcode`, its `payload`).
+    pub(crate) fn frame(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        payload: &[u8],
+    ) -> Result<Step, ConnError> {
+        match opcode {
+            0x1 | 0x2 => {
+                let text = opcode == 0x1;
+                if self.partial.is_some() {
+                    return Err(err("websocket: new message inside a fragmented one"));
+                }
+                if fin {
+                    return Ok(Step::Whole(text));
+                }
+                self.partial = Some((text, payload.to_vec()));
+                Ok(Step::Nothing)
+            }
+            0x0 => {
+                let Some((text, mut acc)) = self.partial.take() else {
+                    return Err(err("websocket: continuation without a message"));
+                };
+                if acc.len() + payload.len() > MAX_MESSAGE {
+                    return Err(err("websocket: message too large"));
+                }
+                acc.extend_from_slice(payload);
+                if fin {
+                    return Ok(Step::Joined(text, acc));
+                }
+                self.partial = Some((text, acc));
+                Ok(Step::Nothing)
+            }
+            0x8 => Err(err("closed by server")),
+            0x9 => Ok(Step::Ping),
+            0xA => Ok(Step::Nothing),
+            op => Err(err(format!("websocket: unknown opcode {op}"))),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use super::thread::Local;
 use crate::conn::{io_kind, ConnError};
 use crate::proto;
 use crate::sys::mono_ns;
-use crate::wsclient::{encode_masked, parse_header, MAX_MESSAGE};
+use crate::wsclient::{encode_masked, parse_header, Reassembly, Step};
 
 /// The shared read buffer. A frame longer than this is collected in its connection's own
 /// buffer instead.
@@ -54,8 +54,8 @@ struct HotConn {
     rest: Vec<u8>,
     /// Answers not written yet (the socket's send buffer was full).
     out: Vec<u8>,
-    /// A fragmented message being reassembled: (text, payload so far).
-    partial: Option<(bool, Vec<u8>)>,
+    /// Fragments being put together.
+    reassembly: Reassembly,
     rx: Receiver,
     rng: u64,
 }
@@ -100,7 +100,14 @@ impl Hot {
         rng: u64,
         rx: Receiver,
     ) {
-        let c = HotConn { sock, rest: Vec::new(), out: Vec::new(), partial: None, rx, rng };
+        let c = HotConn {
+            sock,
+            rest: Vec::new(),
+            out: Vec::new(),
+            reassembly: Reassembly::default(),
+            rx,
+            rng,
+        };
         let token = match self.free.borrow_mut().pop() {
             Some(t) => t,
             None => {
@@ -265,37 +272,11 @@ impl HotConn {
             }
             let payload = &data[at + hlen..end];
             at = end;
-            match opcode {
-                0x1 | 0x2 => {
-                    if self.partial.is_some() {
-                        return Err(ConnError(
-                            "websocket: new message inside a fragmented one".into(),
-                        ));
-                    }
-                    if fin {
-                        self.message(l, opcode == 0x1, payload, now)?;
-                    } else {
-                        self.partial = Some((opcode == 0x1, payload.to_vec()));
-                    }
-                }
-                0x0 => {
-                    let Some((text, mut acc)) = self.partial.take() else {
-                        return Err(ConnError("websocket: continuation without a message".into()));
-                    };
-                    if acc.len() + payload.len() > MAX_MESSAGE {
-                        return Err(ConnError("websocket: message too large".into()));
-                    }
-                    acc.extend_from_slice(payload);
-                    if fin {
-                        self.message(l, text, &acc, now)?;
-                    } else {
-                        self.partial = Some((text, acc));
-                    }
-                }
-                0x8 => return Err(ConnError("closed by server".into())),
-                0x9 => encode_masked(&mut self.out, 0xA, payload, &mut self.rng),
-                0xA => {}
-                op => return Err(ConnError(format!("websocket: unknown opcode {op}"))),
+            match self.reassembly.frame(fin, opcode, payload)? {
+                Step::Whole(text) => self.message(l, text, payload, now)?,
+                Step::Joined(text, m) => self.message(l, text, &m, now)?,
+                Step::Ping => encode_masked(&mut self.out, 0xA, payload, &mut self.rng),
+                Step::Nothing => {}
             }
         }
         Ok(at)
@@ -308,12 +289,7 @@ impl HotConn {
             return Ok(());
         }
         let (out, rng) = (&mut self.out, &mut self.rng);
-        self.rx.packet(l, m, now, &mut |d| {
-            let mut pong = Vec::with_capacity(1 + d.len());
-            pong.push(b'3');
-            pong.extend_from_slice(d);
-            encode_masked(out, 0x1, &pong, rng);
-        })
+        self.rx.packet(l, m, now, &mut |d| encode_masked(out, 0x1, &proto::pong(d), rng))
     }
 
     /// Writes what answers are waiting, as far as the socket takes them now.
