@@ -1,5 +1,5 @@
 //! The Rust API across a cluster: two servers in this process (each its own shards and its
-//! Redis thread) on the Redis at 127.0.0.1:6379 (`REDIS_URL` to use another), one key per
+//! Redis side) on the Redis at 127.0.0.1:6379 (`REDIS_URL` to use another), one key per
 //! test. Remote sockets from `fetch_sockets` (id, handshake, rooms, data; emit, join,
 //! leave, disconnect), `server_count`, server-side listeners with and without ack,
 //! broadcast acks across servers, and `local` staying local.

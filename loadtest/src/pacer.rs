@@ -6,6 +6,13 @@
 //! Each publisher owns a fixed slot; moving its deadline pushes one heap entry, and entries
 //! whose slot has moved on are skipped when they come due, so the heap stays small however
 //! often the publisher's `select!` drops and re-creates the wait.
+//!
+//! Deadlines less than [`EARLY_NS`] ahead are served by the wake that is happening now: on
+//! this kind of machine (a VM) arming a timer costs about 9 µs (`timerfd_settime`, measured),
+//! and 100 publishers spread over their interval otherwise cost one arm and one wake-up per
+//! message (a third of the load generator's CPU at 20,000 messages/s in `cluster-fanout`).
+//! A message sent early takes its send time as its latency origin ([`origin_ns`]), so no
+//! latency is hidden; one sent late keeps its scheduled time (no coordinated omission).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -19,6 +26,16 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::unix::AsyncFd;
 
 use crate::sys::mono_ns;
+
+/// How far ahead of its deadline a waiter may be woken, to share a wake-up with an earlier one.
+pub const EARLY_NS: u64 = 50_000;
+
+/// The latency origin of a message due at `due` and sent at `now`: its deadline when sent
+/// late (what it waited counts), its send time when sent early (nothing is counted that did
+/// not happen).
+pub fn origin_ns(due: u64, now: u64) -> u64 {
+    due.min(now)
+}
 
 struct Slot {
     due: u64,
@@ -91,9 +108,9 @@ impl Pacer {
         }
     }
 
-    /// Wakes every slot due by now and arms the timer for the next one.
+    /// Wakes every slot due by now (or within [`EARLY_NS`]) and arms the timer for the next.
     fn fire(&self) {
-        let now = mono_ns();
+        let now = mono_ns() + EARLY_NS;
         let mut heap = self.heap.borrow_mut();
         let mut slots = self.slots.borrow_mut();
         while let Some(&Reverse((due, slot))) = heap.peek() {
@@ -143,7 +160,7 @@ impl Future for Wait<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if mono_ns() >= self.due {
+        if mono_ns() + EARLY_NS >= self.due {
             return Poll::Ready(());
         }
         let mut slots = self.p.slots.borrow_mut();

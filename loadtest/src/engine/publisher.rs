@@ -9,6 +9,7 @@ use super::control::PhaseSpec;
 use super::measure::Gauge;
 use super::thread::Local;
 use crate::conn::Conn;
+use crate::pacer::{origin_ns, EARLY_NS};
 use crate::plan::{Publish, Scenario};
 use crate::proto;
 use crate::stats::record_ns;
@@ -97,17 +98,18 @@ impl Publisher {
             .then(|| self.start_ns + (self.offset_ns + self.k as f64 * self.interval_ns) as u64)
     }
 
-    /// Queues every message that is due by now.
+    /// Queues every message that is due by now, or within [`EARLY_NS`] (the pacer's grouping:
+    /// those take their send time as latency origin).
     pub(super) fn send_due(&mut self, l: &Local, conn: &mut Conn) {
         let now = mono_ns();
         let plan = &l.plan;
         let mut st = l.st.borrow_mut();
         let mut sent = 0;
         while let Some(due) = self.next_due() {
-            if due > now {
+            if due > now + EARLY_NS {
                 break;
             }
-            let at = due.saturating_sub(plan.epoch_ns);
+            let at = origin_ns(due, now).saturating_sub(plan.epoch_ns);
             let written = now.saturating_sub(plan.epoch_ns);
             let b = &mut self.buf;
             b.reserve(self.head.len() + l.padding.len() + 64);
@@ -125,7 +127,7 @@ impl Publisher {
             b.put_slice(&l.padding);
             b.put_u8(b']');
             conn.queue(b.split().freeze());
-            let lag = now - due;
+            let lag = now.saturating_sub(due);
             record_ns(&mut st.lag, lag);
             if lag > 1_000_000 {
                 st.c.late_sends += 1;

@@ -1,4 +1,4 @@
-//! This server's requests awaiting the other servers' answers: the table the Redis thread
+//! This server's requests awaiting the other servers' answers: the table the Redis side
 //! keeps (no lock: only that thread touches it), filled as answers arrive, completed when
 //! the expected number came (`PUBSUB NUMSUB` of the request channel, less this server) or
 //! when the wait ends.

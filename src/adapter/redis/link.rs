@@ -1,4 +1,4 @@
-//! The Redis thread of one server: its connections (one subscriber, one publisher), kept up
+//! The Redis side of one server (a task on its shard 0): its connections (one subscriber, one publisher), kept up
 //! across Redis restarts (reconnect with backoff, resubscribe every channel), the pipelined
 //! publisher, and the dispatch of what arrives: broadcasts into the local fan-out, requests
 //! to [`super::serve`], answers to the table of [`super::ask`].
@@ -57,25 +57,10 @@ enum Internal {
     PublishFailed,
 }
 
-/// Starts the Redis thread and returns once it subscribed.
+/// Starts the Redis side on shard 0 and returns once it subscribed.
 pub(super) fn start(p: Pending, server: Arc<ServerShared>) -> std::io::Result<Started> {
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let thread = std::thread::Builder::new().name("redis-adapter".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        rt.block_on(run(p, server, ready_tx, stop_rx));
-    })?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(Started { thread, stop: stop_tx }),
-        Ok(Err(e)) => Err(std::io::Error::new(std::io::ErrorKind::NotConnected, e)),
-        Err(_) => Err(std::io::Error::other("the redis adapter thread died")),
-    }
+    let on = server.clone();
+    crate::adapter::run_on_shard(&on, move |ready, stop| run(p, server, ready, stop))
 }
 
 async fn run(

@@ -14,10 +14,10 @@
 //!   applied here directly and published for the others (a Node server applies its own when
 //!   its request comes back to it; we skip ours by uid).
 //!
-//! One thread per server runs the Redis side on its own runtime ([`link`]): one subscriber
+//! The Redis side runs as tasks on shard 0 of each server ([`link`]): one subscriber
 //! connection for every namespace and one connection that publishes everything queued since
 //! its last write as one pipeline. Shards never wait on Redis: what they publish goes to
-//! that thread over one bounded queue, in order (a join published before a broadcast is
+//! it over one bounded queue, in order (a join published before a broadcast is
 //! applied before it everywhere); a full queue drops and counts, it never blocks.
 
 mod ask;
@@ -60,7 +60,7 @@ fn conn_config() -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT))
 }
 
-/// What the shards and operators hand the Redis thread, in order.
+/// What the shards and operators hand the Redis side, in order.
 pub(super) enum Cmd {
     /// Publish `payload` on `channel` (broadcasts, requests nobody answers, answers).
     Publish(String, Bytes),
@@ -174,7 +174,7 @@ fn new_id() -> String {
 }
 
 impl RedisAdapter {
-    /// Queues `cmd` for the Redis thread; false (and counted) when the queue is full.
+    /// Queues `cmd` for the Redis side; false (and counted) when the queue is full.
     fn queue(&self, cmd: Cmd) -> bool {
         match self.cmds.try_send(cmd) {
             Ok(()) => true,
@@ -284,8 +284,7 @@ impl RedisAdapter {
         }
         let (tx, rx) = oneshot::channel();
         self.ask(nsp, body, self.requests_timeout, make(tx));
-        rx.await
-            .unwrap_or_else(|_| Err(RequestError::Unavailable("the Redis thread stopped".into())))
+        rx.await.unwrap_or_else(|_| Err(RequestError::Unavailable("the Redis side stopped".into())))
     }
 }
 
@@ -435,7 +434,7 @@ impl Adapter for RedisAdapter {
             let body = RequestBody::ServerSideEmit { event, args };
             this.ask(&nsp, body, timeout, ask::Kind::ServerSide(tx));
             rx.await.unwrap_or_else(|_| {
-                Err(ServerSideAckError::Unavailable("the Redis thread stopped".into()))
+                Err(ServerSideAckError::Unavailable("the Redis side stopped".into()))
             })
         })
     }
@@ -474,9 +473,8 @@ impl Adapter for RedisAdapter {
             if !this.queue(Cmd::Ask(ask::Ask::count(channel, tx))) {
                 return Err(RequestError::Unavailable("the Redis queue is full".into()));
             }
-            rx.await.unwrap_or_else(|_| {
-                Err(RequestError::Unavailable("the Redis thread stopped".into()))
-            })
+            rx.await
+                .unwrap_or_else(|_| Err(RequestError::Unavailable("the Redis side stopped".into())))
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Connection state recovery across servers on the Redis Streams adapter: the adapter's
 //! side of [`crate::ns::cluster_recovery`] (read that first).
 //!
-//! - This server's broadcasts and `socket.emit`s reach the Redis thread in the order they
+//! - This server's broadcasts and `socket.emit`s reach the Redis side in the order they
 //!   were issued ([`Then`]) and are appended; the stream reader delivers them here as it
 //!   reads them back, with their entry id as their offset, in the stream's order with every
 //!   other server's. What could not be appended is delivered at once without an offset.

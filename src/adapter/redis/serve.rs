@@ -1,5 +1,5 @@
 //! Answering the requests of the other servers of the cluster (and of the emitter), on the
-//! Redis thread: each is run against this server's shards as the in-process adapter runs
+//! Redis side (shard 0): each is run against this server's shards as the in-process adapter runs
 //! it, and its answer queued for publishing on the namespace's common response channel (the
 //! one every asker listens to).
 

@@ -411,25 +411,10 @@ async fn connect(
     Ok((Sub::Single { write, read, plain }, Conn::Single(single)))
 }
 
-/// Starts the Redis thread of the sharded adapter; returns once subscribed.
+/// Starts the Redis side of the sharded adapter on shard 0; returns once subscribed.
 pub(super) fn start(p: Pending, server: Arc<ServerShared>) -> std::io::Result<Started> {
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let thread = std::thread::Builder::new().name("redis-adapter".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        rt.block_on(run(p, server, ready_tx, stop_rx));
-    })?;
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(Started { thread, stop: stop_tx }),
-        Ok(Err(e)) => Err(std::io::Error::new(std::io::ErrorKind::NotConnected, e)),
-        Err(_) => Err(std::io::Error::other("the redis adapter thread died")),
-    }
+    let on = server.clone();
+    crate::adapter::run_on_shard(&on, move |ready, stop| run(p, server, ready, stop))
 }
 
 struct Link {
