@@ -48,6 +48,8 @@ pub struct Pacer {
     heap: RefCell<BinaryHeap<Reverse<(u64, usize)>>>,
     slots: RefCell<Vec<Slot>>,
     armed: Cell<u64>,
+    /// How many times the timer was armed (tests).
+    arms: Cell<u64>,
 }
 
 impl Pacer {
@@ -71,6 +73,7 @@ impl Pacer {
             heap: RefCell::new(BinaryHeap::new()),
             slots: RefCell::new(Vec::new()),
             armed: Cell::new(u64::MAX),
+            arms: Cell::new(0),
         });
         tokio::task::spawn_local(drive(p.clone()));
         Ok(p)
@@ -90,6 +93,7 @@ impl Pacer {
 
     fn arm(&self, due: u64) {
         self.armed.set(due);
+        self.arms.set(self.arms.get() + 1);
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec {
@@ -143,7 +147,10 @@ async fn drive(p: Rc<Pacer>) {
         // SAFETY: reading 8 bytes into our buffer from our descriptor.
         let n = unsafe { libc::read(p.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
         if n < 0 {
+            // Not expired (the readiness was stale): firing now would arm the timer again
+            // for the deadline it already holds, a second arm per wake.
             guard.clear_ready();
+            continue;
         }
         p.fire();
     }
@@ -202,11 +209,53 @@ mod tests {
                 )
                 .await;
                 p.wait(a, due).await;
-                let late = mono_ns() - due;
-                worst = worst.max(late);
+                let woke = mono_ns();
+                assert!(woke + EARLY_NS >= due, "woke {} ns early", due - woke);
+                worst = worst.max(woke.saturating_sub(due));
             }
             assert!(worst < 5_000_000, "woke {worst} ns late");
             assert!(p.heap.borrow().len() <= 40);
         });
+    }
+
+    #[test]
+    fn deadlines_close_together_share_one_wake() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let p = Pacer::start().unwrap();
+            let slots: Vec<usize> = (0..4).map(|_| p.slot()).collect();
+            for round in 0..10u64 {
+                // Four waiters 10 µs apart, within EARLY_NS of the first: one arm serves them all.
+                let first = mono_ns() + 2_000_000;
+                let before = p.arms.get();
+                let waits = slots.iter().enumerate().map(|(i, &s)| {
+                    let due = first + i as u64 * 10_000;
+                    let p = &p;
+                    async move {
+                        p.wait(s, due).await;
+                        (due, mono_ns())
+                    }
+                });
+                let woke = futures_util::future::join_all(waits).await;
+                for (due, at) in woke {
+                    assert!(at + EARLY_NS >= due, "round {round}: woke {} ns early", due - at);
+                }
+                assert_eq!(p.arms.get() - before, 1, "round {round}: one arm for four deadlines");
+            }
+            // Deadlines further apart than EARLY_NS each get their own.
+            let before = p.arms.get();
+            let first = mono_ns() + 1_000_000;
+            let (a, b) = (slots[0], slots[1]);
+            let (pa, pb) = (&p, &p);
+            futures_util::future::join(pa.wait(a, first), pb.wait(b, first + 4 * EARLY_NS)).await;
+            assert_eq!(p.arms.get() - before, 2);
+        });
+    }
+
+    #[test]
+    fn early_sends_take_their_send_time_late_ones_their_deadline() {
+        assert_eq!(origin_ns(1_000, 990), 990);
+        assert_eq!(origin_ns(1_000, 1_500), 1_000);
     }
 }
