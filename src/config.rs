@@ -113,6 +113,10 @@ pub struct Config {
     /// = `redis_key`, subscription mode `dynamic`) instead of `createAdapter`'s; works on a
     /// single Redis and on a Redis Cluster (detected). Default `false`.
     pub redis_sharded: bool,
+    /// With `redis_sharded`: which broadcasts go on a room's own channel (the sharded
+    /// adapter's `subscriptionMode`), and so which room channels each server subscribes to.
+    /// Every server of a cluster must use the same. Default [`SubscriptionMode::Dynamic`].
+    pub redis_subscription_mode: SubscriptionMode,
     /// Speak `@socket.io/redis-streams-adapter`'s protocol (0.3: broadcasts and the
     /// operations on sockets appended to the stream `redis_key` with XADD and read back by
     /// one XREAD reader per server; requests and answers over PUBLISH / SUBSCRIBE on
@@ -184,6 +188,7 @@ impl Default for Config {
             redis: None,
             redis_key: "socket.io".into(),
             redis_sharded: false,
+            redis_subscription_mode: SubscriptionMode::Dynamic,
             redis_streams: false,
             redis_stream_max_len: 10_000,
             requests_timeout: Duration::from_millis(5000),
@@ -231,6 +236,45 @@ pub enum ConfigError {
     /// `redis_sharded` and `redis_streams` are two protocols: a cluster speaks one.
     #[error("redis_sharded and redis_streams are two cluster protocols: choose one")]
     RedisProtocols,
+    /// `redis_subscription_mode` is an option of the sharded protocol only.
+    #[error("redis_subscription_mode {0} needs redis_sharded (the other protocols have no room channels)")]
+    SubscriptionModeNeedsSharded(&'static str),
+}
+
+/// Which broadcasts the sharded adapter sends on a room's own channel (its
+/// `subscriptionMode` option), and so which room channels a server subscribes to
+/// ([`Config::redis_subscription_mode`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SubscriptionMode {
+    /// `"static"`: every message on the namespace channel.
+    Static,
+    /// `"dynamic"` (the default): a broadcast to one public room (not a socket id) on the
+    /// room's channel.
+    #[default]
+    Dynamic,
+    /// `"dynamic-private"`: a broadcast to any one room, socket ids included, on its channel.
+    DynamicPrivate,
+}
+
+impl SubscriptionMode {
+    /// The mode named as the adapter's option names it.
+    pub fn from_name(name: &str) -> Option<SubscriptionMode> {
+        match name {
+            "static" => Some(SubscriptionMode::Static),
+            "dynamic" => Some(SubscriptionMode::Dynamic),
+            "dynamic-private" => Some(SubscriptionMode::DynamicPrivate),
+            _ => None,
+        }
+    }
+
+    /// The option's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SubscriptionMode::Static => "static",
+            SubscriptionMode::Dynamic => "dynamic",
+            SubscriptionMode::DynamicPrivate => "dynamic-private",
+        }
+    }
 }
 
 /// The largest `max_json_depth` accepted (what the shard stack sizing is planned for).
@@ -288,6 +332,8 @@ impl ConfigBuilder {
         max_json_depth: usize);
     setter!(/// See [`Config::redis_sharded`].
         redis_sharded: bool);
+    setter!(/// See [`Config::redis_subscription_mode`].
+        redis_subscription_mode: SubscriptionMode);
     setter!(/// See [`Config::redis_streams`].
         redis_streams: bool);
     setter!(/// See [`Config::redis_stream_max_len`].
@@ -377,6 +423,11 @@ impl ConfigBuilder {
         if c.redis_sharded && c.redis_streams {
             return Err(ConfigError::RedisProtocols);
         }
+        if !c.redis_sharded && c.redis_subscription_mode != SubscriptionMode::Dynamic {
+            return Err(ConfigError::SubscriptionModeNeedsSharded(
+                c.redis_subscription_mode.name(),
+            ));
+        }
         if c.connection_state_recovery.is_some() && c.redis.is_some() && !c.redis_streams {
             return Err(ConfigError::RecoveryNeedsPersistence);
         }
@@ -463,5 +514,23 @@ mod tests {
             );
         }
         assert_eq!(Config::builder().build().unwrap().max_json_depth, 1000);
+    }
+
+    #[test]
+    fn the_subscription_mode_is_an_option_of_the_sharded_protocol() {
+        let c = Config::builder().build().unwrap();
+        assert_eq!(c.redis_subscription_mode, SubscriptionMode::Dynamic);
+        for mode in [SubscriptionMode::Static, SubscriptionMode::DynamicPrivate] {
+            let c = Config::builder()
+                .redis_sharded(true)
+                .redis_subscription_mode(mode)
+                .build()
+                .unwrap();
+            assert_eq!(c.redis_subscription_mode, mode);
+            assert_eq!(
+                Config::builder().redis_subscription_mode(mode).build().unwrap_err(),
+                ConfigError::SubscriptionModeNeedsSharded(mode.name())
+            );
+        }
     }
 }

@@ -87,7 +87,10 @@ pub mod __wire {
     pub use crate::broadcast::Selection;
 }
 pub use adapter::{RequestError, ServerSideAckError};
-pub use config::{Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins};
+pub use config::{
+    Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins,
+    SubscriptionMode,
+};
 pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use ns::args::{Args, IntoArgs};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shardcast::{Args as EventArgs, Config, Emitter, EmitterError, Server};
+use shardcast::{Args as EventArgs, Config, Emitter, EmitterError, Server, SubscriptionMode};
 
 /// A Socket.IO v4-compatible real-time server on per-core shards.
 #[derive(Parser)]
@@ -104,6 +104,13 @@ struct ServeArgs {
     /// --redis-key is its channelPrefix), on a single Redis or a Redis Cluster.
     #[arg(long, requires = "redis", conflicts_with = "redis_streams")]
     redis_sharded: bool,
+    /// With --redis-sharded: which broadcasts go on a room's own channel (the sharded
+    /// adapter's subscriptionMode): static (none: all on the namespace channel), dynamic (a
+    /// broadcast to one public room) or dynamic-private (to one room, socket ids included).
+    /// Every server of the cluster must use the same.
+    #[arg(long, value_name = "MODE", default_value = "dynamic", requires = "redis_sharded",
+          value_parser = parse_subscription_mode)]
+    redis_subscription_mode: SubscriptionMode,
     /// With --redis: speak @socket.io/redis-streams-adapter's protocol (the stream and the
     /// channel prefix are --redis-key; sessions under sio:session:), the one that supports
     /// connection state recovery across servers; a single Redis.
@@ -169,6 +176,13 @@ fn cli_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// `--redis-subscription-mode`: the names the sharded adapter's option takes.
+fn parse_subscription_mode(s: &str) -> Result<SubscriptionMode, String> {
+    SubscriptionMode::from_name(s).ok_or_else(|| {
+        format!("{s:?} is not a subscription mode (static, dynamic, dynamic-private)")
+    })
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
     let mut builder = Config::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
@@ -177,6 +191,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .max_json_depth(args.max_json_depth)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
+        .redis_subscription_mode(args.redis_subscription_mode)
         .redis_streams(args.redis_streams)
         .redis_stream_max_len(args.redis_stream_max_len)
         .write_coalesce(Duration::from_millis(args.write_coalesce))

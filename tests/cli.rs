@@ -33,6 +33,7 @@ fn help_documents_every_flag() {
         "--redis",
         "--redis-key",
         "--redis-sharded",
+        "--redis-subscription-mode",
         "--recovery",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
@@ -67,6 +68,16 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         &["serve", "--max-json-depth", "1"],
         &["serve", "--recovery", "0"],
         &["serve", "--recovery", "1000", "--redis", "redis://127.0.0.1:1"],
+        // an option of the sharded protocol only, and one of its three names
+        &["serve", "--redis", "redis://127.0.0.1:1", "--redis-subscription-mode", "static"],
+        &[
+            "serve",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--redis-sharded",
+            "--redis-subscription-mode",
+            "Dynamic",
+        ],
     ] {
         let out = Command::new(BIN).args(args).output().expect("run");
         assert!(!out.status.success(), "{args:?} should fail");

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::link::{merge_reports, FromWorker, Gauges, StageReport, ToWorker, Workers};
-use crate::plan::{Output, Plan, Scenario};
+use crate::plan::{Output, Plan, Scenario, Step, Steps};
 use crate::stats::{hist_from_b64, new_hist, Percentiles};
 use crate::sys::{self, mono_ns, ProcSample};
 
@@ -358,16 +358,13 @@ async fn drive(
     let mut room_joined = setup.joined.clone();
     room_joined.resize(plan.rooms as usize, 0);
 
-    let steps = plan.ramp.as_ref().map_or(1, |r| r.steps);
-    // A warm-up, when asked for, runs first at the first rate and is thrown away: its phase
-    // number (`steps`) is past the measured ones.
+    // A warm-up, when asked for, runs first at the first rate and is thrown away; then the
+    // measured phases, in the order `Steps` gives (ramp steps, then any refinement).
     let warmup = plan.warmup_s > 0.0 && !matches!(plan.shape, Scenario::Idle | Scenario::Connect);
-    let order = warmup.then_some(steps).into_iter().chain(0..steps);
+    let mut order = Steps::new(plan.rate, plan.ramp.as_ref(), warmup);
     let mut phases = Vec::new();
-    for phase in order {
-        let warming = phase == steps;
-        let step = if warming { 0 } else { phase };
-        let rate = plan.rate * plan.ramp.as_ref().map_or(1.0, |r| r.step_factor.powi(step as i32));
+    let mut held = None;
+    while let Some(Step { phase, rate, warming }) = order.next(held) {
         let start_ns = mono_ns() + 200_000_000;
         live.first_start.get_or_insert(start_ns);
         let base = live.sum();
@@ -389,6 +386,9 @@ async fn drive(
         };
         let label = match &plan.ramp {
             _ if warming => format!("[warm-up @{rate:.0}/s]"),
+            Some(r) if phase > r.steps => {
+                format!("[refine {}/{} @{rate:.0}/s]", phase - r.steps, r.refine)
+            }
             Some(r) => format!("[ramp {}/{} @{rate:.0}/s]", phase + 1, r.steps),
             None => format!("[{stage_name}]"),
         };
@@ -432,6 +432,7 @@ async fn drive(
         if warming {
             // Thrown away: each measured phase samples the servers' CPU itself.
             drop(srv1);
+            held = None;
             continue;
         }
         let mut report = merge_reports(parts)?;
@@ -450,7 +451,7 @@ async fn drive(
                 s.samples.lock().expect("sampler lock").end = x;
             }
         }
-        let held = plan.ramp.as_ref().map(|r| step_holds(plan, &report, r.p99_ms, r.max_loss));
+        held = plan.ramp.as_ref().map(|r| step_holds(plan, &report, r.p99_ms, r.max_loss));
         phases.push(PhaseOutcome {
             phase,
             rate,
@@ -460,9 +461,6 @@ async fn drive(
             harness_cpu_us,
             cpu_wall_s,
         });
-        if held == Some(false) {
-            break;
-        }
     }
 
     workers.broadcast(&ToWorker::Stop);

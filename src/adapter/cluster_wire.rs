@@ -369,40 +369,9 @@ impl ClusterMessage {
 // Channels
 // ---------------------------------------------------------------------------------------
 
-/// Which broadcasts the sharded adapter sends on a room's own channel (its
-/// `subscriptionMode` option), and so which room channels a server subscribes to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum SubscriptionMode {
-    /// `"static"`: every message on the namespace channel.
-    Static,
-    /// `"dynamic"` (the default): a broadcast to one public room (not a socket id) on the
-    /// room's channel.
-    #[default]
-    Dynamic,
-    /// `"dynamic-private"`: a broadcast to any one room, socket ids included, on its channel.
-    DynamicPrivate,
-}
+pub use crate::config::SubscriptionMode;
 
 impl SubscriptionMode {
-    /// The mode named as the adapter's option names it.
-    pub fn from_name(name: &str) -> Option<SubscriptionMode> {
-        match name {
-            "static" => Some(SubscriptionMode::Static),
-            "dynamic" => Some(SubscriptionMode::Dynamic),
-            "dynamic-private" => Some(SubscriptionMode::DynamicPrivate),
-            _ => None,
-        }
-    }
-
-    /// The option's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SubscriptionMode::Static => "static",
-            SubscriptionMode::Dynamic => "dynamic",
-            SubscriptionMode::DynamicPrivate => "dynamic-private",
-        }
-    }
-
     /// Whether a server subscribes to the channel of its local room `room` (when the room
     /// is created; it unsubscribes when the room goes): in `dynamic` mode for public rooms
     /// only (`is_socket_id`: the room is one of its sockets' ids), in `dynamic-private` for

@@ -62,7 +62,7 @@ impl Server {
         match config.redis.clone() {
             Some(url) => {
                 let proto = if config.redis_sharded {
-                    adapter::redis::Proto::Sharded(adapter::redis::SubscriptionMode::Dynamic)
+                    adapter::redis::Proto::Sharded(config.redis_subscription_mode)
                 } else if config.redis_streams {
                     adapter::redis::Proto::Streams
                 } else {

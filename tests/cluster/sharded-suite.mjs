@@ -51,6 +51,17 @@ export function defineShardedBroadcasts(label, redis, args = ["--redis-sharded"]
       await sleep(200);
       assert.ok([0, 2, 4].every((i) => multi[i].length === 0), "not the others");
       assert.ok(gotOthers.every((g) => g.length === 0), "a socket outside the room gets nothing");
+      // to one socket id (its own channel in dynamic-private mode, else the namespace
+      // channel), from each kind of server to a member of each other server
+      const direct = [...members, ...others].map((m) => collect(m, "direct"));
+      const pairs = [[0, 3], [0, 5], [4, 1], [2, 4]];
+      for (const [from, to] of pairs) members[from].emit("publish", members[to].id, "direct", from, to);
+      await until(() => pairs.every(([, to]) => direct[to].length >= 1), "each addressed socket");
+      await sleep(200);
+      for (const [i, d] of direct.entries()) {
+        const meant = pairs.filter(([, to]) => to === i).map(([from, to]) => [from, to]);
+        assert.deepStrictEqual(d, meant, `socket ${i} gets exactly what was sent to its id`);
+      }
     });
   });
 }

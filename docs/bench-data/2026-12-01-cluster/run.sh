@@ -15,8 +15,11 @@
 #       broadcast, the harness's CPU.
 #   (b) a ramp per cluster (`ramp --shape cluster-fanout`, the same rooms and subscribers,
 #       from 10 msg/s per room = 1,000 broadcasts/s, x1.25 a step, 5 s a step, at most 20
-#       steps) up to its highest clean rate: no loss and p99 <= 50 ms; 3 runs per cluster,
-#       alternated the same way. SKIP_RAMP=1 leaves it out (and the summary has no ramp).
+#       steps) up to its highest clean rate: no loss and p99 <= 50 ms; then 3 steps between
+#       the highest rate that held and the lowest that broke, each at their geometric middle
+#       (`--refine 3`: x1.25 alone tells a rate only within 25%, too coarse to compare two
+#       clusters by ratio; RAMP_REFINE=0 for the plain ramp); 3 runs per cluster, alternated
+#       the same way. SKIP_RAMP=1 leaves it out (and the summary has no ramp).
 #
 # CLUSTERS (default "shardcast node"): the clusters to compare, in the first run's order, each
 # two servers of one kind with the same extra flags:
@@ -50,7 +53,7 @@
 #                                                              # 4 clusters, (a) only: ~5 min (the ramp: ~5 min more per cluster)
 #   docs/bench-data/2026-12-01-cluster/run.sh --summarize DIR  # table.md and summary.json again from DIR/raw
 # Settings can be overridden from the environment (CLUSTERS, SKIP_RAMP, CLIENTS, ROOMS, RATE,
-# DURATION, RUNS, DRAIN, RAMP_START, RAMP_FACTOR, RAMP_STEPS, RAMP_DURATION, RAMP_DRAIN, WARMUP,
+# DURATION, RUNS, DRAIN, RAMP_START, RAMP_FACTOR, RAMP_STEPS, RAMP_REFINE, RAMP_DURATION, RAMP_DRAIN, WARMUP,
 # PARTS, P99_MS, REDIS_PORT, OUT). Give OUT for anything but the default clusters, or the run
 # overwrites this folder's table and summary.
 #
@@ -150,10 +153,13 @@ def fanout_row(kind, run, j, tag):
 def ramp_row(kind, run, j):
     rp = j["ramp"]
     steps = rp["steps"]
-    # The ramp stops at the first step that breaks: the steps that held, then maybe that one.
+    # The ramp runs until a step breaks, then (--refine) steps between the highest rate that
+    # held and the lowest that broke: the best is the highest step that held, what broke the
+    # lowest step above it that did not (none when every step held).
     held = [s for s in steps if s["held"]]
-    best = held[-1] if held else None
-    nxt = steps[len(held)] if len(held) < len(steps) else None
+    best = max(held, key=lambda s: s["rate"]) if held else None
+    above = [s for s in steps if not s["held"] and (best is None or s["rate"] > best["rate"])]
+    nxt = min(above, key=lambda s: s["rate"]) if above else None
     row = dict(cluster=kind, run=run, steps=len(steps),
                highest_rate_held_per_room=rp["highest_rate_held"],
                highest_broadcasts_per_sec=None if rp["highest_rate_held"] is None
@@ -224,7 +230,9 @@ what = ((f"{len(CLUSTERS)} clusters ({'; '.join(NAMES[k] for k in CLUSTERS)}), "
         f"= {s['rooms'] * s['rate']:,} broadcasts/s, {s['duration']} s, {s['runs']} runs alternated"
         + (" (the order rotated every run)" if len(CLUSTERS) > 2 else "") + "; "
         + (f"(b) ramp from {s['ramp_start']} msg/s per room x{s['ramp_factor']} per {s['ramp_duration']} s "
-           f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms, "
+           f"step (at most {s['ramp_steps']} steps) while no loss and p99 <= {s['p99_ms']} ms"
+           + (f", then {s['ramp_refine']} steps between the last that held and the first that broke "
+              f"(geometric middles)" if s.get('ramp_refine') else "") + ", "
            f"{s['runs']} runs; " if RAMP else "")
         + f"each run after {s.get('warmup', 0)} s of unmeasured warm-up at its first rate; "
         f"servers and redis-server taskset -c 1, harness taskset -c 0")
@@ -409,6 +417,8 @@ RUNS=${RUNS:-3}
 RAMP_START=${RAMP_START:-10}    # msg/s per room at the first step
 RAMP_FACTOR=${RAMP_FACTOR:-1.25}
 RAMP_STEPS=${RAMP_STEPS:-20}    # 10 x 1.25^19 = 694/room = 69,400 broadcasts/s at most
+RAMP_REFINE=${RAMP_REFINE:-3}   # steps between the last that held and the first that broke:
+                                # x1.25 tells a rate within 25%, 3 more within 3%
 RAMP_DURATION=${RAMP_DURATION:-5}
 RAMP_DRAIN=${RAMP_DRAIN:-3}     # a step that needs more has broken anyway
 WARMUP=${WARMUP:-5}             # s of unmeasured traffic at the first rate before each run
@@ -537,7 +547,7 @@ mkdir -p "$OUT/raw"
 cat >"$OUT/raw/settings.json" <<JSON
 {"date": "$(date +%F)", "clients": $CLIENTS, "rooms": $ROOMS, "rate": $RATE, "payload": $PAYLOAD,
  "duration": $DURATION, "drain": $DRAIN, "runs": $RUNS, "ramp_start": $RAMP_START,
- "ramp_factor": $RAMP_FACTOR, "ramp_steps": $RAMP_STEPS, "ramp_duration": $RAMP_DURATION,
+ "ramp_factor": $RAMP_FACTOR, "ramp_steps": $RAMP_STEPS, "ramp_refine": $RAMP_REFINE, "ramp_duration": $RAMP_DURATION,
  "ramp_drain": $RAMP_DRAIN, "warmup": $WARMUP,
  "p99_ms": $P99_MS,
  "parts": "$(read -ra p <<<"$PARTS"; echo "${p[*]}")", "clusters": [$(printf '"%s", ' "${CLUSTER_LIST[@]}" | sed 's/, $//')],
@@ -579,9 +589,9 @@ fanout() {
 # (b) the ramp to the highest clean rate.
 ramp() {
   log "(b) $1: from $RAMP_START msg/s per room x$RAMP_FACTOR, at most $RAMP_STEPS steps"
-  harness $((WARMUP + RAMP_STEPS * (RAMP_DURATION + RAMP_DRAIN + 20) + 150)) ramp --shape cluster-fanout \
+  harness $((WARMUP + (RAMP_STEPS + RAMP_REFINE) * (RAMP_DURATION + RAMP_DRAIN + 20) + 150)) ramp --shape cluster-fanout \
     --url "$URLS" --server-pid "$PIDS" --clients "$CLIENTS" --rooms "$ROOMS" \
-    --rate "$RAMP_START" --step-factor "$RAMP_FACTOR" --steps "$RAMP_STEPS" \
+    --rate "$RAMP_START" --step-factor "$RAMP_FACTOR" --steps "$RAMP_STEPS" --refine "$RAMP_REFINE" \
     --duration "$RAMP_DURATION" --drain "$RAMP_DRAIN" --p99-ms "$P99_MS" --max-loss 0 \
     --payload "$PAYLOAD" --setup-timeout 60 --warmup "$WARMUP" \
     --json "$OUT/raw/$1.json" "${REPORT[@]}"

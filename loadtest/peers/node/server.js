@@ -4,7 +4,7 @@
 //
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
-//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-streams] [--recovery MS]
+//                  [--redis URL] [--redis-key PREFIX] [--redis-sharded [--redis-subscription-mode MODE]] [--redis-streams] [--recovery MS]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
@@ -23,7 +23,7 @@ import { Server } from "socket.io";
 
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
-  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] " +
+  "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-subscription-mode MODE] " +
   "[--redis-streams] [--recovery MS]";
 
 function parseArgs(argv) {
@@ -37,10 +37,16 @@ function parseArgs(argv) {
     redis: null,
     redisKey: "socket.io",
     redisSharded: false,
+    redisSubscriptionMode: null,
     redisStreams: false,
     recovery: null,
   };
-  const text = { "--host": "host", "--redis": "redis", "--redis-key": "redisKey" };
+  const text = {
+    "--host": "host",
+    "--redis": "redis",
+    "--redis-key": "redisKey",
+    "--redis-subscription-mode": "redisSubscriptionMode",
+  };
   const numeric = {
     "--port": "port",
     "--shards": "shards",
@@ -141,7 +147,10 @@ if (opts.redis) {
   } else {
     io.adapter(
       opts.redisSharded
-        ? createShardedAdapter(pub, sub, { channelPrefix: opts.redisKey })
+        ? createShardedAdapter(pub, sub, {
+            channelPrefix: opts.redisKey,
+            ...(opts.redisSubscriptionMode ? { subscriptionMode: opts.redisSubscriptionMode } : {}),
+          })
         : createAdapter(pub, sub, { key: opts.redisKey }),
     );
   }

@@ -283,4 +283,9 @@ pub struct RampArgs {
     /// Loss allowed in a step that holds, as a fraction of expected deliveries (0 = none).
     #[arg(long, default_value_t = 0.0)]
     pub max_loss: f64,
+    /// After the step that breaks, this many more steps between the highest rate that held
+    /// and the lowest that broke, each at their geometric middle (3 narrow a x1.25 grid to
+    /// 3%); the highest rate held is then the highest of any step.
+    #[arg(long, default_value_t = 0)]
+    pub refine: u32,
 }

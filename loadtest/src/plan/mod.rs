@@ -6,13 +6,15 @@
 //! - `cli`: the command line ([`Cli`], [`Command`] and the flags of each scenario);
 //! - `model`: the validated [`Plan`] and its parts, and the coordinator's [`Output`];
 //! - `validate`: from a [`Command`] to a [`Plan`]: the checks and the bounds the plan implies;
-//! - `roster`: which connection does what ([`Role`], [`Publish`]), in which worker.
+//! - `roster`: which connection does what ([`Role`], [`Publish`]), in which worker;
+//! - `steps`: the order of the phases ([`Steps`]): warm-up, ramp steps, refinement.
 
 pub mod limits;
 
 mod cli;
 mod model;
 mod roster;
+mod steps;
 mod validate;
 
 pub use cli::{
@@ -21,6 +23,7 @@ pub use cli::{
 };
 pub use model::{Output, Plan, RampPlan, RecoverPlan, Scenario, ServerAddr};
 pub use roster::{Publish, Role};
+pub use steps::{Step, Steps};
 
 #[cfg(test)]
 mod tests {

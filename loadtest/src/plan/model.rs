@@ -60,6 +60,9 @@ pub struct RampPlan {
     pub p99_ms: f64,
     /// Allowed loss fraction.
     pub max_loss: f64,
+    /// Steps between the highest rate that held and the lowest that broke, after the break.
+    #[serde(default)]
+    pub refine: u32,
 }
 
 /// Everything a run needs, validated. Serialized to the worker processes and into the JSON.

@@ -213,14 +213,17 @@ impl Plan {
                 if a.steps == 0 || a.steps > limits::MAX_STEPS {
                     bail!("--steps must be between 1 and {}", limits::MAX_STEPS);
                 }
+                if a.refine > limits::MAX_STEPS {
+                    bail!("--refine must be at most {}", limits::MAX_STEPS);
+                }
                 check_positive("--p99-ms", a.p99_ms, 3_600_000.0)?;
                 if !(0.0..=1.0).contains(&a.max_loss) {
                     bail!("--max-loss must be between 0.0 and 1.0");
                 }
-                if f64::from(a.steps) * (c.duration + c.drain) > limits::MAX_DURATION_S {
+                if f64::from(a.steps + a.refine) * (c.duration + c.drain) > limits::MAX_DURATION_S {
                     bail!(
                         "a ramp of {} steps of {} s (+{} s drain) exceeds {} s in total",
-                        a.steps,
+                        a.steps + a.refine,
                         c.duration,
                         c.drain,
                         limits::MAX_DURATION_S
@@ -231,6 +234,7 @@ impl Plan {
                     steps: a.steps,
                     p99_ms: a.p99_ms,
                     max_loss: a.max_loss,
+                    refine: a.refine,
                 });
             }
             Command::Worker => unreachable!(),
@@ -308,7 +312,7 @@ impl Plan {
 
     /// Longest the whole run may take, setup included: the hard bound of a worker's life.
     pub fn max_wall_s(&self) -> f64 {
-        let steps = self.ramp.as_ref().map_or(1, |r| r.steps);
+        let steps = self.ramp.as_ref().map_or(1, |r| r.steps + r.refine);
         let warmup = if self.warmup_s > 0.0 { self.warmup_s + self.drain_s + 5.0 } else { 0.0 };
         self.setup_timeout_s
             + warmup

@@ -273,7 +273,9 @@ pub fn build(o: &Outcome) -> Report {
             shape: plan.shape_name().into(),
             p99_objective_ms: r.p99_ms,
             max_loss: r.max_loss,
-            highest_rate_held: steps.iter().take_while(|s| s.held).last().map(|s| s.rate),
+            // The steps run in order until one broke, then (with --refine) between the two:
+            // the highest that held is the highest of any step.
+            highest_rate_held: steps.iter().filter(|s| s.held).map(|s| s.rate).reduce(f64::max),
             steps,
         }),
         connect: connect_report,
