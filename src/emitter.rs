@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
@@ -47,6 +47,12 @@ const UID: &str = "emitter";
 
 /// How long connecting, and each publish, may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first pause before making a broken connection again, and the longest.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Attempts per reconnection (a failed one is retried on the next operation).
+const RECONNECT_TRIES: usize = 4;
 
 /// Why an emitter operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,11 +79,15 @@ impl From<redis::RedisError> for EmitterError {
 ///
 /// Cheap to clone: clones, and the handles [`Emitter::key`] and [`Emitter::of`] return,
 /// share the connection. Redis commands on it are pipelined in the order they are issued.
-/// The connection is not remade when Redis goes away: operations then fail with
-/// [`EmitterError::Redis`], and a new [`Emitter::connect`] is needed.
+/// When Redis goes away, the operation that finds the connection broken fails with
+/// [`EmitterError::Redis`] and the connection is made again in the background (with
+/// backoff, 100 ms doubling to 5 s); operations meanwhile wait for it, then fail as well
+/// if Redis stays away. Nothing is queued for later: what failed is not sent. Once Redis is
+/// back, operations succeed again on the same emitter (as with the official emitter on a
+/// node-redis client, which reconnects by itself).
 #[derive(Clone)]
 pub struct Emitter {
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
     key: Arc<str>,
     nsp: Arc<str>,
 }
@@ -96,10 +106,14 @@ impl Emitter {
     pub async fn connect(url: &str) -> Result<Emitter, EmitterError> {
         let client =
             redis::Client::open(url).map_err(|e| EmitterError::InvalidUrl(e.to_string()))?;
-        let config = redis::AsyncConnectionConfig::new()
+        // The crate's ConnectionManager: a multiplexed connection made again when it breaks.
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-        let conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            .set_response_timeout(Some(TIMEOUT))
+            .set_min_delay(RECONNECT_MIN)
+            .set_max_delay(RECONNECT_MAX)
+            .set_number_of_retries(RECONNECT_TRIES);
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Emitter { conn, key: Arc::from("socket.io"), nsp: Arc::from("/") })
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/process.rs"]
 mod process;
-use process::{handshake, signal, start, wait_exit};
+use process::{free_port, handshake, signal, start, wait_exit, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardcast");
 
@@ -87,12 +87,6 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
     }
 }
 
-/// A free loopback port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    let free = TcpListener::bind("127.0.0.1:0").expect("bind");
-    free.local_addr().expect("addr").port()
-}
-
 /// `serve --redis` with Redis away: it says so and retries, without listening; a signal
 /// meanwhile ends it cleanly.
 #[test]
@@ -164,36 +158,6 @@ fn wait_line(rx: &mpsc::Receiver<String>, within: Duration, pred: impl Fn(&str) 
             Ok(_) => {}
             Err(e) => panic!("no such line within {within:?} ({e})"),
         }
-    }
-}
-
-/// A private `redis-server` on a loopback port, stopped when dropped.
-struct RedisServer(std::process::Child);
-
-impl RedisServer {
-    fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed (Redis 7)");
-        RedisServer(child)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -7,12 +7,14 @@
 //! messages on the same channels for the same operations.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestServer, Ws};
+use common::{Frame, TestServer, Ws};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use shardcast::{Args, Emitter, EmitterError, Server};
@@ -241,6 +243,44 @@ async fn reserved_names_bad_urls_and_an_absent_redis_are_refused_by_name() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let absent = Emitter::connect(&format!("redis://127.0.0.1:{free}")).await;
     assert!(matches!(absent, Err(EmitterError::Redis(_))), "{absent:?}");
+}
+
+/// Redis restarted under an emitter (a private redis-server, killed and started again on
+/// its port): the operation that finds the connection broken fails by name, and the same
+/// emitter publishes again once Redis is back, without a new `connect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_emitter_publishes_again_after_redis_restarts() {
+    let port = process::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let redis = process::RedisServer::start(port);
+    let k = key("restart");
+    let config = common::config().redis(url.clone()).redis_key(&k).build().unwrap();
+    let server = TestServer::start(config, rooms_from_auth);
+    let emitter = Emitter::connect(&url).await.unwrap().key(&k);
+    let (mut ws, _) = client(&server, &[]).await;
+    emitter.emit("before", ()).await.unwrap();
+    ws.expect(r#"42["before"]"#).await;
+    drop(redis);
+    let away = emitter.emit("away", ()).await;
+    assert!(matches!(away, Err(EmitterError::Redis(_))), "{away:?}");
+    let _redis = process::RedisServer::start(port);
+    // The server resubscribes with its own backoff: publish until one arrives.
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    let got = loop {
+        assert!(tokio::time::Instant::now() < end, "nothing arrived within 20 s of the restart");
+        if emitter.emit("back", (sent,)).await.is_ok() {
+            sent += 1;
+        }
+        match ws.next_within(Duration::from_millis(200)).await {
+            Some(Frame::Text(t)) => break t,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {}
+        }
+    };
+    assert!(sent > 0, "no publish succeeded");
+    assert!(got.starts_with(r#"42["back","#), "{got}");
+    assert!(!got.contains("away"), "what failed is not sent later: {got}");
 }
 
 // ---------------------------------------------------------------------------------------
