@@ -31,10 +31,10 @@ enum Command {
 #[derive(Args)]
 struct EmitArgs {
     /// The cluster's Redis (redis://HOST:PORT).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "SHARDCAST_REDIS", value_name = "URL")]
     redis: String,
     /// The cluster's channel prefix (the adapter's `key`).
-    #[arg(long, value_name = "PREFIX", default_value = "socket.io")]
+    #[arg(long, env = "SHARDCAST_REDIS_KEY", value_name = "PREFIX", default_value = "socket.io")]
     redis_key: String,
     /// The namespace (`/` is prefixed when missing).
     #[arg(long, value_name = "NSP", default_value = "/")]
@@ -64,83 +64,106 @@ struct EmitArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "SHARDCAST_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, env = "SHARDCAST_PORT", default_value_t = 3000)]
     port: u16,
     /// Number of shard threads [default: number of cores].
-    #[arg(long)]
+    #[arg(long, env = "SHARDCAST_SHARDS")]
     shards: Option<usize>,
     /// Interval between server PINGs, in milliseconds.
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, env = "SHARDCAST_PING_INTERVAL", default_value_t = 25_000)]
     ping_interval: u64,
     /// How long to wait for a PONG before closing, in milliseconds.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, env = "SHARDCAST_PING_TIMEOUT", default_value_t = 20_000)]
     ping_timeout: u64,
     /// Largest accepted message or polling body, in bytes.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, env = "SHARDCAST_MAX_PAYLOAD", default_value_t = 1_000_000)]
     max_payload: usize,
     /// Coalescing window of a busy connection's writes under normal load, in milliseconds
     /// (0: what a loop turn queued goes out at the end of the turn; replies to a client
     /// are never held).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "SHARDCAST_WRITE_COALESCE", default_value_t = 0)]
     write_coalesce: u64,
     /// The widest the coalescing window grows while writing saturates a shard, in
     /// milliseconds (never below --write-coalesce; equal to it: a fixed window).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "SHARDCAST_WRITE_COALESCE_MAX", default_value_t = 100)]
     write_coalesce_max: u64,
     /// Deepest nesting of arrays and objects a client's JSON may have (2 to 100000); deeper
     /// packets close that connection.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "SHARDCAST_MAX_JSON_DEPTH", default_value_t = 1000)]
     max_json_depth: usize,
     /// Join the cluster on this Redis (redis://HOST:PORT), as @socket.io/redis-adapter does.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "SHARDCAST_REDIS", value_name = "URL")]
     redis: Option<String>,
     /// The cluster's channel prefix (the adapter's `key`).
-    #[arg(long, value_name = "PREFIX", default_value = "socket.io")]
+    #[arg(long, env = "SHARDCAST_REDIS_KEY", value_name = "PREFIX", default_value = "socket.io")]
     redis_key: String,
     /// With --redis: speak createShardedAdapter's protocol (Redis 7 sharded pub/sub;
     /// --redis-key is its channelPrefix), on a single Redis or a Redis Cluster.
-    #[arg(long, requires = "redis", conflicts_with = "redis_streams")]
+    // What it needs and excludes is checked in `serve`: clap counts a switch set to `false`
+    // in its variable as given, so `requires` would refuse SHARDCAST_REDIS_SHARDED=false.
+    #[arg(long, env = "SHARDCAST_REDIS_SHARDED")]
     redis_sharded: bool,
     /// With --redis-sharded: which broadcasts go on a room's own channel (the sharded
     /// adapter's subscriptionMode): static (none: all on the namespace channel), dynamic (a
     /// broadcast to one public room) or dynamic-private (to one room, socket ids included).
     /// Every server of the cluster must use the same.
-    #[arg(long, value_name = "MODE", default_value = "dynamic", requires = "redis_sharded",
+    #[arg(long, env = "SHARDCAST_REDIS_SUBSCRIPTION_MODE", value_name = "MODE", default_value = "dynamic", requires = "redis_sharded",
           value_parser = parse_subscription_mode)]
     redis_subscription_mode: SubscriptionMode,
     /// With --redis: speak @socket.io/redis-streams-adapter's protocol (the stream and the
     /// channel prefix are --redis-key; sessions under sio:session:), the one that supports
     /// connection state recovery across servers; a single Redis.
-    #[arg(long, requires = "redis")]
+    #[arg(long, env = "SHARDCAST_REDIS_STREAMS")]
     redis_streams: bool,
     /// With --redis-streams: the stream's approximate length bound (XADD ... MAXLEN ~ N, the
     /// adapter's maxLen). With --recovery it bounds what can be replayed: every broadcast
     /// and socket emit of the cluster is an entry.
-    #[arg(long, value_name = "N", default_value_t = 10_000, requires = "redis_streams",
+    #[arg(long, env = "SHARDCAST_REDIS_STREAM_MAX_LEN", value_name = "N", default_value_t = 10_000, requires = "redis_streams",
           value_parser = clap::value_parser!(u64).range(1..))]
     redis_stream_max_len: u64,
     /// Turn on connection state recovery: a client whose connection dropped and that comes
     /// back within MS milliseconds gets its socket id, rooms, data and missed packets back
     /// (socket.io's maxDisconnectionDuration; middlewares are skipped for it).
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SHARDCAST_RECOVERY", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     recovery: Option<u64>,
+    /// How log lines are written on stderr: text, or one JSON object per line (for log
+    /// collectors). Which lines: RUST_LOG (default warn).
+    #[arg(long, env = "SHARDCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `tracing`'s human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields (message included).
+    Json,
+}
+
+/// Logs to stderr in `format`, at the level RUST_LOG says (default warn).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli_error(e),
     };
+    init_logs(match &cli.command {
+        Command::Serve(args) => args.log_format,
+        Command::Emit(_) => LogFormat::Text,
+    });
     match cli.command {
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -168,8 +191,11 @@ fn cli_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
+            // clap's first paragraph (a missing argument is named on the next line), in one.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first: Vec<&str> =
+                text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let first = if first.is_empty() { "invalid arguments".into() } else { first.join(" ") };
             eprintln!("shardcast: {} (see --help)", first.trim_start_matches("error: "));
             ExitCode::from(2)
         }
@@ -184,6 +210,13 @@ fn parse_subscription_mode(s: &str) -> Result<SubscriptionMode, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    for (on, flag) in
+        [(args.redis_sharded, "--redis-sharded"), (args.redis_streams, "--redis-streams")]
+    {
+        if on && args.redis.is_none() {
+            return Err(format!("{flag} needs --redis URL"));
+        }
+    }
     let mut builder = Config::builder()
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))

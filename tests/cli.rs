@@ -34,9 +34,15 @@ fn help_documents_every_flag() {
         "--redis-key",
         "--redis-sharded",
         "--redis-subscription-mode",
+        "--redis-streams",
+        "--redis-stream-max-len",
         "--recovery",
+        "--log-format",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+        // each also from the environment: SHARDCAST_ and the flag's name
+        let env = format!("SHARDCAST_{}", flag[2..].replace('-', "_").to_uppercase());
+        assert!(text.contains(&format!("[env: {env}=")), "--help lacks {env}:\n{text}");
     }
     let out = Command::new(BIN).args(["emit", "--help"]).output().expect("run");
     assert!(out.status.success());
@@ -68,6 +74,8 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         &["serve", "--max-json-depth", "1"],
         &["serve", "--recovery", "0"],
         &["serve", "--recovery", "1000", "--redis", "redis://127.0.0.1:1"],
+        &["serve", "--redis-streams"],
+        &["serve", "--redis-sharded", "--redis-streams", "--redis", "redis://127.0.0.1:1"],
         // an option of the sharded protocol only, and one of its three names
         &["serve", "--redis", "redis://127.0.0.1:1", "--redis-subscription-mode", "static"],
         &[
@@ -85,6 +93,87 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
         assert!(err.starts_with("shardcast: "), "{err:?}");
     }
+}
+
+/// Every `serve` flag can come from its `SHARDCAST_*` variable, as containers are configured;
+/// a flag on the command line wins over its variable; a bad value is one line.
+#[test]
+fn flags_come_from_the_environment_and_the_command_line_wins() {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").env("SHARDCAST_HOST", "127.0.0.1").env("SHARDCAST_PORT", port.to_string());
+    let (mut child, got) = start(cmd);
+    assert_eq!(got, port, "the port from SHARDCAST_PORT");
+    assert!(handshake(port).contains("\"sid\""));
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0"]).env("SHARDCAST_PORT", port.to_string());
+    let (mut child, got) = start(cmd);
+    assert_ne!(got, port, "--port 0 wins over SHARDCAST_PORT");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+
+    // Boolean flags are read too: sharded without a Redis is refused as on the command line.
+    for (var, value) in [("SHARDCAST_REDIS_SHARDED", "true"), ("SHARDCAST_PORT", "http")] {
+        let out = Command::new(BIN).arg("serve").env(var, value).output().expect("run");
+        assert!(!out.status.success(), "{var}={value} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{var}: not one line: {err:?}");
+        assert!(err.starts_with("shardcast: "), "{err:?}");
+    }
+    let out = Command::new(BIN).arg("serve").env("SHARDCAST_REDIS_SHARDED", "true").output();
+    let err = String::from_utf8_lossy(&out.expect("run").stderr).into_owned();
+    assert_eq!(err.trim_end(), "shardcast: --redis-sharded needs --redis URL");
+    // A switch set to false is off: nothing is required of it.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0"])
+        .env("SHARDCAST_REDIS_SHARDED", "false")
+        .env("SHARDCAST_REDIS_STREAMS", "false");
+    let (mut child, port) = start(cmd);
+    assert!(handshake(port).contains("\"sid\""));
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+}
+
+/// `--log-format json` (or SHARDCAST_LOG_FORMAT=json): every log line on stderr is one JSON
+/// object with its level and message, for log collectors.
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    for how in ["flag", "env"] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--port", "0", "--redis", &url]);
+        match how {
+            "flag" => cmd.args(["--log-format", "json"]),
+            _ => cmd.env("SHARDCAST_LOG_FORMAT", "json"),
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let err = lines(child.stderr.take().expect("stderr"));
+        let line = wait_line(&err, Duration::from_secs(10), |_| true);
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{how}: not JSON ({e}): {line:?}"));
+        assert_eq!(v["level"], "WARN", "{how}: {line}");
+        let message = v["fields"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("cannot reach Redis at {url}")), "{how}: {line}");
+        assert!(v["timestamp"].is_string(), "{how}: {line}");
+        signal(&child, "-TERM");
+        assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+    }
+    // text stays the default
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--redis", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let err = lines(child.stderr.take().expect("stderr"));
+    let line = wait_line(&err, Duration::from_secs(10), |_| true);
+    assert!(serde_json::from_str::<serde_json::Value>(&line).is_err(), "{line}");
+    assert!(line.contains("cannot reach Redis"), "{line}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
 }
 
 /// `serve --redis` with Redis away: it says so and retries, without listening; a signal
