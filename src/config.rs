@@ -107,6 +107,10 @@ pub struct Config {
     /// protocol of `@socket.io/redis-adapter` 8.x (`createAdapter`). `None` (the default): no
     /// cluster, this process alone.
     pub redis: Option<String>,
+    /// Where to serve Prometheus metrics (`GET /metrics`, on a listener of its own; port 0
+    /// picks a free one, see [`crate::RunningServer::metrics_addr`]). `None` (the default):
+    /// no metrics listener. The series are in docs/operations.md.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
     pub redis_key: String,
     /// Speak `createShardedAdapter`'s protocol (Redis 7 sharded pub/sub, `channelPrefix`
@@ -186,6 +190,7 @@ impl Default for Config {
             max_attachments: 10,
             max_json_depth: 1000,
             redis: None,
+            metrics: None,
             redis_key: "socket.io".into(),
             redis_sharded: false,
             redis_subscription_mode: SubscriptionMode::Dynamic,
@@ -369,6 +374,11 @@ impl ConfigBuilder {
     /// See [`Config::redis`].
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.0.redis = Some(url.into());
+        self
+    }
+    /// See [`Config::metrics`].
+    pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.0.metrics = Some(addr);
         self
     }
     /// See [`Config::redis_key`].

@@ -71,6 +71,7 @@ pub mod config;
 mod emitter;
 pub mod error;
 mod mesh;
+mod metrics;
 pub mod ns;
 mod operator;
 pub mod proto;

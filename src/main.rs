@@ -129,6 +129,10 @@ struct ServeArgs {
     /// (socket.io's maxDisconnectionDuration; middlewares are skipped for it).
     #[arg(long, env = "SHARDCAST_RECOVERY", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     recovery: Option<u64>,
+    /// Serve Prometheus metrics (GET /metrics) on this address, a listener of its own
+    /// (127.0.0.1:9464, say; port 0 picks a free one). Off without the flag.
+    #[arg(long, env = "SHARDCAST_METRICS", value_name = "HOST:PORT", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
     /// How log lines are written on stderr: text, or one JSON object per line (for log
     /// collectors). Which lines: RUST_LOG (default warn).
     #[arg(long, env = "SHARDCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -202,6 +206,14 @@ fn cli_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// `--metrics HOST:PORT`: the first address it resolves to.
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 /// `--redis-subscription-mode`: the names the sharded adapter's option takes.
 fn parse_subscription_mode(s: &str) -> Result<SubscriptionMode, String> {
     SubscriptionMode::from_name(s).ok_or_else(|| {
@@ -235,6 +247,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(url) = &args.redis {
         builder = builder.redis(url.clone());
     }
+    if let Some(addr) = args.metrics {
+        builder = builder.metrics(addr);
+    }
     if let Some(ms) = args.recovery {
         builder = builder.connection_state_recovery(Duration::from_millis(ms), true);
     }
@@ -259,6 +274,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let running = listened.map_err(|e| match e.kind() {
         // The cluster adapter could not start: its message names Redis.
         std::io::ErrorKind::NotConnected => e.to_string(),
+        // The metrics listener's: its message names its address.
+        _ if e.to_string().starts_with("cannot serve metrics") => e.to_string(),
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
     let bound = running.local_addr();

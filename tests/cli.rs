@@ -37,6 +37,7 @@ fn help_documents_every_flag() {
         "--redis-streams",
         "--redis-stream-max-len",
         "--recovery",
+        "--metrics",
         "--log-format",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["broadcast"],
     &["adapter"],
     &["operator"],
+    &["metrics"],
     &["server", "emitter"],
     &["app"],
     &["bench_support"],

@@ -107,10 +107,30 @@ pub enum ServerSideAckError {
     Unavailable(String),
 }
 
+/// A cluster adapter's counters at one moment (the metrics' `shardcast_adapter_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AdapterCounters {
+    /// Connected to the broker (subscribed and able to publish).
+    pub connected: bool,
+    /// Messages published.
+    pub published: u64,
+    /// Messages not published: the queue was full or the broker was away.
+    pub dropped: u64,
+    /// Messages received from other servers and handled.
+    pub received: u64,
+    /// Messages received and ignored as malformed.
+    pub malformed: u64,
+}
+
 /// The operations that may cross the process boundary. Implementations are called from any
 /// thread; what they run on shards goes there by message. Each method's default is what it
 /// does for this process alone (every shard): an adapter overrides what it carries further.
 pub(crate) trait Adapter: Send + Sync + 'static {
+    /// A cluster adapter's counters, for the metrics; `None` for this process alone.
+    fn counters(&self) -> Option<AdapterCounters> {
+        None
+    }
+
     /// Delivers the encoded broadcast to the selected sockets of every shard here and, unless
     /// `local`, of every other server.
     fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, _local: bool) {

@@ -124,6 +124,8 @@ impl Client {
     }
 
     fn dispatch(&mut self, ctx: &ShardCtx, packet: sio::Packet, bins: Vec<Bytes>) -> Flow {
+        let received = &ctx.ns().counters.packets_received;
+        received.set(received.get() + 1);
         let existing = self.socket(&packet.nsp).cloned();
         match (packet.kind, existing) {
             (PacketType::Connect, None) if !self.is_restoring(&packet.nsp) => {

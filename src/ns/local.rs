@@ -5,7 +5,7 @@
 //! Single-owner: an [`NsLocal`] belongs to its shard thread (`ctx.ns()`); other threads
 //! change it only by sending the owner a task.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use ahash::AHashMap;
@@ -82,6 +82,20 @@ pub(crate) struct NsLocal {
     /// Recovery across servers: the clients being restored here whose missed packets are
     /// being read (see [`crate::ns::cluster_recovery`]).
     pub catchups: RefCell<Vec<crate::ns::cluster_recovery::Catchup>>,
+    /// What the metrics count here (plain cells: only this shard touches them; the scrape
+    /// reads them on this shard and sums the shards).
+    pub counters: NsCounters,
+}
+
+/// One shard's namespace-layer counters (see [`NsLocal::counters`]).
+#[derive(Default)]
+pub(crate) struct NsCounters {
+    /// Socket.IO packets from clients, each once whole (binary attachments included).
+    pub packets_received: Cell<u64>,
+    /// Broadcasts issued on this shard (one per namespace a broadcast targets).
+    pub broadcasts: Cell<u64>,
+    /// Sockets that disconnected, by reason.
+    pub disconnects: RefCell<AHashMap<&'static str, u64>>,
 }
 
 impl ShardCtx {

@@ -3,6 +3,7 @@
 //! mesh. The `Server` handle above wraps it.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use ahash::AHashMap;
@@ -11,7 +12,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::ns::recovery::RecoveryShared;
 use crate::ns::NamespaceInner;
-use crate::shard::ShardMesh;
+use crate::shard::{self, ShardMesh};
 use crate::transport;
 use crate::transport::outbox::Encoding;
 
@@ -35,6 +36,9 @@ pub(crate) struct ServerShared {
     on_new_namespace: OnceLock<NamespaceHook>,
     /// Connection state recovery's shared state, when it is on.
     recovery: Option<RecoveryShared>,
+    /// Broadcasts issued from threads that are not shards of this server (those issued on
+    /// a shard are counted there, in a plain cell).
+    broadcasts_off_shard: AtomicU64,
 }
 
 type NamespaceHook = Box<dyn Fn(&Arc<NamespaceInner>) + Send + Sync>;
@@ -57,7 +61,25 @@ impl ServerShared {
             mesh: OnceLock::new(),
             upper: OnceLock::new(),
             on_new_namespace: OnceLock::new(),
+            broadcasts_off_shard: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one broadcast issued here: on the shard that issues it, or, from another
+    /// thread, in the server's one atomic (not on the data path of the shards).
+    pub(crate) fn count_broadcast(&self) {
+        match self.mesh().and_then(shard::current) {
+            Some(ctx) => {
+                let c = &ctx.ns().counters.broadcasts;
+                c.set(c.get() + 1);
+            }
+            None => drop(self.broadcasts_off_shard.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// The broadcasts issued from threads that are not shards (see [`Self::count_broadcast`]).
+    pub(crate) fn broadcasts_off_shard(&self) -> u64 {
+        self.broadcasts_off_shard.load(Ordering::Relaxed)
     }
 
     /// Keeps the layers above's per-server state; the first value set stays.

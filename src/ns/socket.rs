@@ -664,6 +664,7 @@ impl Socket {
         if !self.0.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        *ctx.ns().counters.disconnects.borrow_mut().entry(reason.as_str()).or_insert(0) += 1;
         // The session is taken while the socket still has its rooms.
         ctx.recovery_on_closed(self, reason);
         ctx.remove_socket(&self.0.nsp, self.sid());

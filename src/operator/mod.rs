@@ -218,6 +218,7 @@ impl BroadcastOperator {
         }
         let adapter = adapter::of(&self.server);
         broadcast::for_each_target(&self.nsp, args.into_args(), |nsp, args| {
+            self.server.count_broadcast();
             let msg = broadcast::encode(
                 &self.server,
                 nsp,
@@ -253,6 +254,7 @@ impl BroadcastOperator {
         let (mut shards, mut remote_asks) = (0, 0);
         let adapter = adapter::of(&self.server);
         broadcast::for_each_target(&self.nsp, args.into_args(), |nsp, args| {
+            self.server.count_broadcast();
             let ack = Some((nsp.next_ack_id(), tx.clone()));
             let mut msg = broadcast::encode(
                 &self.server,

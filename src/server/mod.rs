@@ -249,6 +249,7 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let mut threads = Vec::with_capacity(n + 1);
         let mut adapter_running = None;
+        let mut metrics_running = None;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         // Every thread builds its runtime before anything is accepted: a runtime needs
@@ -269,6 +270,9 @@ impl Server {
             }
             // The cluster adapter is connected and subscribed before anything is accepted.
             adapter_running = adapter::start(&self.0)?;
+            if let Some(addr) = self.0.config().metrics {
+                metrics_running = Some(crate::metrics::start(&self.0, addr)?);
+            }
             let (server, stop2) = (self.0.clone(), stop.clone());
             let acceptor = std::thread::Builder::new()
                 .name("acceptor".into())
@@ -283,6 +287,7 @@ impl Server {
             acceptor: None,
             stop,
             adapter: adapter_running,
+            metrics: metrics_running,
         };
         match started {
             Ok(acceptor) => {
@@ -336,12 +341,19 @@ pub struct RunningServer {
     stop: Arc<AtomicBool>,
     /// The cluster adapter's thread, when there is one.
     adapter: Option<adapter::Started>,
+    /// The metrics listener, when `Config::metrics` asks for one.
+    metrics: Option<crate::metrics::Running>,
 }
 
 impl RunningServer {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The metrics listener's bound address, when `Config::metrics` set one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::Running::addr)
     }
 
     /// Blocks the calling thread until the server stops.
@@ -358,6 +370,9 @@ impl RunningServer {
     }
 
     fn stop_all(&mut self) {
+        if let Some(m) = self.metrics.take() {
+            m.stop();
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();

@@ -343,7 +343,16 @@ impl TransportLocal {
                 }
             }
         }
+        self.packets_sent.set(self.packets_sent.get() + 1);
         true
+    }
+
+    /// This shard's open sessions by transport: (WebSocket, long-polling). Walks the links:
+    /// for a scrape, not the data path.
+    pub(crate) fn sessions_by_transport(&self) -> (usize, usize) {
+        let links = self.links.borrow();
+        let ws = links.iter().filter(|(_, l)| l.ws.is_some()).count();
+        (ws, links.len() - ws)
     }
 
     /// The client of the link in `slot` sent a packet: what is queued for it from now on

@@ -5,7 +5,7 @@
 //!
 //! Single-owner: a [`TransportLocal`] belongs to its shard thread and is touched only there.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -73,6 +73,8 @@ pub(crate) struct TransportLocal {
     pub links: RefCell<slab::Slab<Link>>,
     /// The flusher's dirty and deferred lists.
     pub flush: RefCell<Flush>,
+    /// Packets queued for this shard's clients (a plain cell, read by the metrics scrape).
+    pub packets_sent: Cell<u64>,
 }
 
 impl TransportLocal {
@@ -83,6 +85,7 @@ impl TransportLocal {
             sessions: RefCell::new(AHashMap::new()),
             links: RefCell::new(slab::Slab::new()),
             flush: RefCell::new(Flush::default()),
+            packets_sent: Cell::new(0),
         }
     }
 }

@@ -65,6 +65,11 @@ impl TestServer {
         (server, probe.unwrap())
     }
 
+    /// The metrics listener's address, when the configuration asked for one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(RunningServer::metrics_addr)
+    }
+
     /// Shuts the server down (also done on drop).
     pub fn shutdown(mut self) {
         if let Some(r) = self.running.take() {

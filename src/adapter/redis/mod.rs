@@ -289,6 +289,17 @@ impl RedisAdapter {
 }
 
 impl Adapter for RedisAdapter {
+    fn counters(&self) -> Option<super::AdapterCounters> {
+        let s = &self.stats;
+        Some(super::AdapterCounters {
+            connected: s.up.load(Ordering::Acquire),
+            published: s.published.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+            malformed: s.malformed.load(Ordering::Relaxed),
+        })
+    }
+
     fn broadcast(&self, server: &ServerShared, msg: Arc<BroadcastMsg>, local: bool) {
         if let (false, Proto::Sharded(mode)) = (local, self.proto) {
             let m = sharded::broadcast_message(&self.uid, &msg);
