@@ -54,6 +54,11 @@ struct ShardReading {
     packets_sent: u64,
     broadcasts: u64,
     disconnects: Vec<(&'static str, u64)>,
+    /// The shard's runtime busy time (tokio's `worker_total_busy_duration`).
+    busy_seconds: f64,
+    transport: crate::transport::counters::Reading,
+    /// Replay log packets and bytes, sessions kept (all 0 with recovery off).
+    recovery: (u64, u64, u64),
 }
 
 impl ShardReading {
@@ -75,6 +80,10 @@ impl ShardReading {
             packets_sent: ctx.transport().packets_sent.get(),
             broadcasts: c.broadcasts.get(),
             disconnects: c.disconnects.borrow().iter().map(|(r, n)| (*r, *n)).collect(),
+            busy_seconds: tokio::runtime::Handle::try_current()
+                .map_or(0.0, |h| h.metrics().worker_total_busy_duration(0).as_secs_f64()),
+            transport: crate::transport::counters::read(),
+            recovery: ctx.recovery_sizes(),
         }
     }
 }
@@ -87,6 +96,7 @@ pub(crate) struct Snapshot {
     volatile_dropped: u64,
     broadcasts_off_shard: u64,
     adapter: Option<AdapterCounters>,
+    recovery_on: bool,
 }
 
 /// Reads every shard's counters (over the mesh) and the server-wide ones.
@@ -98,6 +108,7 @@ pub(crate) async fn snapshot(server: &Arc<ServerShared>) -> Snapshot {
             .load(std::sync::atomic::Ordering::Relaxed),
         broadcasts_off_shard: server.broadcasts_off_shard(),
         adapter: adapter::of(server).counters(),
+        recovery_on: server.recovery().is_some(),
         shards: Vec::new(),
     };
     let Some(mesh) = server.mesh().cloned() else { return snap };
@@ -247,6 +258,75 @@ impl Collector for Snapshot {
             }),
             MetricType::Gauge,
         )?;
+        labelled(
+            &mut e,
+            "shardcast_shard_busy_seconds",
+            "Time each shard's runtime spent busy (not parked); its rate is the shard's busy ratio.",
+            "shard",
+            self.shards.iter().zip(&shard_names).filter_map(|(r, id)| {
+                r.as_ref().map(|r| (id.as_str(), ConstCounter::new(r.busy_seconds)))
+            }),
+            MetricType::Counter,
+        )?;
+        counter(
+            &mut e,
+            "shardcast_write_syscalls",
+            "WebSocket write system calls (send / sendmsg / writev); one may carry many frames.",
+            self.sum(|r| r.transport.writes),
+        )?;
+        counter(
+            &mut e,
+            "shardcast_written_bytes",
+            "Bytes those write system calls wrote.",
+            self.sum(|r| r.transport.bytes),
+        )?;
+        let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in self.readings() {
+            for (reason, n) in &r.transport.refused {
+                *refused.entry(reason).or_insert(0) += n;
+            }
+        }
+        labelled(
+            &mut e,
+            "shardcast_http_refused",
+            "Engine.IO HTTP requests refused (handshakes included), by the reference's error \
+             message (`Transport unknown`, `Session ID unknown`, `Bad handshake method`, \
+             `Bad request`, `Forbidden`, `Unsupported protocol version`).",
+            "reason",
+            refused.into_iter().map(|(k, v)| (k, ConstCounter::new(v))),
+            MetricType::Counter,
+        )?;
+        if self.recovery_on {
+            // Per shard: every shard logs every broadcast (the packets' bytes are shared
+            // between the logs, so a sum would overstate the memory).
+            let per_shard = |f: fn(&(u64, u64, u64)) -> u64| {
+                self.shards.iter().zip(&shard_names).filter_map(move |(r, id)| {
+                    r.as_ref().map(|r| (id.as_str(), ConstGauge::new(f(&r.recovery) as i64)))
+                })
+            };
+            labelled(
+                &mut e,
+                "shardcast_recovery_log_packets",
+                "Packets in each shard's replay log (connection state recovery).",
+                "shard",
+                per_shard(|r| r.0),
+                MetricType::Gauge,
+            )?;
+            labelled(
+                &mut e,
+                "shardcast_recovery_log_bytes",
+                "Wire bytes of the packets in each shard's replay log.",
+                "shard",
+                per_shard(|r| r.1),
+                MetricType::Gauge,
+            )?;
+            gauge(
+                &mut e,
+                "shardcast_recovery_sessions",
+                "Sessions kept for clients that may come back.",
+                self.sum(|r| r.recovery.2) as i64,
+            )?;
+        }
         gauge(
             &mut e,
             "shardcast_scrape_shards_missing",
@@ -274,6 +354,26 @@ impl Collector for Snapshot {
                 ],
                 MetricType::Counter,
             )?;
+            counter(
+                &mut e,
+                "shardcast_adapter_redis_round_trips",
+                "Publishing round trips to Redis (a pipeline written and all its replies read).",
+                a.round_trips,
+            )?;
+            let c = ConstCounter::new(a.round_trip_ns as f64 / 1e9);
+            c.encode(e.encode_descriptor(
+                "shardcast_adapter_redis_round_trip_seconds",
+                "Their total time: over shardcast_adapter_redis_round_trips, the mean round trip.",
+                None,
+                c.metric_type(),
+            )?)?;
+            let g = ConstGauge::new(a.last_round_trip_ns as f64 / 1e9);
+            g.encode(e.encode_descriptor(
+                "shardcast_adapter_redis_last_round_trip_seconds",
+                "The last publishing round trip to Redis.",
+                None,
+                g.metric_type(),
+            )?)?;
         }
         Ok(())
     }

@@ -107,6 +107,22 @@ async fn scraped_series_count_real_traffic() {
             + at(&m, "shardcast_shard_connections{shard=\"1\"}"),
         3.0
     );
+    // the shards' work: write system calls (several frames may share one), busy time
+    let (writes, bytes) =
+        (at(&m, "shardcast_write_syscalls_total"), at(&m, "shardcast_written_bytes_total"));
+    assert!(writes >= 2.0 && bytes > writes, "{writes} writes, {bytes} bytes");
+    for shard in ["0", "1"] {
+        assert!(at(&m, &format!("shardcast_shard_busy_seconds_total{{shard=\"{shard}\"}}")) > 0.0);
+    }
+    assert!(!m.contains_key("shardcast_recovery_sessions"), "recovery is off");
+    // refused requests, by the reference's message
+    assert_eq!(get(server.addr, "/socket.io/?EIO=4&transport=bogus").await.status, 400);
+    assert_eq!(get(server.addr, "/socket.io/?EIO=3&transport=polling").await.status, 400);
+    assert_eq!(get(server.addr, "/socket.io/?EIO=4&transport=polling&sid=nope").await.status, 400);
+    let m = scrape(maddr).await;
+    for reason in ["Transport unknown", "Unsupported protocol version", "Session ID unknown"] {
+        assert_eq!(at(&m, &format!("shardcast_http_refused_total{{reason=\"{reason}\"}}")), 1.0);
+    }
     // a broadcast from a thread that is not a shard counts too
     server.io.to("r").emit("news", (3,)).unwrap();
     for ws in [&mut a, &mut b] {
@@ -150,6 +166,43 @@ async fn the_cluster_adapter_has_its_series() {
     assert_eq!(at(&m, "shardcast_adapter_connected"), 1.0);
     assert_eq!(at(&m, "shardcast_adapter_messages_total{kind=\"published\"}"), 1.0);
     assert_eq!(at(&m, "shardcast_adapter_messages_total{kind=\"malformed\"}"), 0.0);
+    assert!(at(&m, "shardcast_adapter_redis_round_trips_total") >= 1.0);
+    let total = at(&m, "shardcast_adapter_redis_round_trip_seconds_total");
+    let last = at(&m, "shardcast_adapter_redis_last_round_trip_seconds");
+    assert!(last > 0.0 && last <= total && total < 5.0, "last {last}, total {total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_shows_its_replay_log() {
+    let config = common::config()
+        .metrics("127.0.0.1:0".parse().unwrap())
+        .connection_state_recovery(Duration::from_secs(60), true)
+        .build()
+        .unwrap();
+    let server = TestServer::start(config, app);
+    let maddr = server.metrics_addr().unwrap();
+    let (mut a, _) = Ws::open(server.addr).await;
+    a.send("40").await;
+    assert!(a.text().await.contains(r#""pid":"#), "a recoverable session");
+    a.send(r#"420["join","r"]"#).await;
+    a.expect("430[true]").await;
+    for i in 0..3 {
+        a.send(&format!(r#"42["pub","r",{i}]"#)).await;
+    }
+    for _ in 0..3 {
+        assert!(a.text().await.starts_with(r#"42["news","#));
+    }
+    // every shard logs every broadcast
+    let m = until(maddr, "shardcast_recovery_log_packets{shard=\"1\"}", 3.0).await;
+    for shard in ["0", "1"] {
+        assert_eq!(at(&m, &format!("shardcast_recovery_log_packets{{shard=\"{shard}\"}}")), 3.0);
+        assert!(at(&m, &format!("shardcast_recovery_log_bytes{{shard=\"{shard}\"}}")) > 30.0);
+    }
+    assert_eq!(at(&m, "shardcast_recovery_sessions"), 0.0);
+    // a connection that drops leaves its session kept
+    drop(a);
+    let m = until(maddr, "shardcast_recovery_sessions", 1.0).await;
+    assert_eq!(at(&m, "shardcast_recovery_sessions"), 1.0);
 }
 
 #[test]

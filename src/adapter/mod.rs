@@ -120,6 +120,10 @@ pub(crate) struct AdapterCounters {
     pub received: u64,
     /// Messages received and ignored as malformed.
     pub malformed: u64,
+    /// Publishing round trips to the broker, their total time (ns), the last one's (ns).
+    pub round_trips: u64,
+    pub round_trip_ns: u64,
+    pub last_round_trip_ns: u64,
 }
 
 /// The operations that may cross the process boundary. Implementations are called from any

@@ -626,6 +626,14 @@ impl ShardCtx {
         Offset { issuer: self.id as u8, seq }
     }
 
+    /// This shard's replay log and kept sessions, for the metrics: (packets logged, their
+    /// bytes on the wire, sessions kept for clients that may come back).
+    pub(crate) fn recovery_sizes(&self) -> (u64, u64, u64) {
+        let r = self.recovery();
+        let log = r.log.borrow();
+        (log.originals as u64, log.bytes as u64, r.sessions.borrow().len() as u64)
+    }
+
     fn recovery_limits(&self) -> (usize, usize, Duration) {
         let c = self.config();
         let window =

@@ -390,6 +390,7 @@ fn plain(status: StatusCode, msg: &'static str) -> Resp {
 
 /// The reference server's error answer: `{"code":N,"message":"..."}`.
 fn eio_error(e: EioError) -> Resp {
+    crate::transport::counters::refused(e.message());
     let body = format!(r#"{{"code":{},"message":"{}"}}"#, e.code(), e.message());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() =

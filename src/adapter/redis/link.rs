@@ -341,8 +341,12 @@ async fn publisher(
             stats.dropped.fetch_add(n, Ordering::Relaxed);
             continue;
         };
+        let sent = std::time::Instant::now();
         match pipe.query_async::<()>(&mut c).await {
-            Ok(()) => drop(stats.published.fetch_add(n, Ordering::Relaxed)),
+            Ok(()) => {
+                stats.note_round_trip(sent.elapsed());
+                stats.published.fetch_add(n, Ordering::Relaxed);
+            }
             Err(e) => {
                 stats.dropped.fetch_add(n, Ordering::Relaxed);
                 tracing::debug!(error = %e, "redis adapter: publish failed");

@@ -95,6 +95,21 @@ pub(crate) struct Stats {
     pub received: AtomicU64,
     /// Messages received and ignored as malformed.
     pub malformed: AtomicU64,
+    /// Publishing round trips to Redis (a pipeline written and answered), their total time in
+    /// nanoseconds, and the last one's.
+    pub round_trips: AtomicU64,
+    pub round_trip_ns: AtomicU64,
+    pub last_round_trip_ns: AtomicU64,
+}
+
+impl Stats {
+    /// One publishing round trip took `d`.
+    pub(crate) fn note_round_trip(&self, d: Duration) {
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.round_trip_ns.fetch_add(ns, Ordering::Relaxed);
+        self.last_round_trip_ns.store(ns, Ordering::Relaxed);
+    }
 }
 
 /// Which of the Redis adapters' wire protocols a cluster speaks.
@@ -297,6 +312,9 @@ impl Adapter for RedisAdapter {
             dropped: s.dropped.load(Ordering::Relaxed),
             received: s.received.load(Ordering::Relaxed),
             malformed: s.malformed.load(Ordering::Relaxed),
+            round_trips: s.round_trips.load(Ordering::Relaxed),
+            round_trip_ns: s.round_trip_ns.load(Ordering::Relaxed),
+            last_round_trip_ns: s.last_round_trip_ns.load(Ordering::Relaxed),
         })
     }
 

@@ -901,6 +901,7 @@ async fn publisher(
         }
         progress.sent.fetch_add(1, Ordering::AcqRel);
         let n = cmds.len() as u64;
+        let sent = std::time::Instant::now();
         let results = match current {
             Some(Conn::Single(mut c)) if n > 0 => {
                 // One pipeline: written, executed and answered in this order (the entry
@@ -937,6 +938,9 @@ async fn publisher(
         let failed = results.iter().filter(|r| r.is_err()).count() as u64;
         if !results.is_empty() {
             stats.published.fetch_add(n - failed, Ordering::Relaxed);
+            if failed == 0 {
+                stats.note_round_trip(sent.elapsed());
+            }
         }
         // What was appended is delivered here by the stream reader, as it reads it back (in
         // the stream's order: a client's last offset is then always its newest packet, which

@@ -119,7 +119,10 @@ impl WsWriter {
             };
             match result {
                 Ok(0) => return Err(WsError::Io(io::ErrorKind::WriteZero.into())),
-                Ok(written) => self.consume(written),
+                Ok(written) => {
+                    crate::transport::counters::wrote(written);
+                    self.consume(written)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(WsError::Io(e)),
             }
