@@ -148,6 +148,21 @@ impl Snapshot {
     fn sum(&self, f: impl Fn(&ShardReading) -> u64) -> u64 {
         self.readings().map(f).sum()
     }
+
+    /// A labelled count summed over the shards (sockets by namespace, disconnects by
+    /// reason, ...), in label order.
+    fn sum_by<'s, K: AsRef<str> + 's>(
+        &'s self,
+        f: impl Fn(&'s ShardReading) -> &'s [(K, u64)],
+    ) -> BTreeMap<&'s str, u64> {
+        let mut out = BTreeMap::new();
+        for r in self.readings() {
+            for (k, n) in f(r) {
+                *out.entry(k.as_ref()).or_insert(0) += n;
+            }
+        }
+        out
+    }
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), std::fmt::Error> {
@@ -195,18 +210,12 @@ impl Collector for Snapshot {
             [("websocket", ConstGauge::new(ws)), ("polling", ConstGauge::new(polling))],
             MetricType::Gauge,
         )?;
-        let mut by_nsp: BTreeMap<&str, i64> = BTreeMap::new();
-        for r in self.readings() {
-            for (name, n) in &r.sockets {
-                *by_nsp.entry(name).or_insert(0) += *n as i64;
-            }
-        }
         labelled(
             &mut e,
             "shardcast_sockets",
             "Connected sockets, by namespace.",
             "namespace",
-            by_nsp.into_iter().map(|(k, v)| (k, ConstGauge::new(v))),
+            self.sum_by(|r| &r.sockets).into_iter().map(|(k, v)| (k, ConstGauge::new(v as i64))),
             MetricType::Gauge,
         )?;
         counter(
@@ -227,18 +236,12 @@ impl Collector for Snapshot {
             "Broadcasts issued on this server (one per namespace a broadcast targets).",
             self.sum(|r| r.broadcasts) + self.broadcasts_off_shard,
         )?;
-        let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in self.readings() {
-            for (reason, n) in &r.disconnects {
-                *by_reason.entry(reason).or_insert(0) += n;
-            }
-        }
         labelled(
             &mut e,
             "shardcast_disconnects",
             "Sockets disconnected, by disconnect reason.",
             "reason",
-            by_reason.into_iter().map(|(k, v)| (k, ConstCounter::new(v))),
+            self.sum_by(|r| &r.disconnects).into_iter().map(|(k, v)| (k, ConstCounter::new(v))),
             MetricType::Counter,
         )?;
         counter(
@@ -280,12 +283,6 @@ impl Collector for Snapshot {
             "Bytes those write system calls wrote.",
             self.sum(|r| r.transport.bytes),
         )?;
-        let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in self.readings() {
-            for (reason, n) in &r.transport.refused {
-                *refused.entry(reason).or_insert(0) += n;
-            }
-        }
         labelled(
             &mut e,
             "shardcast_http_refused",
@@ -293,7 +290,9 @@ impl Collector for Snapshot {
              message (`Transport unknown`, `Session ID unknown`, `Bad handshake method`, \
              `Bad request`, `Forbidden`, `Unsupported protocol version`).",
             "reason",
-            refused.into_iter().map(|(k, v)| (k, ConstCounter::new(v))),
+            self.sum_by(|r| &r.transport.refused)
+                .into_iter()
+                .map(|(k, v)| (k, ConstCounter::new(v))),
             MetricType::Counter,
         )?;
         if self.recovery_on {
