@@ -21,7 +21,8 @@
 //!    through the server's adapter (where a cluster would leave this process), and is
 //!    encoded once into shared bytes, one message per shard, fanned out to each matching
 //!    socket's link.
-//! 8. [`app`]: the demo application of `shardcast serve`.
+//! 8. [`app`]: the demo application of `shardcast serve`; [`admin`]: the admin UI's server
+//!    side (`Server::instrument`).
 //!
 //! Connection state recovery (off by default, [`Config`]'s `connection_state_recovery`)
 //! rides on this path: a plain event is numbered once before its one encoding, each shard
@@ -65,6 +66,7 @@
 #[path = "bench_support.rs"]
 pub mod __bench;
 mod adapter;
+pub mod admin;
 pub mod app;
 pub mod broadcast;
 pub mod config;
@@ -88,6 +90,7 @@ pub mod __wire {
     pub use crate::broadcast::Selection;
 }
 pub use adapter::{RequestError, ServerSideAckError};
+pub use admin::{AdminError, AdminMode, AdminUi, BasicAuth};
 pub use config::{
     Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins,
     SubscriptionMode,

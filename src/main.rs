@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shardcast::{Args as EventArgs, Config, Emitter, EmitterError, Server, SubscriptionMode};
+use shardcast::{
+    AdminMode, AdminUi, Args as EventArgs, BasicAuth, Config, Cors, CorsOrigins, Emitter,
+    EmitterError, Server, SubscriptionMode,
+};
 
 /// A Socket.IO v4-compatible real-time server on per-core shards.
 #[derive(Parser)]
@@ -133,6 +136,34 @@ struct ServeArgs {
     /// (127.0.0.1:9464, say; port 0 picks a free one). Off without the flag.
     #[arg(long, env = "SHARDCAST_METRICS", value_name = "HOST:PORT", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
+    /// Allow this origin to connect from a browser page of another origin (CORS, with
+    /// credentials, as a UI served elsewhere needs for polling); repeatable, or `*` for any
+    /// origin. Several in the variable: separated by commas.
+    #[arg(long = "cors", env = "SHARDCAST_CORS", value_name = "ORIGIN", value_delimiter = ',')]
+    cors: Vec<String>,
+    /// Instrument the server for the Socket.IO admin UI (@socket.io/admin-ui): the
+    /// `/admin` namespace, in development mode and without authentication unless the
+    /// --admin-ui-* options say otherwise.
+    #[arg(long, env = "SHARDCAST_ADMIN_UI")]
+    admin_ui: bool,
+    /// With --admin-ui: the user name of its basic authentication (with
+    /// --admin-ui-password-hash).
+    #[arg(long, env = "SHARDCAST_ADMIN_UI_USERNAME", value_name = "NAME")]
+    admin_ui_username: Option<String>,
+    /// With --admin-ui-username: the bcrypt hash of the password (`$2b$10$...`).
+    #[arg(long, env = "SHARDCAST_ADMIN_UI_PASSWORD_HASH", value_name = "HASH")]
+    admin_ui_password_hash: Option<String>,
+    /// With --admin-ui: the UI only shows (no emit, join, leave or disconnect).
+    #[arg(long, env = "SHARDCAST_ADMIN_UI_READONLY")]
+    admin_ui_readonly: bool,
+    /// With --admin-ui: development (every socket, room change and event) or production
+    /// (only the aggregated stats).
+    #[arg(long, env = "SHARDCAST_ADMIN_UI_MODE", value_name = "MODE", default_value = "development",
+          value_parser = parse_admin_mode)]
+    admin_ui_mode: AdminMode,
+    /// With --admin-ui: how the UI names this server (default: the host name).
+    #[arg(long, env = "SHARDCAST_ADMIN_UI_SERVER_ID", value_name = "ID")]
+    admin_ui_server_id: Option<String>,
     /// How log lines are written on stderr: text, or one JSON object per line (for log
     /// collectors). Which lines: RUST_LOG (default warn).
     #[arg(long, env = "SHARDCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -221,6 +252,41 @@ fn parse_subscription_mode(s: &str) -> Result<SubscriptionMode, String> {
     })
 }
 
+/// `--admin-ui-mode`.
+fn parse_admin_mode(s: &str) -> Result<AdminMode, String> {
+    AdminMode::from_name(s)
+        .ok_or_else(|| format!("{s:?} is not an admin UI mode (development, production)"))
+}
+
+/// `--admin-ui` and its options.
+fn admin_ui(args: &ServeArgs) -> Result<Option<AdminUi>, String> {
+    let auth = match (&args.admin_ui_username, &args.admin_ui_password_hash) {
+        (Some(username), Some(password)) => {
+            Some(BasicAuth { username: username.clone(), password: password.clone() })
+        }
+        (None, None) => None,
+        _ => return Err("--admin-ui-username and --admin-ui-password-hash go together".into()),
+    };
+    let tuned = auth.is_some()
+        || args.admin_ui_readonly
+        || args.admin_ui_server_id.is_some()
+        || args.admin_ui_mode != AdminMode::Development;
+    if !args.admin_ui {
+        return if tuned {
+            Err("the --admin-ui-* options need --admin-ui".into())
+        } else {
+            Ok(None)
+        };
+    }
+    Ok(Some(AdminUi {
+        auth,
+        readonly: args.admin_ui_readonly,
+        server_id: args.admin_ui_server_id.clone(),
+        mode: args.admin_ui_mode,
+        ..AdminUi::default()
+    }))
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
     for (on, flag) in
         [(args.redis_sharded, "--redis-sharded"), (args.redis_streams, "--redis-streams")]
@@ -253,6 +319,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(ms) = args.recovery {
         builder = builder.connection_state_recovery(Duration::from_millis(ms), true);
     }
+    if !args.cors.is_empty() {
+        let origins = if args.cors.iter().any(|o| o == "*") {
+            CorsOrigins::Any
+        } else {
+            CorsOrigins::List(args.cors.clone())
+        };
+        builder = builder.cors(Cors { origins, credentials: true });
+    }
+    let admin = admin_ui(&args)?;
     let config = builder.build().map_err(|e| format!("invalid option: {e}"))?;
     let addr: SocketAddr = (args.host.as_str(), args.port)
         .to_socket_addrs()
@@ -265,6 +340,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let io = Server::new(config);
     shardcast::app::install(&io);
+    if let Some(ui) = admin {
+        io.instrument(ui).map_err(|e| format!("--admin-ui: {e}"))?;
+    }
     // Listening waits for the cluster adapter to subscribe (retrying while Redis is away):
     // a signal meanwhile ends the process.
     let (tx, rx) = std::sync::mpsc::channel();

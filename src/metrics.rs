@@ -82,7 +82,7 @@ impl ShardReading {
             disconnects: c.disconnects.borrow().iter().map(|(r, n)| (*r, *n)).collect(),
             busy_seconds: tokio::runtime::Handle::try_current()
                 .map_or(0.0, |h| h.metrics().worker_total_busy_duration(0).as_secs_f64()),
-            transport: crate::transport::counters::read(),
+            transport: crate::transport::counters::reading(),
             recovery: ctx.recovery_sizes(),
         }
     }
@@ -97,6 +97,22 @@ pub(crate) struct Snapshot {
     broadcasts_off_shard: u64,
     adapter: Option<AdapterCounters>,
     recovery_on: bool,
+}
+
+/// Totals of what the clients sent and got ([`Snapshot::traffic`]).
+pub(crate) struct Traffic<'a> {
+    /// Engine.IO sessions opened.
+    pub opened: u64,
+    /// Engine.IO sessions closed, by reason.
+    pub closed: BTreeMap<&'a str, u64>,
+    /// Socket.IO packets from clients.
+    pub packets_in: u64,
+    /// Socket.IO packets delivered.
+    pub packets_out: u64,
+    /// Bytes of the messages clients sent.
+    pub bytes_in: u64,
+    /// Bytes written to WebSockets.
+    pub bytes_out: u64,
 }
 
 /// Reads every shard's counters (over the mesh) and the server-wide ones.
@@ -139,6 +155,34 @@ impl Snapshot {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// Engine.IO connections (the admin UI's `clientsCount`).
+    pub(crate) fn clients(&self) -> u64 {
+        self.sum(|r| r.websocket + r.polling)
+    }
+
+    /// Those of them on long-polling (`pollingClientsCount`).
+    pub(crate) fn polling_clients(&self) -> u64 {
+        self.sum(|r| r.polling)
+    }
+
+    /// Connected sockets by namespace.
+    pub(crate) fn sockets_by_namespace(&self) -> BTreeMap<&str, u64> {
+        self.sum_by(|r| &r.sockets)
+    }
+
+    /// What the clients sent and got so far, summed over the shards (the admin UI's
+    /// aggregated events are its growth).
+    pub(crate) fn traffic(&self) -> Traffic<'_> {
+        Traffic {
+            opened: self.sum(|r| r.transport.opened),
+            closed: self.sum_by(|r| &r.transport.closed),
+            packets_in: self.sum(|r| r.packets_received),
+            packets_out: self.sum(|r| r.packets_sent),
+            bytes_in: self.sum(|r| r.transport.read_bytes),
+            bytes_out: self.sum(|r| r.transport.bytes),
+        }
     }
 
     fn readings(&self) -> impl Iterator<Item = &ShardReading> {

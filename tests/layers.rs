@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["operator"],
     &["metrics"],
     &["server", "emitter"],
+    &["admin"],
     &["app"],
     &["bench_support"],
 ];

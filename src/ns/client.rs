@@ -404,6 +404,9 @@ impl Client {
         }
         let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
         self.conn.send(Out::packet(&ok));
+        if let Some(w) = self.server.watcher() {
+            w.connected(&socket);
+        }
         if let Some(h) = nsp.connect_handler() {
             h(socket.clone());
             socket.compact();
@@ -469,6 +472,14 @@ impl SessionUpper for Client {
 
     fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {
         Client::close(self, ctx, reason)
+    }
+
+    fn upgraded(&mut self, _ctx: &ShardCtx) {
+        if let Some(w) = self.server.watcher() {
+            for s in &self.sockets {
+                w.upgraded(s);
+            }
+        }
     }
 
     fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn Any + Send>) -> Flow {

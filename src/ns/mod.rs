@@ -14,6 +14,7 @@ pub(crate) mod local;
 pub(crate) mod recovery;
 pub(crate) mod shared;
 pub mod socket;
+pub(crate) mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -97,6 +98,9 @@ pub(crate) struct NamespaceInner {
     /// Some socket of this namespace has (or had) an outgoing catch-all listener: plain
     /// broadcasts then take the path that looks each recipient up.
     has_outgoing_listeners: AtomicBool,
+    /// The server's watcher is on (`ServerShared::watch`): every socket's outgoing events
+    /// are wanted, so broadcasts take the path that looks each recipient up.
+    watching: Arc<AtomicBool>,
     /// socket.io uses one ack id counter per namespace, for socket and broadcast acks alike,
     /// so a broadcast's id never collides with a socket's pending one.
     ack_ids: AtomicU64,
@@ -120,16 +124,25 @@ pub(crate) struct NamespaceInner {
 const EVENT_NAMES: usize = 256;
 
 impl NamespaceInner {
-    pub(crate) fn new(name: Arc<str>, parent: Option<Arc<NamespaceInner>>) -> Self {
-        Self::build(name, parent, false)
+    pub(crate) fn new(
+        name: Arc<str>,
+        parent: Option<Arc<NamespaceInner>>,
+        watching: Arc<AtomicBool>,
+    ) -> Self {
+        Self::build(name, parent, false, watching)
     }
 
     /// A dynamic pattern's namespace.
-    pub(crate) fn pattern(name: Arc<str>) -> Self {
-        Self::build(name, None, true)
+    pub(crate) fn pattern(name: Arc<str>, watching: Arc<AtomicBool>) -> Self {
+        Self::build(name, None, true, watching)
     }
 
-    fn build(name: Arc<str>, parent: Option<Arc<NamespaceInner>>, pattern: bool) -> Self {
+    fn build(
+        name: Arc<str>,
+        parent: Option<Arc<NamespaceInner>>,
+        pattern: bool,
+        watching: Arc<AtomicBool>,
+    ) -> Self {
         NamespaceInner {
             name,
             on_connection: RwLock::new(None),
@@ -139,6 +152,7 @@ impl NamespaceInner {
             server_side_handlers: RwLock::new(Vec::new()),
             has_room_handlers: AtomicBool::new(false),
             has_outgoing_listeners: AtomicBool::new(false),
+            watching,
             ack_ids: AtomicU64::new(0),
             parent,
             children: RwLock::new(Vec::new()),
@@ -194,7 +208,13 @@ impl NamespaceInner {
     }
 
     pub(crate) fn has_outgoing_listeners(&self) -> bool {
-        self.has_outgoing_listeners.load(Ordering::Acquire)
+        self.has_outgoing_listeners.load(Ordering::Acquire) || self.watched()
+    }
+
+    /// The server's watcher is on (see `watching`).
+    #[inline]
+    pub(crate) fn watched(&self) -> bool {
+        self.watching.load(Ordering::Relaxed)
     }
 
     pub(crate) fn wants_room_events(&self) -> bool {

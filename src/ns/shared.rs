@@ -3,7 +3,7 @@
 //! mesh. The `Server` handle above wraps it.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use ahash::AHashMap;
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::ns::recovery::RecoveryShared;
+use crate::ns::watch::Watch;
 use crate::ns::NamespaceInner;
 use crate::shard::{self, ShardMesh};
 use crate::transport;
@@ -31,9 +32,13 @@ pub(crate) struct ServerShared {
     mesh: OnceLock<Arc<ShardMesh>>,
     /// What the layers above keep per server (the adapter), by type, set once.
     upper: OnceLock<Box<dyn Any + Send + Sync>>,
-    /// Told the name of each namespace created after it is set (a cluster adapter
-    /// subscribes to its channels).
-    on_new_namespace: OnceLock<NamespaceHook>,
+    /// Told the name of each namespace created after they are added (a cluster adapter
+    /// subscribes to its channels; the admin UI watches its sockets).
+    on_new_namespace: RwLock<Vec<NamespaceHook>>,
+    /// The admin UI's development mode, once instrumented; told of sockets only while
+    /// `watching` (an admin is connected somewhere in the cluster).
+    watch: OnceLock<Arc<dyn Watch>>,
+    watching: Arc<AtomicBool>,
     /// Connection state recovery's shared state, when it is on.
     recovery: Option<RecoveryShared>,
     /// Broadcasts issued from threads that are not shards of this server (those issued on
@@ -48,7 +53,8 @@ type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 impl ServerShared {
     /// A server's shared state with only the main namespace `/`.
     pub(crate) fn new(config: Config) -> ServerShared {
-        let root = Arc::new(NamespaceInner::new(Arc::from("/"), None));
+        let watching = Arc::new(AtomicBool::new(false));
+        let root = Arc::new(NamespaceInner::new(Arc::from("/"), None, watching.clone()));
         let mut namespaces = AHashMap::new();
         namespaces.insert("/".to_owned(), root.clone());
         let recovery = RecoveryShared::new(&config);
@@ -60,7 +66,9 @@ impl ServerShared {
             root,
             mesh: OnceLock::new(),
             upper: OnceLock::new(),
-            on_new_namespace: OnceLock::new(),
+            on_new_namespace: RwLock::new(Vec::new()),
+            watch: OnceLock::new(),
+            watching,
             broadcasts_off_shard: AtomicU64::new(0),
         }
     }
@@ -99,26 +107,63 @@ impl ServerShared {
         if let Some(ns) = map.get(&name) {
             return ns.clone();
         }
-        let ns = Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None));
+        let ns =
+            Arc::new(NamespaceInner::new(Arc::from(name.as_str()), None, self.watching.clone()));
         map.insert(name, ns.clone());
         drop(map);
         self.created(&ns);
         ns
     }
 
-    /// Sets what is told of each namespace created from now on (on the creating thread,
+    /// Adds what is told of each namespace created from now on (on the creating thread,
     /// before any socket is in it); returns the names of those that exist already
-    /// (patterns excluded). Set once.
+    /// (patterns excluded).
     pub(crate) fn watch_namespaces(&self, hook: NamespaceHook) -> Vec<Arc<str>> {
-        let _ = self.on_new_namespace.set(hook);
+        // Taken before the registry, as `of` does (it tells the hooks after releasing it).
+        let mut hooks = self.on_new_namespace.write().unwrap_or_else(|p| p.into_inner());
+        hooks.push(hook);
         let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
         map.values().map(|ns| ns.name.clone()).collect()
     }
 
     fn created(&self, ns: &Arc<NamespaceInner>) {
-        if let Some(hook) = self.on_new_namespace.get() {
+        let hooks = self.on_new_namespace.read().unwrap_or_else(|p| p.into_inner());
+        for hook in hooks.iter() {
             hook(ns);
         }
+    }
+
+    /// Sets the watcher of every socket (the admin UI's development mode); the first stays.
+    pub(crate) fn set_watch(&self, watch: Arc<dyn Watch>) {
+        let _ = self.watch.set(watch);
+    }
+
+    /// Turns the watcher on (an admin is connected somewhere) or off.
+    pub(crate) fn set_watching(&self, on: bool) {
+        self.watching.store(on, Ordering::Relaxed);
+    }
+
+    /// The watcher, on or off (told of connects and upgrades always, to keep what it
+    /// records of each socket current).
+    pub(crate) fn watcher(&self) -> Option<&Arc<dyn Watch>> {
+        self.watch.get()
+    }
+
+    /// The names of the namespaces (a dynamic pattern's children included, patterns not).
+    pub(crate) fn namespace_names(&self) -> Vec<Arc<str>> {
+        let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<Arc<str>> = map.values().map(|ns| ns.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// The watcher, while it is on: one relaxed load when it is not.
+    #[inline]
+    pub(crate) fn watch(&self) -> Option<&Arc<dyn Watch>> {
+        if !self.watching.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.watch.get()
     }
 
     /// Adds a namespace pattern (tried in order for unknown names); returns the namespace
@@ -126,7 +171,8 @@ impl ServerShared {
     pub(crate) fn add_pattern(&self, accept: DynamicPredicate) -> Arc<NamespaceInner> {
         let mut dynamic = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
         let label = format!("dynamic#{}", dynamic.len());
-        let inner = Arc::new(NamespaceInner::pattern(Arc::from(label.as_str())));
+        let inner =
+            Arc::new(NamespaceInner::pattern(Arc::from(label.as_str()), self.watching.clone()));
         dynamic.push((accept, inner.clone()));
         inner
     }
@@ -183,7 +229,11 @@ impl ServerShared {
         if let Some(ns) = map.get(name) {
             return Some(ns.clone());
         }
-        let child = Arc::new(NamespaceInner::new(Arc::from(name), Some(parent.clone())));
+        let child = Arc::new(NamespaceInner::new(
+            Arc::from(name),
+            Some(parent.clone()),
+            self.watching.clone(),
+        ));
         map.insert(name.to_owned(), child.clone());
         drop(map);
         parent.add_child(child.clone());

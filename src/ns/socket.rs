@@ -622,20 +622,35 @@ impl Socket {
         lock(&self.0.acks).insert(id, AckSlot::Broadcast(sink));
     }
 
+    /// The connection's transport, `websocket` or `polling`, when called on the socket's
+    /// shard (`None` elsewhere).
+    pub(crate) fn transport_name(&self) -> Option<&'static str> {
+        let ctx = shard::current(&self.0.conn.mesh)?;
+        Some(if ctx.transport().is_websocket(self.0.conn.slot) { "websocket" } else { "polling" })
+    }
+
     pub(crate) fn has_outgoing_listeners(&self) -> bool {
-        self.0.has_any_outgoing.load(Ordering::Acquire)
+        self.0.has_any_outgoing.load(Ordering::Acquire) || self.0.nsp.watched()
     }
 
     pub(crate) fn notify_outgoing(&self, event: &str, args: &Args) {
-        let listeners = lock(&self.0.any_outgoing).clone();
-        for l in listeners {
-            l(self, event, args);
+        if self.0.has_any_outgoing.load(Ordering::Acquire) {
+            let listeners = lock(&self.0.any_outgoing).clone();
+            for l in listeners {
+                l(self, event, args);
+            }
+        }
+        if let Some(w) = self.0.server.watch() {
+            w.event_out(self, event, args);
         }
     }
 
     /// An incoming event: catch-all listeners, then middlewares, then the event's handler
     /// (socket.io's `onevent` calls the `onAny` listeners before `dispatch` runs `socket.use`).
     pub(crate) fn dispatch_event(&self, event: &str, args: Args, ack: Option<AckSender>) {
+        if let Some(w) = self.0.server.watch() {
+            w.event_in(self, event, &args);
+        }
         let any = lock(&self.0.any).clone();
         for l in any {
             l(self, event, &args);
@@ -673,6 +688,9 @@ impl Socket {
             if let AckSlot::Broadcast(sink) = slot {
                 let _ = sink.send(AckEvent::Gone(self.sid()));
             }
+        }
+        if let Some(w) = self.0.server.watch() {
+            w.disconnected(self, reason);
         }
         let handlers: Vec<_> = lock(&self.0.on_disconnect).drain(..).collect();
         lock(&self.0.handlers).clear();

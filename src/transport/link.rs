@@ -349,6 +349,11 @@ impl TransportLocal {
 
     /// This shard's open sessions by transport: (WebSocket, long-polling). Walks the links:
     /// for a scrape, not the data path.
+    /// The link in `slot` writes to a WebSocket (false for polling, or a free slot).
+    pub(crate) fn is_websocket(&self, slot: usize) -> bool {
+        self.links.borrow().get(slot).is_some_and(|l| l.ws.is_some())
+    }
+
     pub(crate) fn sessions_by_transport(&self) -> (usize, usize) {
         let links = self.links.borrow();
         let ws = links.iter().filter(|(_, l)| l.ws.is_some()).count();

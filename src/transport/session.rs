@@ -23,6 +23,7 @@ use crate::error::DisconnectReason;
 use crate::proto::eio::{self, PayloadEncoder};
 use crate::proto::sid::Sid;
 use crate::shard::ShardCtx;
+use crate::transport::counters;
 use crate::transport::link::{Link, LinkEvent};
 use crate::transport::local::{ConnGuard, ConnHandle, SessionHandle};
 use crate::transport::outbox::Out;
@@ -54,6 +55,8 @@ pub(crate) trait SessionUpper {
     /// A message for the layer above itself ([`Cmd::Upper`]: the answer to a request it
     /// made to another shard).
     fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn std::any::Any + Send>) -> Flow;
+    /// The connection went from polling to WebSocket.
+    fn upgraded(&mut self, _ctx: &ShardCtx) {}
 }
 
 /// Makes the layer above of each new session, from its write handle and its first request.
@@ -233,6 +236,7 @@ enum Wake {
 fn run(s: Session, wire: Wire) -> impl Future<Output = ()> {
     let (mut s, mut wire) = (s, wire);
     async move {
+        counters::opened();
         if s.over_ws {
             let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
             s.ctx.transport().with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
@@ -422,10 +426,12 @@ impl Session {
                 Flow::Continue
             }
             eio::Packet::Message(text) => {
+                counters::read(text.len());
                 self.ctx.transport().note_inbound(self.slot);
                 self.client.on_text(&self.ctx, &text)
             }
             eio::Packet::Binary(bin) => {
+                counters::read(bin.len());
                 self.ctx.transport().note_inbound(self.slot);
                 self.client.on_binary(&self.ctx, bin)
             }
@@ -512,6 +518,7 @@ impl Session {
                 self.upgrade_deadline = None;
                 // A PING queued for polling goes over the WebSocket now.
                 self.write();
+                self.client.upgraded(&self.ctx);
             }
             _ => self.abort_upgrade(wire),
         }
@@ -590,6 +597,7 @@ impl Session {
     /// the transport is alive (so a server-side disconnect reaches the client); the session
     /// is forgotten by its shard.
     async fn finish(mut self, reason: DisconnectReason, mut wire: Wire) {
+        counters::closed(reason.as_str());
         self.client.close(&self.ctx, reason);
         let transport_alive = !matches!(
             reason,

@@ -24,7 +24,8 @@ import { Server } from "socket.io";
 const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
   "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-subscription-mode MODE] " +
-  "[--redis-streams] [--recovery MS]";
+  "[--redis-streams] [--recovery MS] [--cors ORIGIN]... [--admin-ui [--admin-ui-username NAME --admin-ui-password-hash HASH] " +
+  "[--admin-ui-readonly] [--admin-ui-mode development|production] [--admin-ui-server-id ID]]";
 
 function parseArgs(argv) {
   const opts = {
@@ -40,8 +41,19 @@ function parseArgs(argv) {
     redisSubscriptionMode: null,
     redisStreams: false,
     recovery: null,
+    cors: [],
+    adminUi: false,
+    adminUiUsername: null,
+    adminUiPasswordHash: null,
+    adminUiReadonly: false,
+    adminUiMode: "development",
+    adminUiServerId: null,
   };
   const text = {
+    "--admin-ui-username": "adminUiUsername",
+    "--admin-ui-password-hash": "adminUiPasswordHash",
+    "--admin-ui-mode": "adminUiMode",
+    "--admin-ui-server-id": "adminUiServerId",
     "--host": "host",
     "--redis": "redis",
     "--redis-key": "redisKey",
@@ -71,6 +83,19 @@ function parseArgs(argv) {
     }
     if (flag === "--redis-streams") {
       opts.redisStreams = true;
+      continue;
+    }
+    if (flag === "--admin-ui") {
+      opts.adminUi = true;
+      continue;
+    }
+    if (flag === "--admin-ui-readonly") {
+      opts.adminUiReadonly = true;
+      continue;
+    }
+    if (flag === "--cors") {
+      if (value === undefined) value = args[++i];
+      opts.cors.push(value);
       continue;
     }
     if (flag === "--redis-sharded") {
@@ -113,6 +138,9 @@ const io = new Server(httpServer, {
   maxHttpBufferSize: opts.maxPayload,
   ...(opts.recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } }
+    : {}),
+  ...(opts.cors.length
+    ? { cors: { origin: opts.cors.includes("*") ? true : opts.cors, credentials: true } }
     : {}),
   // path "/socket.io/", transports ["polling", "websocket"], upgrades allowed:
   // socket.io defaults.
@@ -312,6 +340,20 @@ httpServer.on("error", (err) => {
   console.error(`server error: ${err.message}`);
   process.exit(1);
 });
+
+// --admin-ui: the official @socket.io/admin-ui, as `shardcast serve --admin-ui` does.
+if (opts.adminUi) {
+  const { instrument } = await import("@socket.io/admin-ui");
+  const auth = opts.adminUiUsername
+    ? { type: "basic", username: opts.adminUiUsername, password: opts.adminUiPasswordHash }
+    : false;
+  instrument(io, {
+    auth,
+    readonly: opts.adminUiReadonly,
+    mode: opts.adminUiMode,
+    ...(opts.adminUiServerId ? { serverId: opts.adminUiServerId } : {}),
+  });
+}
 
 httpServer.listen(opts.port, opts.host, () => {
   const addr = httpServer.address();
