@@ -111,6 +111,10 @@ pub struct Config {
     /// picks a free one, see [`crate::RunningServer::metrics_addr`]). `None` (the default):
     /// no metrics listener. The series are in docs/operations.md.
     pub metrics: Option<std::net::SocketAddr>,
+    /// A directory whose files are served on the main port, outside [`Config::path`]
+    /// (`GET /` serves its `index.html`; `serve --static DIR`). `None` (the default):
+    /// those paths answer 404.
+    pub static_dir: Option<std::path::PathBuf>,
     /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
     pub redis_key: String,
     /// Speak `createShardedAdapter`'s protocol (Redis 7 sharded pub/sub, `channelPrefix`
@@ -191,6 +195,7 @@ impl Default for Config {
             max_json_depth: 1000,
             redis: None,
             metrics: None,
+            static_dir: None,
             redis_key: "socket.io".into(),
             redis_sharded: false,
             redis_subscription_mode: SubscriptionMode::Dynamic,
@@ -379,6 +384,11 @@ impl ConfigBuilder {
     /// See [`Config::metrics`].
     pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
         self.0.metrics = Some(addr);
+        self
+    }
+    /// See [`Config::static_dir`].
+    pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.0.static_dir = Some(dir.into());
         self
     }
     /// See [`Config::redis_key`].

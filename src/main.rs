@@ -136,6 +136,10 @@ struct ServeArgs {
     /// (127.0.0.1:9464, say; port 0 picks a free one). Off without the flag.
     #[arg(long, env = "SHARDCAST_METRICS", value_name = "HOST:PORT", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
+    /// Serve the files of DIR on the main port, beside /socket.io/ (GET / serves
+    /// DIR/index.html): a demo page and the server on one origin.
+    #[arg(long = "static", env = "SHARDCAST_STATIC", value_name = "DIR")]
+    static_dir: Option<std::path::PathBuf>,
     /// Allow this origin to connect from a browser page of another origin (CORS, with
     /// credentials, as a UI served elsewhere needs for polling); repeatable, or `*` for any
     /// origin. Several in the variable: separated by commas.
@@ -318,6 +322,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(ms) = args.recovery {
         builder = builder.connection_state_recovery(Duration::from_millis(ms), true);
+    }
+    if let Some(dir) = &args.static_dir {
+        if !dir.is_dir() {
+            return Err(format!("--static {}: not a directory", dir.display()));
+        }
+        builder = builder.static_dir(dir.clone());
     }
     if !args.cors.is_empty() {
         let origins = if args.cors.iter().any(|o| o == "*") {

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 front of one TCP connection: Engine.IO request routing (handshake, polling
-//! GET/POST, WebSocket upgrade), the reference server's error answers, and CORS.
+//! GET/POST, WebSocket upgrade), the reference server's error answers, CORS, and the files
+//! of `--static` (`files`) on the other paths.
 //!
 //! A request that names a session is served by the shard that owns it (the shard is
 //! carried in the sid): polling requests are handed over as commands, an upgraded WebSocket
@@ -28,6 +29,7 @@ use crate::error::DisconnectReason;
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
 use crate::shard::{self, ShardCtx};
+use crate::transport::files;
 use crate::transport::local::ConnGuard;
 use crate::transport::request::{ConnInfo, Headers, Pairs};
 use crate::transport::session::{self, Cmd, Ws};
@@ -118,6 +120,12 @@ async fn route(
 ) -> Resp {
     let cfg = ctx.config();
     if !req.uri().path().starts_with(cfg.path.as_str()) {
+        if let Some(root) = &cfg.static_dir {
+            let served = files::serve(root, req.method(), req.uri().path(), req.headers()).await;
+            if let Some(resp) = served {
+                return resp;
+            }
+        }
         return plain(StatusCode::NOT_FOUND, "Not Found");
     }
     if req.method() == Method::OPTIONS && cfg.cors.is_some() {

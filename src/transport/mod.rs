@@ -7,6 +7,7 @@
 //! each new session gets from the factory it was given.
 
 pub(crate) mod counters;
+pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod link;
 pub(crate) mod local;
