@@ -192,6 +192,7 @@ fn add_member(
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             url: String::new(),
             issued: SystemTime::now(),
+            secure: false,
         }),
     };
     let s =

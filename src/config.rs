@@ -17,6 +17,15 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// The certificate chain and private key files (PEM) of [`Config::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: std::path::PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
 /// Cross-origin settings. CORS is off by default, as in socket.io v4.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
@@ -115,6 +124,10 @@ pub struct Config {
     /// (`GET /` serves its `index.html`; `serve --static DIR`). `None` (the default):
     /// those paths answer 404.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Serve HTTPS and WSS with this certificate and key (`serve --tls-cert --tls-key`),
+    /// read when the server starts and again on [`crate::RunningServer::reload_tls`].
+    /// `None` (the default): plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Channel prefix of the cluster (the adapter's `key`). Default `socket.io`.
     pub redis_key: String,
     /// Speak `createShardedAdapter`'s protocol (Redis 7 sharded pub/sub, `channelPrefix`
@@ -196,6 +209,7 @@ impl Default for Config {
             redis: None,
             metrics: None,
             static_dir: None,
+            tls: None,
             redis_key: "socket.io".into(),
             redis_sharded: false,
             redis_subscription_mode: SubscriptionMode::Dynamic,
@@ -389,6 +403,15 @@ impl ConfigBuilder {
     /// See [`Config::static_dir`].
     pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.0.static_dir = Some(dir.into());
+        self
+    }
+    /// See [`Config::tls`].
+    pub fn tls(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.0.tls = Some(TlsFiles { cert: cert.into(), key: key.into() });
         self
     }
     /// See [`Config::redis_key`].

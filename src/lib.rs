@@ -93,7 +93,7 @@ pub use adapter::{RequestError, ServerSideAckError};
 pub use admin::{AdminError, AdminMode, AdminUi, BasicAuth};
 pub use config::{
     Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins,
-    SubscriptionMode,
+    SubscriptionMode, TlsFiles,
 };
 pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};

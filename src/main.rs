@@ -140,6 +140,13 @@ struct ServeArgs {
     /// DIR/index.html): a demo page and the server on one origin.
     #[arg(long = "static", env = "SHARDCAST_STATIC", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
+    /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); with --tls-key.
+    /// SIGHUP reads both files again (new connections get the new pair).
+    #[arg(long, env = "SHARDCAST_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SHARDCAST_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Allow this origin to connect from a browser page of another origin (CORS, with
     /// credentials, as a UI served elsewhere needs for polling); repeatable, or `*` for any
     /// origin. Several in the variable: separated by commas.
@@ -329,6 +336,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         builder = builder.static_dir(dir.clone());
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        builder = builder.tls(cert.clone(), key.clone());
+    }
     if !args.cors.is_empty() {
         let origins = if args.cors.iter().any(|o| o == "*") {
             CorsOrigins::Any
@@ -364,12 +374,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         std::io::ErrorKind::NotConnected => e.to_string(),
         // The metrics listener's: its message names its address.
         _ if e.to_string().starts_with("cannot serve metrics") => e.to_string(),
+        // A TLS file's: its message names the file.
+        std::io::ErrorKind::InvalidInput if args.tls_cert.is_some() => format!("TLS: {e}"),
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
     let bound = running.local_addr();
     println!("listening on {}:{}", args.host, bound.port());
     let _ = std::io::stdout().flush();
-    signals.wait();
+    signals.wait(|| match running.reload_tls() {
+        Ok(()) => eprintln!("shardcast: SIGHUP: TLS certificate and key read again"),
+        Err(e) => eprintln!("shardcast: SIGHUP: TLS reload failed, the old pair stays: {e}"),
+    });
     running.shutdown();
     Ok(())
 }
@@ -434,19 +449,21 @@ struct Signals {
     rt: tokio::runtime::Runtime,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (term, int) = rt.block_on(async {
+        let (term, int, hup) = rt.block_on(async {
             Ok::<_, std::io::Error>((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             ))
         })?;
-        Ok(Signals { rt, term, int })
+        Ok(Signals { rt, term, int, hup })
     }
 
     /// Blocks until `rx` yields (`Some`) or SIGINT or SIGTERM comes (`None`).
@@ -463,12 +480,15 @@ impl Signals {
         })
     }
 
-    /// Blocks until SIGINT or SIGTERM.
-    fn wait(mut self) {
+    /// Blocks until SIGINT or SIGTERM, calling `on_hup` on each SIGHUP meanwhile.
+    fn wait(mut self, on_hup: impl Fn()) {
         self.rt.block_on(async {
-            tokio::select! {
-                _ = self.term.recv() => {}
-                _ = self.int.recv() => {}
+            loop {
+                tokio::select! {
+                    _ = self.term.recv() => return,
+                    _ = self.int.recv() => return,
+                    _ = self.hup.recv() => on_hup(),
+                }
             }
         });
     }

@@ -85,7 +85,7 @@ impl Handshake {
             "time": js_date_string(self.info.issued),
             "address": self.info.address.ip().to_string(),
             "xdomain": self.info.headers.contains("origin"),
-            "secure": false,
+            "secure": self.info.secure,
             "issued": issued,
             "url": self.info.url,
             "query": query,

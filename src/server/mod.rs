@@ -247,6 +247,10 @@ impl Server {
         }
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
+        if let Some(files) = &self.0.config().tls {
+            let tls = crate::transport::tls::Tls::load(files)?;
+            let _ = self.0.transport.tls.set(Arc::new(tls));
+        }
         let mut threads = Vec::with_capacity(n + 1);
         let mut adapter_running = None;
         let mut metrics_running = None;
@@ -281,6 +285,7 @@ impl Server {
             Ok(acceptor)
         })();
         let mut running = RunningServer {
+            server: self.0.clone(),
             local_addr,
             mesh,
             threads,
@@ -334,6 +339,7 @@ impl ShardSetup for EngineSetup {
 
 /// A started server. Dropping it shuts the server down.
 pub struct RunningServer {
+    server: Arc<ServerShared>,
     local_addr: SocketAddr,
     mesh: Arc<ShardMesh>,
     threads: Vec<JoinHandle<()>>,
@@ -354,6 +360,17 @@ impl RunningServer {
     /// The metrics listener's bound address, when `Config::metrics` set one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(crate::metrics::Running::addr)
+    }
+
+    /// Reads `Config::tls`'s certificate and key again: connections from now on get the
+    /// new pair, established ones keep theirs. On an error (a file missing or unreadable, a
+    /// key that does not go with the certificate) the pair in use stays. Without TLS: an
+    /// error.
+    pub fn reload_tls(&self) -> io::Result<()> {
+        match self.server.transport.tls.get() {
+            Some(tls) => tls.reload(),
+            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "the server has no TLS")),
+        }
     }
 
     /// Blocks the calling thread until the server stops.
@@ -465,13 +482,16 @@ fn accept_loop(
                     continue;
                 }
             };
-            let serve = move |ctx: &Rc<ShardCtx>| {
-                tokio::task::spawn_local(crate::transport::http::serve(
-                    ctx.clone(),
-                    std,
-                    addr,
-                    guard,
-                ));
+            let tls = server.transport.tls.get().cloned();
+            let serve = move |ctx: &Rc<ShardCtx>| match tls {
+                Some(tls) => {
+                    let relay = crate::transport::tls::serve(ctx.clone(), tls, std, addr, guard);
+                    tokio::task::spawn_local(relay);
+                }
+                None => {
+                    let http = crate::transport::http::serve(ctx.clone(), std, addr, guard, false);
+                    tokio::task::spawn_local(http);
+                }
             };
             mesh.inject(next, ShardMsg::Run(Box::new(serve)));
             next = (next + 1) % mesh.len();

@@ -46,6 +46,7 @@ pub(crate) async fn serve(
     stream: std::net::TcpStream,
     addr: SocketAddr,
     guard: ConnGuard,
+    secure: bool,
 ) {
     if let Err(e) = stream.set_nonblocking(true) {
         tracing::debug!(error = %e, "cannot set accepted socket non-blocking");
@@ -61,7 +62,7 @@ pub(crate) async fn serve(
     let guard: GuardCell = Rc::new(RefCell::new(Some(guard)));
     let svc = service_fn(move |req| {
         let (ctx, guard) = (ctx.clone(), guard.clone());
-        async move { Ok::<_, Infallible>(handle(ctx, req, addr, guard).await) }
+        async move { Ok::<_, Infallible>(handle(ctx, req, addr, guard, secure).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -78,9 +79,10 @@ async fn handle(
     req: Request<Incoming>,
     addr: SocketAddr,
     guard: GuardCell,
+    secure: bool,
 ) -> Resp {
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let mut resp = route(&ctx, req, addr, guard).await;
+    let mut resp = route(&ctx, req, addr, guard, secure).await;
     apply_cors(ctx.config(), origin.as_ref(), &mut resp);
     resp
 }
@@ -117,6 +119,7 @@ async fn route(
     req: Request<Incoming>,
     addr: SocketAddr,
     guard: GuardCell,
+    secure: bool,
 ) -> Resp {
     let cfg = ctx.config();
     if !req.uri().path().starts_with(cfg.path.as_str()) {
@@ -168,6 +171,7 @@ async fn route(
                 query: Pairs::new(q.all),
                 address: addr,
                 issued: SystemTime::now(),
+                secure,
             };
             match transport {
                 Transport::Polling => {

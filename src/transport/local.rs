@@ -28,11 +28,18 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// Volatile packets dropped because their recipient was not ready.
     pub volatile_dropped: AtomicU64,
+    /// TLS, when `Config::tls` is set: loaded when the server starts listening.
+    pub tls: std::sync::OnceLock<Arc<crate::transport::tls::Tls>>,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Shared {
-        Shared { config, connections: AtomicUsize::new(0), volatile_dropped: AtomicU64::new(0) }
+        Shared {
+            config,
+            connections: AtomicUsize::new(0),
+            volatile_dropped: AtomicU64::new(0),
+            tls: std::sync::OnceLock::new(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod local;
 pub(crate) mod outbox;
 pub(crate) mod request;
 pub(crate) mod session;
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 /// The errors the Engine.IO HTTP front answers with, with the codes and messages of the

@@ -22,6 +22,8 @@ pub struct HandshakeInfo {
     pub url: String,
     /// When the Engine.IO connection was opened.
     pub issued: SystemTime,
+    /// The connection came over TLS (`serve --tls-cert`).
+    pub secure: bool,
 }
 
 /// What a connection's first request said, as the transport keeps it.
