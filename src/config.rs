@@ -73,6 +73,12 @@ pub struct Config {
     /// How long a polling → WebSocket upgrade may take before the probe socket is dropped.
     /// Default 10 s.
     pub upgrade_timeout: Duration,
+    /// How long a shutdown ([`crate::RunningServer::shutdown`], SIGTERM for `serve`) may
+    /// drain: accepting stops at once; what was queued for each client is written and its
+    /// connection closed (reason `server shutting down`; clients reconnect, to another
+    /// server of the cluster when there is one); past this the rest are dropped. Default
+    /// 10 s.
+    pub shutdown_timeout: Duration,
     /// Accept HTTP long-polling. Default `true`.
     pub polling: bool,
     /// Accept WebSocket. Default `true`.
@@ -195,6 +201,7 @@ impl Default for Config {
             max_payload: 1_000_000,
             connect_timeout: Duration::from_millis(45_000),
             upgrade_timeout: Duration::from_millis(10_000),
+            shutdown_timeout: Duration::from_secs(10),
             polling: true,
             websocket: true,
             allow_upgrades: true,
@@ -334,6 +341,8 @@ impl ConfigBuilder {
         connect_timeout: Duration);
     setter!(/// See [`Config::upgrade_timeout`].
         upgrade_timeout: Duration);
+    setter!(/// See [`Config::shutdown_timeout`].
+        shutdown_timeout: Duration);
     setter!(/// See [`Config::polling`].
         polling: bool);
     setter!(/// See [`Config::websocket`].

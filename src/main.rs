@@ -140,6 +140,11 @@ struct ServeArgs {
     /// DIR/index.html): a demo page and the server on one origin.
     #[arg(long = "static", env = "SHARDCAST_STATIC", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
+    /// On SIGTERM or SIGINT, how long to drain, in milliseconds: accepting stops at once;
+    /// each client gets what was queued for it, then its connection closes (it reconnects,
+    /// to another server of the cluster when there is one); the process exits 0.
+    #[arg(long, env = "SHARDCAST_SHUTDOWN_TIMEOUT", value_name = "MS", default_value_t = 10_000)]
+    shutdown_timeout: u64,
     /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); with --tls-key.
     /// SIGHUP reads both files again (new connections get the new pair).
     #[arg(long, env = "SHARDCAST_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -317,7 +322,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .redis_streams(args.redis_streams)
         .redis_stream_max_len(args.redis_stream_max_len)
         .write_coalesce(Duration::from_millis(args.write_coalesce))
-        .write_coalesce_max(Duration::from_millis(args.write_coalesce_max));
+        .write_coalesce_max(Duration::from_millis(args.write_coalesce_max))
+        .shutdown_timeout(Duration::from_millis(args.shutdown_timeout));
     if let Some(n) = args.shards {
         builder = builder.shards(n);
     }

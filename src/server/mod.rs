@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -394,6 +394,9 @@ impl RunningServer {
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
+        if !self.threads.is_empty() {
+            self.drain();
+        }
         for to in 0..self.mesh.len() {
             self.mesh.inject(to, ShardMsg::Shutdown);
         }
@@ -402,6 +405,58 @@ impl RunningServer {
         }
         if let Some(a) = self.adapter.take() {
             a.stop();
+        }
+    }
+}
+
+impl RunningServer {
+    /// The graceful part of a shutdown, once nothing more is accepted. First a barrier:
+    /// each shard sends every shard (itself included) a marker behind whatever it sent
+    /// there before, so once a shard has every marker, each broadcast issued anywhere
+    /// before the shutdown is queued on its links. Then each shard closes its sessions,
+    /// which write what is queued before closing. Waits for every shard, at most
+    /// `shutdown_timeout`.
+    fn drain(&self) {
+        let timeout = self.server.config().shutdown_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let n = self.mesh.len();
+        let markers: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(n)).collect());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        for i in 0..n {
+            let (markers, tx) = (markers.clone(), tx.clone());
+            let send_markers: shard::Task = Box::new(move |ctx| {
+                for j in 0..n {
+                    let (markers, tx) = (markers.clone(), tx.clone());
+                    let marker: shard::Task = Box::new(move |ctx| {
+                        if markers[ctx.id].fetch_sub(1, Ordering::AcqRel) == 1 {
+                            let ctx = ctx.clone();
+                            let at = tokio::time::Instant::from_std(deadline);
+                            tokio::task::spawn_local(async move {
+                                transport::local::drain(ctx, at).await;
+                                let _ = tx.send(());
+                            });
+                        }
+                    });
+                    if j == ctx.id {
+                        marker(ctx);
+                    } else {
+                        ctx.send_to(j, ShardMsg::Run(marker));
+                    }
+                }
+            });
+            self.mesh.inject(i, ShardMsg::Run(send_markers));
+        }
+        drop(tx);
+        for _ in 0..n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // A little past the deadline: a shard's last sessions close at it.
+            if rx.recv_timeout(left + Duration::from_millis(200)).is_err() {
+                tracing::warn!("shutdown: the drain did not finish within shutdown_timeout");
+                break;
+            }
         }
     }
 }

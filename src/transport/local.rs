@@ -135,6 +135,18 @@ impl ShardCtx {
 
 /// Closes every session of the shard (`server shutting down`) and gives them a moment to
 /// say goodbye.
+/// Drains this shard: every session is closed with `server shutting down`, each writing
+/// what was queued for it first; returns once all are gone, or at `deadline`.
+pub(crate) async fn drain(ctx: Rc<ShardCtx>, deadline: tokio::time::Instant) {
+    let sids: Vec<Sid> = ctx.transport().sessions.borrow().keys().copied().collect();
+    for sid in sids {
+        ctx.transport().send_cmd(&sid, Cmd::Close(DisconnectReason::ServerShuttingDown));
+    }
+    while !ctx.transport().sessions.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub(crate) async fn shutdown(ctx: Rc<ShardCtx>) {
     let sids: Vec<Sid> = ctx.transport().sessions.borrow().keys().copied().collect();
     for sid in sids {

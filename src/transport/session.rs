@@ -626,10 +626,11 @@ impl Session {
             // Polling: what is queued goes in one response and CLOSE in the next, as the
             // reference does after "drain": socket.io-client handles decoded packets on the
             // next tick, so a CLOSE in the same payload would overtake a DISCONNECT. Wait a
-            // little for the client's next poll, but not when shutting down.
+            // little for the client's next poll (less when shutting down: the drain is
+            // bounded).
             let now = Instant::now();
             let linger = match reason {
-                DisconnectReason::ServerShuttingDown => now,
+                DisconnectReason::ServerShuttingDown => now + Duration::from_millis(500),
                 _ if transport_alive => now + Duration::from_secs(2),
                 _ => now,
             };
