@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -84,12 +85,14 @@ async fn sigterm_delivers_every_acknowledged_publish_then_closes() {
     let clients = env("DRAIN_CLIENTS", 300);
     let rate = env("DRAIN_RATE", 20);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-    cmd.args(["serve", "--port", "0", "--shards", "2", "--shutdown-timeout", "10000"]);
+    let timeout = env("DRAIN_TIMEOUT_MS", 10_000).to_string();
+    cmd.args(["serve", "--port", "0", "--shards", "2", "--shutdown-timeout", &timeout]);
     let (mut server, port) = process::start(cmd);
 
     let mut subs = Vec::with_capacity(clients);
     for chunk in (0..clients).collect::<Vec<_>>().chunks(200) {
-        let joined = futures_util::future::join_all(chunk.iter().map(|_| member(port, "room"))).await;
+        let joined =
+            futures_util::future::join_all(chunk.iter().map(|_| member(port, "room"))).await;
         subs.extend(joined.into_iter().map(|ws| tokio::spawn(subscribe(ws))));
     }
 
@@ -165,4 +168,42 @@ async fn sigterm_delivers_every_acknowledged_publish_then_closes() {
     assert_eq!(lost, 0, "acknowledged publishes that did not reach a subscriber");
     assert_eq!(closed_by_frame, clients, "every subscriber's connection closed with a close frame");
     assert!(refused, "a connection was accepted after SIGTERM");
+}
+
+/// The official client's view: a drain closes its transport (`transport close`, for
+/// WebSocket and polling alike), so it reconnects, here to a server started on the same port
+/// (in a cluster: to another server behind the same address).
+#[test]
+fn the_official_client_sees_transport_close_and_reconnects() {
+    use std::io::BufRead;
+    let port = process::free_port();
+    let serve = |port: u16| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        cmd.args(["serve", "--port", &port.to_string(), "--shards", "2"]);
+        process::start(cmd).0
+    };
+    let mut first = serve(port);
+    let mut client = Command::new("node")
+        .arg("drain-client.mjs")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .current_dir(process::interop_dir())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node is needed (Node.js 20+)");
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line from the client").expect("read");
+    assert_eq!(next(), "connected");
+    process::signal(&first, "-TERM");
+    assert!(process::wait_exit(&mut first, Duration::from_secs(10)).success());
+    let mut reasons = vec![next(), next()];
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["disconnect polling transport close", "disconnect websocket transport close"]
+    );
+    let mut second = serve(port);
+    assert_eq!(next(), "reconnected");
+    assert!(process::wait_exit(&mut client, Duration::from_secs(10)).success());
+    process::signal(&second, "-TERM");
+    assert!(process::wait_exit(&mut second, Duration::from_secs(10)).success());
 }

@@ -423,7 +423,8 @@ impl RunningServer {
         }
         let deadline = std::time::Instant::now() + timeout;
         let n = self.mesh.len();
-        let markers: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(n)).collect());
+        let markers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..n).map(|_| AtomicUsize::new(n)).collect());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         for i in 0..n {
             let (markers, tx) = (markers.clone(), tx.clone());
