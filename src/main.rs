@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server with the built-in demo app (namespaces `/` and `/custom`).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Publish one event to a cluster on Redis, as @socket.io/redis-emitter does: the servers
     /// of the cluster (shardcast or Node, classic Redis adapter) deliver it to their sockets.
     /// Prints nothing on success.
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
         Command::Emit(_) => LogFormat::Text,
     });
     match cli.command {
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shardcast: {e}");

@@ -39,6 +39,17 @@ fn help_documents_every_flag() {
         "--recovery",
         "--metrics",
         "--log-format",
+        "--static",
+        "--cors",
+        "--admin-ui",
+        "--admin-ui-username",
+        "--admin-ui-password-hash",
+        "--admin-ui-readonly",
+        "--admin-ui-mode",
+        "--admin-ui-server-id",
+        "--tls-cert",
+        "--tls-key",
+        "--shutdown-timeout",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
         // each also from the environment: SHARDCAST_ and the flag's name
