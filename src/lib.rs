@@ -65,6 +65,9 @@
 #[doc(hidden)]
 #[path = "bench_support.rs"]
 pub mod __bench;
+#[doc(hidden)]
+#[path = "fuzz_support.rs"]
+pub mod __fuzz;
 mod adapter;
 pub mod admin;
 pub mod app;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["server", "emitter"],
     &["admin"],
     &["app"],
-    &["bench_support"],
+    &["bench_support", "fuzz_support"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

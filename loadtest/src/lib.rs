@@ -21,6 +21,7 @@ pub mod b64;
 pub mod conn;
 pub mod coord;
 pub mod engine;
+pub mod hostile;
 pub mod link;
 pub mod pacer;
 pub mod plan;

@@ -15,6 +15,17 @@ fn main() -> ExitCode {
     };
     let r = match &cli.command {
         Command::Worker => shardcast_loadtest::link::worker_main(),
+        Command::Hostile(a) => match shardcast_loadtest::hostile::run(a) {
+            Ok(report) => {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                if report.pass {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("hostile: {}", report.failures.join("; ")))
+                }
+            }
+            Err(e) => Err(e),
+        },
         cmd => match Plan::from_command(cmd) {
             // Flags that parse but do not validate are usage errors too.
             Err(e) => {

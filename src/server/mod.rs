@@ -327,6 +327,7 @@ impl ShardSetup for EngineSetup {
 
     fn start(&self, ctx: &Rc<ShardCtx>) {
         tokio::task::spawn_local(link::flusher(ctx.clone()));
+        tokio::task::spawn_local(link::trimmer());
         if self.0.recovery().is_some() {
             tokio::task::spawn_local(crate::ns::recovery::sweeper(ctx.clone()));
         }

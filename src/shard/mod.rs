@@ -157,13 +157,18 @@ impl Trim {
         } else if self.high - sessions >= Self::MARGIN {
             tracing::debug!(from = self.high, to = sessions, "returning freed memory");
             self.high = sessions;
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim has no preconditions; it only walks the allocator's own
-            // free lists.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            trim_memory();
         }
+    }
+}
+
+/// Returns the allocator's free pages to the system (glibc's `malloc_trim`).
+pub(crate) fn trim_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only walks the allocator's own free
+    // lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

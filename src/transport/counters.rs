@@ -18,6 +18,8 @@ thread_local! {
     // Once per message the client sent (its payload's bytes), and per session opened.
     static READ_BYTES: Cell<u64> = const { Cell::new(0) };
     static OPENED: Cell<u64> = const { Cell::new(0) };
+    // Once per TCP connection closed on this thread (the shard trims memory after some).
+    static CONNS_CLOSED: Cell<u64> = const { Cell::new(0) };
     // Only when a session ends.
     static CLOSED: RefCell<AHashMap<&'static str, u64>> = RefCell::new(AHashMap::new());
     // Only on a refused request.
@@ -33,6 +35,16 @@ pub(crate) fn wrote(bytes: usize) {
 /// The client sent a message of `bytes` (an Engine.IO message packet's payload).
 pub(crate) fn read(bytes: usize) {
     READ_BYTES.with(|c| c.set(c.get() + bytes as u64));
+}
+
+/// A TCP connection (of any kind: HTTP, WebSocket, refused garbage) closed on this thread.
+pub(crate) fn connection_closed() {
+    CONNS_CLOSED.with(|c| c.set(c.get() + 1));
+}
+
+/// The TCP connections closed on this thread so far.
+pub(crate) fn connections_closed() -> u64 {
+    CONNS_CLOSED.with(Cell::get)
 }
 
 /// An Engine.IO session opened.

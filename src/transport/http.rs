@@ -88,14 +88,14 @@ async fn handle(
 }
 
 /// The query parameters Engine.IO looks at, plus all of them for the handshake.
-struct Query {
-    eio: Option<String>,
-    transport: Option<String>,
-    sid: Option<String>,
-    all: Vec<(String, String)>,
+pub(crate) struct Query {
+    pub(crate) eio: Option<String>,
+    pub(crate) transport: Option<String>,
+    pub(crate) sid: Option<String>,
+    pub(crate) all: Vec<(String, String)>,
 }
 
-fn parse_query(q: Option<&str>) -> Query {
+pub(crate) fn parse_query(q: Option<&str>) -> Query {
     let all: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();

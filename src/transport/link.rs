@@ -571,6 +571,26 @@ impl LinkMut<'_> {
     }
 }
 
+/// How often a shard checks whether to give freed memory back (see [`trimmer`]).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Gives the memory freed by closed connections back to the system: glibc keeps what is
+/// freed in its arenas (large buffers included, once its mmap threshold has grown), so a
+/// burst of connections (a storm of hostile ones, a mass reconnect) would leave the RSS at
+/// its peak. Every [`TRIM_EVERY`], when connections closed on this shard since the last
+/// look, `malloc_trim` returns the free pages. An idle shard only wakes to look.
+pub(crate) async fn trimmer() {
+    let mut seen = crate::transport::counters::connections_closed();
+    loop {
+        tokio::time::sleep(TRIM_EVERY).await;
+        let now = crate::transport::counters::connections_closed();
+        if now != seen {
+            seen = now;
+            crate::shard::trim_memory();
+        }
+    }
+}
+
 /// How often the flusher releases the write queues of links that went quiet.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 

@@ -62,6 +62,7 @@ impl ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        crate::transport::counters::connection_closed();
     }
 }
 

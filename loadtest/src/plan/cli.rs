@@ -47,9 +47,49 @@ pub enum Command {
     /// With --url once per server of a cluster: subscribers spread as in cluster-fanout,
     /// publishers on the first, and each subscriber comes back on the next server.
     Recover(RecoverArgs),
+    /// For --duration seconds, --attackers tasks throw what a stranger can send at one server
+    /// (garbage instead of HTTP, oversized and endless headers and bodies, malformed WebSocket
+    /// frames, mutated Engine.IO and Socket.IO packets, deep JSON, connection floods that
+    /// vanish) while --clients healthy subscribers get an acknowledged stream at --rate.
+    /// Passes (exit 0) when they got every acknowledged message in order, a handshake is
+    /// answered at once afterwards, and (with --server-pid) the server's memory and
+    /// descriptors come back. Seeded: --seed replays a run.
+    Hostile(HostileArgs),
     /// Internal: one worker process of `--workers N` (reads its plan on stdin).
     #[command(hide = true)]
     Worker,
+}
+
+/// `hostile`'s flags (a scenario of its own: no workers, no rooms).
+#[derive(Args, Debug, Clone)]
+pub struct HostileArgs {
+    /// Server URL, http://HOST:PORT (loopback only).
+    #[arg(long)]
+    pub url: String,
+    /// Seconds of attack (1 to 3600).
+    #[arg(long, short = 'd')]
+    pub duration: f64,
+    /// The seed of the attacks (default: from the clock; printed, and in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Concurrent attackers.
+    #[arg(long, default_value_t = 32)]
+    pub attackers: u32,
+    /// Healthy subscribers in the room.
+    #[arg(long, short = 'c', default_value_t = 20)]
+    pub clients: u32,
+    /// The healthy stream's messages per second.
+    #[arg(long, default_value_t = 50)]
+    pub rate: u32,
+    /// The server's PID: its RSS and descriptors before, during and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Seconds to wait after the storm before measuring memory again.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Flags every scenario has.

@@ -18,8 +18,8 @@ mod steps;
 mod validate;
 
 pub use cli::{
-    Cli, Command, CommonArgs, ConnectArgs, EchoArgs, FanoutArgs, IdleArgs, LobbyArgs, RampArgs,
-    RoomArgs, Shape, TrafficArgs,
+    Cli, Command, CommonArgs, ConnectArgs, EchoArgs, FanoutArgs, HostileArgs, IdleArgs, LobbyArgs,
+    RampArgs, RoomArgs, Shape, TrafficArgs,
 };
 pub use model::{Output, Plan, RampPlan, RecoverPlan, Scenario, ServerAddr};
 pub use roster::{Publish, Role};

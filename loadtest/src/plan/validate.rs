@@ -32,6 +32,7 @@ impl Plan {
             Command::Idle(a) => (Scenario::Idle, &a.common),
             Command::Ramp(a) => (Scenario::Ramp, &a.common),
             Command::Worker => bail!("`worker` is internal"),
+            Command::Hostile(_) => bail!("`hostile` runs on its own (hostile::run)"),
         };
         let c = common;
         let servers = servers(cmd, &c.url, c.allow_remote.as_deref())?;
@@ -237,7 +238,7 @@ impl Plan {
                     refine: a.refine,
                 });
             }
-            Command::Worker => unreachable!(),
+            Command::Worker | Command::Hostile(_) => unreachable!(),
         }
         plan.validate_traffic()?;
         let out = Output { json: c.json.clone(), report: c.report.clone(), quiet: c.quiet };

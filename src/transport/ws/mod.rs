@@ -46,7 +46,7 @@ use std::io;
 use bytes::Bytes;
 
 pub(crate) use deflate::{encode_compressed_frame, negotiate_deflate, Deflate};
-pub(crate) use frame::{encode_binary_frame, encode_pong_frame, encode_text_frame};
+pub(crate) use frame::{encode_binary_frame, encode_pong_frame, encode_text_frame, FrameParser};
 pub(crate) use reader::WsReader;
 pub(crate) use writer::WsWriter;
 
