@@ -59,15 +59,25 @@ pub fn ws_negotiate(values: &[&str]) -> Option<String> {
     negotiate_deflate(values.iter().copied()).map(|(_, answer)| answer)
 }
 
-/// What the handshake reads of a query string: `EIO`, `transport`, `sid` (and whether the
-/// sid parses, and the shard it names), and how many pairs there are.
-pub fn handshake_query(
-    query: &str,
-) -> (Option<String>, Option<String>, Option<(String, Option<u8>)>, usize) {
+/// What the handshake reads of a query string.
+#[derive(Debug)]
+pub struct HandshakeQuery {
+    /// `EIO`.
+    pub eio: Option<String>,
+    /// `transport`.
+    pub transport: Option<String>,
+    /// `sid`, and the shard it names when it parses as a session id.
+    pub sid: Option<(String, Option<u8>)>,
+    /// How many pairs the query has.
+    pub pairs: usize,
+}
+
+/// Parses a query string as the handshake does.
+pub fn handshake_query(query: &str) -> HandshakeQuery {
     let q = parse_query(Some(query));
     let sid = q.sid.map(|s| {
         let shard = Sid::parse(&s).map(|sid| sid.shard());
         (s, shard)
     });
-    (q.eio, q.transport, sid, q.all.len())
+    HandshakeQuery { eio: q.eio, transport: q.transport, sid, pairs: q.all.len() }
 }
