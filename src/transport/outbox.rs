@@ -183,11 +183,17 @@ impl Out {
     #[inline]
     pub(crate) fn frames(&self, deflate: bool) -> impl Iterator<Item = &Bytes> {
         let p = &*self.0;
-        let first = match (&p.deflated, deflate) {
-            (Some(d), true) => d,
-            _ => &p.frames[0],
+        // `split_first`, not `frames[0]` and `frames[1..]`: no bounds checks (and no panic
+        // path) on the delivery path, whatever the inliner makes of the caller.
+        let (plain, rest) = match p.frames.split_first() {
+            Some((f, rest)) => (Some(f), rest),
+            None => (None, &[][..]),
         };
-        std::iter::once(first).chain(p.frames[1..].iter())
+        let first = match (&p.deflated, deflate) {
+            (Some(d), true) => Some(d),
+            _ => plain,
+        };
+        first.into_iter().chain(rest.iter())
     }
 }
 
