@@ -8,16 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-fn npm_ci(dir: &Path) {
-    if !dir.join("node_modules").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir)
-            .status()
-            .expect("npm is needed for the browser suite");
-        assert!(st.success(), "npm ci in {} failed", dir.display());
-    }
-}
+#[path = "common/process.rs"]
+mod process;
+use process::npm_ci;
 
 #[test]
 fn lobby_page_and_admin_ui_in_chromium() {

@@ -7,16 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-fn npm_ci(dir: &Path) {
-    if !dir.join("node_modules").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir)
-            .status()
-            .expect("npm is needed for the cluster suite");
-        assert!(st.success(), "npm ci in {} failed", dir.display());
-    }
-}
+#[path = "common/process.rs"]
+mod process;
+use process::npm_ci;
 
 #[test]
 fn mixed_cluster_of_shardcast_and_node_servers() {

@@ -13,15 +13,21 @@ use std::time::{Duration, Instant};
 /// (`npm ci` when they are missing). Panics, failing the test, without npm.
 pub fn interop_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules/socket.io-client").exists() {
+    npm_ci(&dir);
+    dir
+}
+
+/// Installs `dir`'s npm dependencies from its committed lockfile when they are missing.
+/// Panics, failing the test, without npm or when `npm ci` fails.
+pub fn npm_ci(dir: &std::path::Path) {
+    if !dir.join("node_modules").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
-            .expect("npm is needed for the interop suites (Node.js 20+)");
-        assert!(status.success(), "npm ci failed in tests/interop");
+            .expect("npm is needed for the Node.js suites (Node.js 20+)");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
     }
-    dir
 }
 
 /// Starts `cmd` and returns the child and the port from its `listening on HOST:PORT` line.
