@@ -68,6 +68,11 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Largest message (WebSocket) or HTTP body (polling) accepted, in bytes. Default 1,000,000.
     pub max_payload: usize,
+    /// Largest HTTP request head (request line and headers) accepted, in bytes; a larger one
+    /// is answered 431 and the connection closed. Default 16 KiB, Node's `maxHttpHeaderSize`;
+    /// at least 8 KiB. It also bounds each connection's HTTP read buffer, which a client
+    /// sending endless headers would otherwise grow.
+    pub max_http_header_size: usize,
     /// A client that has not joined any namespace after this long is closed. Default 45 s.
     pub connect_timeout: Duration,
     /// How long a polling → WebSocket upgrade may take before the probe socket is dropped.
@@ -199,6 +204,7 @@ impl Default for Config {
             ping_interval: Duration::from_millis(25_000),
             ping_timeout: Duration::from_millis(20_000),
             max_payload: 1_000_000,
+            max_http_header_size: 16 * 1024,
             connect_timeout: Duration::from_millis(45_000),
             upgrade_timeout: Duration::from_millis(10_000),
             shutdown_timeout: Duration::from_secs(10),
@@ -261,6 +267,9 @@ pub enum ConfigError {
     /// sharded Redis pub/sub adapters cannot (as in socket.io).
     #[error("connection state recovery cannot work with the Redis pub/sub adapters (they keep no packets to replay)")]
     RecoveryNeedsPersistence,
+    /// `max_http_header_size` must be 8 KiB to 16 MiB (hyper's read buffer bounds).
+    #[error("max_http_header_size must be between 8192 and 16777216 bytes, got {0}")]
+    HeaderSize(usize),
     /// `max_json_depth` must be 2..=100,000.
     #[error("max_json_depth must be between 2 and {MAX_JSON_DEPTH}, got {0}")]
     JsonDepth(usize),
@@ -337,6 +346,8 @@ impl ConfigBuilder {
         ping_timeout: Duration);
     setter!(/// See [`Config::max_payload`].
         max_payload: usize);
+    setter!(/// See [`Config::max_http_header_size`].
+        max_http_header_size: usize);
     setter!(/// See [`Config::connect_timeout`].
         connect_timeout: Duration);
     setter!(/// See [`Config::upgrade_timeout`].
@@ -442,6 +453,9 @@ impl ConfigBuilder {
         }
         if !c.path.starts_with('/') || !c.path.ends_with('/') {
             return Err(ConfigError::Path(c.path));
+        }
+        if !(8192..=16 << 20).contains(&c.max_http_header_size) {
+            return Err(ConfigError::HeaderSize(c.max_http_header_size));
         }
         for (name, zero) in [
             ("ping_interval", c.ping_interval.is_zero()),

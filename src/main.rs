@@ -140,6 +140,10 @@ struct ServeArgs {
     /// DIR/index.html): a demo page and the server on one origin.
     #[arg(long = "static", env = "SHARDCAST_STATIC", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
+    /// Largest HTTP request head (request line and headers) accepted, in bytes; a larger one
+    /// gets 431 (Node's maxHttpHeaderSize; at least 8192).
+    #[arg(long, env = "SHARDCAST_MAX_HTTP_HEADER_SIZE", value_name = "BYTES", default_value_t = 16 * 1024)]
+    max_http_header_size: usize,
     /// On SIGTERM or SIGINT, how long to drain, in milliseconds: accepting stops at once;
     /// each client gets what was queued for it, then its connection closes (it reconnects,
     /// to another server of the cluster when there is one); the process exits 0.
@@ -315,6 +319,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .ping_interval(Duration::from_millis(args.ping_interval))
         .ping_timeout(Duration::from_millis(args.ping_timeout))
         .max_payload(args.max_payload)
+        .max_http_header_size(args.max_http_header_size)
         .max_json_depth(args.max_json_depth)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)

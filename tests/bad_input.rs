@@ -366,3 +366,32 @@ async fn polling_post_cut_short_closes_its_session() {
     assert_session_gone(addr, &sid).await;
     bench.check_others().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused_with_431_and_the_server_goes_on() {
+    let server = TestServer::demo(config().max_http_header_size(8192).build().unwrap());
+    let big = "a".repeat(9000);
+    let resp = request(
+        server.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("X-Big", big.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+    let fits = "a".repeat(6000);
+    let ok = request(
+        server.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("X-Fits", fits.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(matches!(
+        Config::builder().max_http_header_size(4096).build(),
+        Err(shardcast::ConfigError::HeaderSize(4096))
+    ));
+}

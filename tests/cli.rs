@@ -50,6 +50,7 @@ fn help_documents_every_flag() {
         "--tls-cert",
         "--tls-key",
         "--shutdown-timeout",
+        "--max-http-header-size",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
         // each also from the environment: SHARDCAST_ and the flag's name

@@ -107,6 +107,9 @@ pub fn run(args: &HostileArgs) -> anyhow::Result<Report> {
     if args.attackers == 0 || args.attackers > 512 || args.clients == 0 || args.clients > 2000 {
         bail!("--attackers must be 1 to 512 and --clients 1 to 2000");
     }
+    if let Some(k) = args.only.iter().find(|k| !KINDS.contains(&k.as_str())) {
+        bail!("--only {k:?}: not an attack kind ({})", KINDS.join(", "));
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -161,14 +164,19 @@ async fn storm(
 
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let counts: Arc<Vec<AtomicU64>> = Arc::new(KINDS.iter().map(|_| AtomicU64::new(0)).collect());
+    let kinds: Arc<Vec<usize>> = Arc::new(
+        (0..KINDS.len())
+            .filter(|&i| args.only.is_empty() || args.only.iter().any(|k| k == KINDS[i]))
+            .collect(),
+    );
     let peak = Arc::new(AtomicU64::new(before.map_or(0, |s| s.0)));
     let mut attackers = Vec::new();
     for i in 0..args.attackers {
-        let (counts, host) = (counts.clone(), host.clone());
+        let (counts, host, kinds) = (counts.clone(), host.clone(), kinds.clone());
         let mut rng = Rng::new(seed ^ (u64::from(i) + 1).wrapping_mul(0xA24B_AED4_963E_E407));
         attackers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let kind = rng.below(KINDS.len() as u64) as usize;
+                let kind = kinds[rng.below(kinds.len() as u64) as usize];
                 let _ =
                     tokio::time::timeout(ATTACK_TIMEOUT, attack(kind, addr, &host, &mut rng)).await;
                 counts[kind].fetch_add(1, Ordering::Relaxed);

@@ -60,6 +60,7 @@ pub(crate) async fn serve(
         }
     };
     let guard: GuardCell = Rc::new(RefCell::new(Some(guard)));
+    let max_head = ctx.config().max_http_header_size;
     let svc = service_fn(move |req| {
         let (ctx, guard) = (ctx.clone(), guard.clone());
         async move { Ok::<_, Infallible>(handle(ctx, req, addr, guard, secure).await) }
@@ -67,6 +68,9 @@ pub(crate) async fn serve(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // Bounds the read buffer (a request head past it is answered 431): a client sending
+        // endless headers cannot grow it, and its memory is small enough to return.
+        .max_buf_size(max_head)
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -84,6 +84,10 @@ pub struct HostileArgs {
     /// The server's PID: its RSS and descriptors before, during and after.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Only these attack kinds (repeatable; default all): garbage, huge-header,
+    /// endless-headers, huge-body, bad-frame, bad-packet, flood, deep-json.
+    #[arg(long = "only", value_name = "KIND")]
+    pub only: Vec<String>,
     /// Seconds to wait after the storm before measuring memory again.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
