@@ -113,6 +113,9 @@ pub enum AdminError {
     /// The server was instrumented already.
     #[error("the server is instrumented already")]
     Instrumented,
+    /// The stats thread could not be started.
+    #[error("cannot start the admin UI's stats thread: {0}")]
+    Thread(String),
 }
 
 impl Server {
@@ -164,7 +167,7 @@ impl Server {
         std::thread::Builder::new()
             .name("shardcast-admin".into())
             .spawn(move || st.stats_loop())
-            .map_err(|_| AdminError::Instrumented)?;
+            .map_err(|e| AdminError::Thread(e.to_string()))?;
         Ok(())
     }
 }

@@ -119,7 +119,8 @@ impl ServerShared {
     /// before any socket is in it); returns the names of those that exist already
     /// (patterns excluded).
     pub(crate) fn watch_namespaces(&self, hook: NamespaceHook) -> Vec<Arc<str>> {
-        // Taken before the registry, as `of` does (it tells the hooks after releasing it).
+        // Held while the registry is read: a namespace created meanwhile is in the list
+        // returned or told to the hook (at worst both; the hooks tolerate a repeat).
         let mut hooks = self.on_new_namespace.write().unwrap_or_else(|p| p.into_inner());
         hooks.push(hook);
         let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
