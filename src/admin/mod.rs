@@ -147,6 +147,7 @@ impl Server {
             pending_sessions: Mutex::new(HashMap::new()),
             started: Instant::now(),
             server_id: ui.server_id.clone().unwrap_or_else(hostname),
+            hostname: hostname(),
         });
         if ui.mode == AdminMode::Development {
             self.0.set_watch(state.clone());
@@ -200,6 +201,8 @@ struct Admin {
     pending_sessions: Mutex<HashMap<String, String>>,
     started: Instant,
     server_id: String,
+    /// Read once: the stats repeat it every 2 s.
+    hostname: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -437,7 +440,7 @@ impl Admin {
         push("bytesOut", None, now.bytes_out.saturating_sub(last.bytes_out));
         json!({
             "serverId": self.server_id,
-            "hostname": hostname(),
+            "hostname": self.hostname,
             "pid": std::process::id(),
             "uptime": self.started.elapsed().as_secs_f64(),
             "clientsCount": snap.clients(),
