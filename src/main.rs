@@ -390,6 +390,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         _ => format!("cannot listen on {addr}: {e}"),
     })?;
     let bound = running.local_addr();
+    if let Some(m) = running.metrics_addr() {
+        // On stderr: stdout's one line is fixed (spec/demo-app.md). With `--metrics
+        // 127.0.0.1:0` this says which port was taken.
+        eprintln!("shardcast: metrics on {m}");
+    }
     println!("listening on {}:{}", args.host, bound.port());
     let _ = std::io::stdout().flush();
     signals.wait(|| match running.reload_tls() {

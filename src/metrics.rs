@@ -59,6 +59,9 @@ struct ShardReading {
     transport: crate::transport::counters::Reading,
     /// Replay log packets and bytes, sessions kept (all 0 with recovery off).
     recovery: (u64, u64, u64),
+    /// The entries of each of the shard's tables (sessions, rooms, pending acks, the
+    /// replay log's indexes...), by table name.
+    tables: Vec<(&'static str, u64)>,
 }
 
 impl ShardReading {
@@ -72,6 +75,9 @@ impl ShardReading {
             .map(|(name, n)| (name.clone(), n.sockets.len() as u64))
             .collect();
         let c = &ns.counters;
+        let mut tables = Vec::with_capacity(20);
+        ctx.transport().table_sizes(&mut tables);
+        ns.table_sizes(&mut tables);
         ShardReading {
             websocket: ws as u64,
             polling: polling as u64,
@@ -84,6 +90,7 @@ impl ShardReading {
                 .map_or(0.0, |h| h.metrics().worker_total_busy_duration(0).as_secs_f64()),
             transport: crate::transport::counters::reading(),
             recovery: ctx.recovery_sizes(),
+            tables,
         }
     }
 }
@@ -370,6 +377,22 @@ impl Collector for Snapshot {
                 self.sum(|r| r.recovery.2) as i64,
             )?;
         }
+        let mut tables = self.sum_by(|r| &r.tables);
+        if let Some(a) = self.adapter {
+            tables.insert("adapter_requests", a.requests_pending);
+        }
+        labelled(
+            &mut e,
+            "shardcast_table_entries",
+            "Entries of the server's internal tables, summed over the shards: sessions, links, \
+             sockets, rooms and their members, acknowledgements awaited from clients, the \
+             replay log and its indexes, recovery sessions, requests awaiting other servers. \
+             For leak checks (a soak's tables stay flat); the names may change between \
+             versions.",
+            "table",
+            tables.into_iter().map(|(k, v)| (k, ConstGauge::new(v as i64))),
+            MetricType::Gauge,
+        )?;
         gauge(
             &mut e,
             "shardcast_scrape_shards_missing",

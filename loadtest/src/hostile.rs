@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::plan::HostileArgs;
+use crate::rng::Rng;
 
 /// How long one attack may take before it is dropped.
 const ATTACK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,30 +40,6 @@ const KINDS: &[&str] = &[
     "flood",
     "deep-json",
 ];
-
-/// A small seeded generator (xorshift64*): the same seed, the same attacks.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// The report (`--json`).
 #[derive(Debug, Serialize)]
@@ -173,7 +150,7 @@ async fn storm(
     let mut attackers = Vec::new();
     for i in 0..args.attackers {
         let (counts, host, kinds) = (counts.clone(), host.clone(), kinds.clone());
-        let mut rng = Rng::new(seed ^ (u64::from(i) + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+        let mut rng = Rng::stream(seed, u64::from(i));
         attackers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let kind = kinds[rng.below(kinds.len() as u64) as usize];
@@ -293,11 +270,8 @@ async fn storm(
     })
 }
 
-/// RSS (KiB) and open descriptors of `pid`.
 fn sample(pid: u32) -> Option<(u64, u64)> {
-    let rss = crate::sys::sample_proc(pid)?.rss_bytes / 1024;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some((rss, fds))
+    crate::sys::rss_and_fds(pid)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ pub mod pacer;
 pub mod plan;
 pub mod proto;
 pub mod report;
+pub mod rng;
+pub mod soak;
 pub mod stats;
 pub mod sys;
 pub mod target;

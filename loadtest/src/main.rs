@@ -26,6 +26,17 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Soak(a) => match shardcast_loadtest::soak::run(a) {
+            Ok(report) => {
+                println!("{}", shardcast_loadtest::soak::summary(&report));
+                if report.pass {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("soak: {}", report.failures.join("; ")))
+                }
+            }
+            Err(e) => Err(e),
+        },
         cmd => match Plan::from_command(cmd) {
             // Flags that parse but do not validate are usage errors too.
             Err(e) => {

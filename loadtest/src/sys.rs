@@ -156,6 +156,13 @@ pub fn sample_proc(pid: u32) -> Option<ProcSample> {
     Some(ProcSample { rss_bytes: rss_kb * 1024, cpu_us })
 }
 
+/// RSS (KiB) and open descriptors of `pid`; `None` when the process is gone.
+pub fn rss_and_fds(pid: u32) -> Option<(u64, u64)> {
+    let rss = sample_proc(pid)?.rss_bytes / 1024;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((rss, fds))
+}
+
 fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no memory effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

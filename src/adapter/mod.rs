@@ -124,6 +124,8 @@ pub(crate) struct AdapterCounters {
     pub round_trips: u64,
     pub round_trip_ns: u64,
     pub last_round_trip_ns: u64,
+    /// Requests to other servers awaiting answers or their timeout.
+    pub requests_pending: u64,
 }
 
 /// The operations that may cross the process boundary. Implementations are called from any

@@ -98,6 +98,28 @@ pub(crate) struct NsCounters {
     pub disconnects: RefCell<AHashMap<&'static str, u64>>,
 }
 
+impl NsLocal {
+    /// The sizes of this shard's namespace tables (and its recovery tables), for the
+    /// metrics (`shardcast_table_entries`).
+    pub(crate) fn table_sizes(&self, out: &mut Vec<(&'static str, u64)>) {
+        let nsps = self.nsps.borrow();
+        let (mut sockets, mut rooms, mut members, mut acks) = (0, 0, 0, 0);
+        for n in nsps.values() {
+            sockets += n.sockets.len();
+            rooms += n.rooms.len();
+            members += n.rooms.values().map(|m| m.len()).sum::<usize>();
+            acks += n.sockets.values().map(|e| e.socket.pending_acks()).sum::<usize>();
+        }
+        out.push(("sockets", sockets as u64));
+        out.push(("rooms", rooms as u64));
+        out.push(("room_members", members as u64));
+        out.push(("socket_acks", acks as u64));
+        out.push(("room_counts", self.room_counts.borrow().len() as u64));
+        out.push(("recovery_catchups", self.catchups.borrow().len() as u64));
+        self.recovery.table_sizes(out);
+    }
+}
+
 impl ShardCtx {
     /// This shard's namespace state.
     pub(crate) fn ns(&self) -> &NsLocal {

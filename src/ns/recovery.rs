@@ -550,6 +550,25 @@ pub(crate) struct RecoveryLocal {
     skipping: RefCell<Vec<Sid>>,
 }
 
+impl RecoveryLocal {
+    /// The sizes of this shard's recovery tables (see [`crate::ns::local::NsLocal`]).
+    pub(crate) fn table_sizes(&self, out: &mut Vec<(&'static str, u64)>) {
+        let log = self.log.borrow();
+        let n = |v: usize| v as u64;
+        out.push(("recovery_log", n(log.entries.len())));
+        out.push(("recovery_log_index", n(log.index.len() + log.copies.len())));
+        out.push(("recovery_log_keys", n(log.by_room.len() + log.by_sid.len())));
+        out.push(("recovery_sessions", n(self.sessions.borrow().len())));
+        out.push(("recovery_pointers", n(self.pointers.borrow().len())));
+        out.push(("recovery_live", n(self.live.borrow().len())));
+        out.push(("recovery_waiting", n(self.waiting.borrow().len())));
+        out.push((
+            "recovery_restored",
+            n(self.restored.borrow().len() + self.skipping.borrow().len()),
+        ));
+    }
+}
+
 /// A restore request: from the shard the client reconnected to, for the session of `pid`.
 pub(crate) struct Ask {
     pub pid: Sid,

@@ -235,6 +235,11 @@ impl AckSender {
 }
 
 impl Socket {
+    /// Acknowledgements this socket awaits from its client.
+    pub(crate) fn pending_acks(&self) -> usize {
+        lock(&self.0.acks).len()
+    }
+
     pub(crate) fn new(
         id: Sid,
         nsp: Arc<NamespaceInner>,

@@ -354,6 +354,13 @@ impl TransportLocal {
         self.links.borrow().get(slot).is_some_and(|l| l.ws.is_some())
     }
 
+    /// The sizes of this shard's transport tables, for the metrics
+    /// (`shardcast_table_entries`).
+    pub(crate) fn table_sizes(&self, out: &mut Vec<(&'static str, u64)>) {
+        out.push(("transport_sessions", self.sessions.borrow().len() as u64));
+        out.push(("transport_links", self.links.borrow().len() as u64));
+    }
+
     pub(crate) fn sessions_by_transport(&self) -> (usize, usize) {
         let links = self.links.borrow();
         let ws = links.iter().filter(|(_, l)| l.ws.is_some()).count();

@@ -55,6 +55,16 @@ pub enum Command {
     /// answered at once afterwards, and (with --server-pid) the server's memory and
     /// descriptors come back. Seeded: --seed replays a run.
     Hostile(HostileArgs),
+    /// For --duration seconds, --clients clients live short lives against one server
+    /// (WebSocket and long-polling mixed): they connect, join and leave rooms, publish,
+    /// publish with acks the other members answer, echo with acks, then end cleanly, drop the
+    /// connection without a word, or ask `disconnect-me`, and come back (with --recovery,
+    /// a dropped one with its pid and offset, and must get its socket back). Samples the
+    /// server's RSS and descriptors (--server-pid) and its internal tables (--metrics, a
+    /// shardcast server). Passes (exit 0) when every handshake and ack was answered, RSS,
+    /// descriptors and tables are flat after the warm-up, and the tables are back to their
+    /// size once the clients left. Seeded: --seed replays the choices.
+    Soak(SoakArgs),
     /// Internal: one worker process of `--workers N` (reads its plan on stdin).
     #[command(hide = true)]
     Worker,
@@ -92,6 +102,54 @@ pub struct HostileArgs {
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
     /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `soak`'s flags (a scenario of its own, as `hostile`).
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// Server URL, http://HOST:PORT (loopback only).
+    #[arg(long)]
+    pub url: String,
+    /// Seconds of churn (5 to 86400).
+    #[arg(long, short = 'd')]
+    pub duration: f64,
+    /// Clients alive at once (1 to 5000).
+    #[arg(long, short = 'c', default_value_t = 200)]
+    pub clients: u32,
+    /// Rooms they join (`soak-0` ...).
+    #[arg(long, default_value_t = 20)]
+    pub rooms: u32,
+    /// The share of sessions over long-polling (0 to 1).
+    #[arg(long, default_value_t = 0.3)]
+    pub polling: f64,
+    /// A client whose connection was dropped comes back with its pid and last offset and
+    /// must be recovered (run the server with connection state recovery on).
+    #[arg(long)]
+    pub recovery: bool,
+    /// The seed (default: from the clock; printed, and in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The server's PID: its RSS and open descriptors, sampled.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// The server's Prometheus endpoint, http://HOST:PORT/metrics: the sizes of its internal
+    /// tables (`shardcast_table_entries`), sampled.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Seconds left out of the slopes at the start (default: a quarter of --duration, at
+    /// most 120).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 1.0)]
+    pub sample: f64,
+    /// Seconds to wait after the clients left before reading the tables again (longer than
+    /// the server's recovery window, so that the sessions kept for dropped clients expire).
+    #[arg(long, default_value_t = 5.0)]
+    pub settle: f64,
+    /// Write the report (with every sample) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

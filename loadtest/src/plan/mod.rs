@@ -19,7 +19,7 @@ mod validate;
 
 pub use cli::{
     Cli, Command, CommonArgs, ConnectArgs, EchoArgs, FanoutArgs, HostileArgs, IdleArgs, LobbyArgs,
-    RampArgs, RoomArgs, Shape, TrafficArgs,
+    RampArgs, RoomArgs, Shape, SoakArgs, TrafficArgs,
 };
 pub use model::{Output, Plan, RampPlan, RecoverPlan, Scenario, ServerAddr};
 pub use roster::{Publish, Role};

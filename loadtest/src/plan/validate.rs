@@ -33,6 +33,7 @@ impl Plan {
             Command::Ramp(a) => (Scenario::Ramp, &a.common),
             Command::Worker => bail!("`worker` is internal"),
             Command::Hostile(_) => bail!("`hostile` runs on its own (hostile::run)"),
+            Command::Soak(_) => bail!("`soak` runs on its own (soak::run)"),
         };
         let c = common;
         let servers = servers(cmd, &c.url, c.allow_remote.as_deref())?;
@@ -238,7 +239,7 @@ impl Plan {
                     refine: a.refine,
                 });
             }
-            Command::Worker | Command::Hostile(_) => unreachable!(),
+            Command::Worker | Command::Hostile(_) | Command::Soak(_) => unreachable!(),
         }
         plan.validate_traffic()?;
         let out = Output { json: c.json.clone(), report: c.report.clone(), quiet: c.quiet };

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod server;
+
 /// A fresh temporary file name.
 pub fn tmp(name: &str, ext: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);

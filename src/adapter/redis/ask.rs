@@ -4,6 +4,8 @@
 //! when the wait ends.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,12 +105,26 @@ struct Entry {
 }
 
 /// The requests of this server awaiting answers, by request id.
-#[derive(Default)]
 pub(crate) struct Table {
     entries: HashMap<String, Entry>,
+    /// How many entries there are, for the metrics (`shardcast_table_entries`): kept in
+    /// step by every change of `entries`, read from any thread.
+    pending: Arc<AtomicU64>,
 }
 
 impl Table {
+    /// An empty table whose size is kept in `pending`.
+    pub(crate) fn new(pending: Arc<AtomicU64>) -> Table {
+        pending.store(0, Ordering::Relaxed);
+        Table { entries: HashMap::new(), pending }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let e = self.entries.remove(id);
+        self.pending.store(self.entries.len() as u64, Ordering::Relaxed);
+        e
+    }
+
     /// Starts collecting for `id` (before its request is published).
     pub(crate) fn insert(&mut self, id: String, kind: Kind) {
         let collected = match kind {
@@ -123,6 +139,7 @@ impl Table {
             Kind::Ack(sink) => Collected::Ack(sink),
         };
         self.entries.insert(id, Entry { expected: None, answered: 0, collected });
+        self.pending.store(self.entries.len() as u64, Ordering::Relaxed);
     }
 
     /// `servers` subscribe to the request channel, this one included.
@@ -132,7 +149,7 @@ impl Table {
         e.expected = Some(others);
         if let Collected::Ack(sink) = &e.collected {
             if sink.send(AckEvent::Servers(others)).is_err() {
-                self.entries.remove(id);
+                self.remove(id);
                 return;
             }
         }
@@ -175,7 +192,7 @@ impl Table {
                 };
                 if sink.send(ev).is_err() {
                     // The operator is done with it.
-                    self.entries.remove(id);
+                    self.remove(id);
                 }
                 return;
             }
@@ -192,7 +209,7 @@ impl Table {
         if !done {
             return;
         }
-        if let Some(e) = self.entries.remove(id) {
+        if let Some(e) = self.remove(id) {
             match e.collected {
                 Collected::Fetch(tx, got) => drop(tx.send(Ok(got))),
                 Collected::AllRooms(tx, got) => drop(tx.send(Ok(got))),
@@ -204,7 +221,7 @@ impl Table {
 
     /// The wait for `id` ended: what did not answer is a timeout.
     pub(crate) fn expire(&mut self, id: &str) {
-        let Some(e) = self.entries.remove(id) else { return };
+        let Some(e) = self.remove(id) else { return };
         // Before the server count is known, every other server counts as silent; the count
         // is not known then, so the error says at least one.
         let expected = e.expected.unwrap_or(e.answered + 1);

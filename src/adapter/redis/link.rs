@@ -92,8 +92,8 @@ async fn run(
     let ctx = Arc::new(serve::Ctx { server: server.clone(), adapter: adapter.clone() });
     tokio::spawn(publisher(rx, conn_rx, internal_tx.clone(), adapter.clone()));
     tokio::spawn(log_drops(adapter.clone()));
-    let mut link =
-        Link { ctx, url, table: ask::Table::default(), nsps, conn: None, internal: internal_tx };
+    let table = ask::Table::new(adapter.stats.requests_pending.clone());
+    let mut link = Link { ctx, url, table, nsps, conn: None, internal: internal_tx };
     let mut ready = Some(ready);
     let mut backoff = FIRST_BACKOFF;
     loop {

@@ -100,6 +100,9 @@ pub(crate) struct Stats {
     pub round_trips: AtomicU64,
     pub round_trip_ns: AtomicU64,
     pub last_round_trip_ns: AtomicU64,
+    /// Requests of this server to the others (fetches, server-side emits, broadcast acks,
+    /// room lists) still awaiting answers or their timeout (the link's table, kept in step).
+    pub requests_pending: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -315,6 +318,7 @@ impl Adapter for RedisAdapter {
             round_trips: s.round_trips.load(Ordering::Relaxed),
             round_trip_ns: s.round_trip_ns.load(Ordering::Relaxed),
             last_round_trip_ns: s.last_round_trip_ns.load(Ordering::Relaxed),
+            requests_pending: s.requests_pending.load(Ordering::Relaxed),
         })
     }
 

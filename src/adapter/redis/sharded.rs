@@ -652,7 +652,7 @@ async fn run(
         mode,
         streams,
         url,
-        table: ask::Table::default(),
+        table: ask::Table::new(adapter.stats.requests_pending.clone()),
         nsps: BTreeSet::new(),
         rooms: BTreeSet::new(),
         conn: None,
