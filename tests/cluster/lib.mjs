@@ -118,3 +118,72 @@ export async function reachesAll(from, room, event, members) {
   }
   for (const c of members) c.off(event);
 }
+
+// A TCP proxy (a load balancer's part) whose upstream can be switched with `to(port)`:
+// `cut()` closes every connection through it (both ends, as a network drop seen by both),
+// `hold()` keeps new connections waiting until `release()`. When the upstream closes a
+// connection, the client's end is closed too. Closed when the test file ends.
+const proxies = new Set();
+after(() => {
+  for (const p of proxies) p.close();
+});
+
+export async function proxy(port) {
+  let target = port;
+  let held = null;
+  const pairs = new Set();
+  const srv = net.createServer((down) => {
+    const go = () => {
+      const up = net.connect(target, "127.0.0.1");
+      const pair = { up, down };
+      pairs.add(pair);
+      const end = () => {
+        pairs.delete(pair);
+        up.destroy();
+        down.destroy();
+      };
+      up.on("error", end).on("close", end);
+      down.on("error", end).on("close", end);
+      down.pipe(up);
+      up.pipe(down);
+    };
+    if (held) held.push(go);
+    else go();
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const p = {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    to(p) {
+      target = p;
+    },
+    hold() {
+      held = [];
+    },
+    release() {
+      const waiting = held ?? [];
+      held = null;
+      for (const go of waiting) go();
+    },
+    cut() {
+      for (const { up, down } of pairs) {
+        up.destroy();
+        down.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      this.cut();
+      srv.close();
+    },
+  };
+  proxies.add(p);
+  return p;
+}
+
+// The `shardcast_table_entries` of a server started with `--metrics 127.0.0.1:PORT`.
+export async function tables(metricsPort) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const out = {};
+  for (const m of text.matchAll(/^shardcast_table_entries\{table="([^"]+)"\} (\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}

@@ -8,75 +8,19 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { createClient } from "redis";
 import { io } from "socket.io-client";
-import { REDIS, T, ack, client, collect, server, sleep, until } from "./lib.mjs";
+import { REDIS, T, ack, client, collect, proxy, server, sleep, until } from "./lib.mjs";
 
 const KEY = `streams-rec-${process.pid}`;
 const ARGS = ["--redis-streams", "--recovery", "60000"];
 
-// A TCP proxy whose upstream can be switched; `cut()` closes every connection through it
-// (both ends, as a network drop seen by both), `hold()` keeps new connections waiting
-// until `release()`.
 // What a test opened, closed when the file ends even if the test failed half-way (a proxy or
 // a reconnecting client left open keeps the process alive).
 const opened = [];
 after(() => {
   for (const o of opened) o.close();
 });
-
-async function proxy(port) {
-  let target = port;
-  let held = null;
-  const pairs = new Set();
-  const srv = net.createServer((down) => {
-    const go = () => {
-      const up = net.connect(target, "127.0.0.1");
-      const pair = { up, down };
-      pairs.add(pair);
-      const end = () => {
-        pairs.delete(pair);
-        up.destroy();
-        down.destroy();
-      };
-      up.on("error", end).on("close", end);
-      down.on("error", end).on("close", end);
-      down.pipe(up);
-      up.pipe(down);
-    };
-    if (held) held.push(go);
-    else go();
-  });
-  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
-  const p = {
-    url: `http://127.0.0.1:${srv.address().port}`,
-    to(p) {
-      target = p;
-    },
-    hold() {
-      held = [];
-    },
-    release() {
-      const waiting = held ?? [];
-      held = null;
-      for (const go of waiting) go();
-    },
-    cut() {
-      for (const { up, down } of pairs) {
-        up.destroy();
-        down.destroy();
-      }
-      pairs.clear();
-    },
-    close() {
-      this.cut();
-      srv.close();
-    },
-  };
-  opened.push(p);
-  return p;
-}
 
 describe("connection state recovery across servers (Redis Streams)", () => {
   let redis;
