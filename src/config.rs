@@ -46,6 +46,13 @@ pub struct ConnectionStateRecovery {
     /// A recovered socket skips the namespace's middlewares (`skipMiddlewares`). socket.io's
     /// default: `true`.
     pub skip_middlewares: bool,
+    /// Across servers (`redis_streams`): keep each connected socket's session in Redis
+    /// while it is connected too, not only once it dropped, so that the clients of a server
+    /// that crashed (killed, its host gone) are recovered by the others. Costs a Redis write
+    /// per socket at connect, after its rooms or data change (coalesced, once a second at
+    /// most) and every `max_disconnection_duration / 2` (at most every 60 s). Off by default:
+    /// socket.io keeps a session only when its connection drops (docs/recovery.md).
+    pub live_sessions: bool,
 }
 
 impl Default for ConnectionStateRecovery {
@@ -53,6 +60,7 @@ impl Default for ConnectionStateRecovery {
         ConnectionStateRecovery {
             max_disconnection_duration: Duration::from_secs(120),
             skip_middlewares: true,
+            live_sessions: false,
         }
     }
 }
@@ -267,6 +275,10 @@ pub enum ConfigError {
     /// sharded Redis pub/sub adapters cannot (as in socket.io).
     #[error("connection state recovery cannot work with the Redis pub/sub adapters (they keep no packets to replay)")]
     RecoveryNeedsPersistence,
+    /// Live sessions ([`ConnectionStateRecovery::live_sessions`]) keep sessions in Redis:
+    /// they need recovery on across servers (`redis_streams`).
+    #[error("live recovery sessions need connection state recovery on the Redis Streams adapter")]
+    LiveSessionsNeedStreams,
     /// `max_http_header_size` must be 8 KiB to 16 MiB (hyper's read buffer bounds).
     #[error("max_http_header_size must be between 8192 and 16777216 bytes, got {0}")]
     HeaderSize(usize),
@@ -406,8 +418,21 @@ impl ConfigBuilder {
         max_disconnection_duration: Duration,
         skip_middlewares: bool,
     ) -> Self {
-        self.0.connection_state_recovery =
-            Some(ConnectionStateRecovery { max_disconnection_duration, skip_middlewares });
+        let live_sessions = self.0.connection_state_recovery.is_some_and(|r| r.live_sessions);
+        self.0.connection_state_recovery = Some(ConnectionStateRecovery {
+            max_disconnection_duration,
+            skip_middlewares,
+            live_sessions,
+        });
+        self
+    }
+    /// See [`ConnectionStateRecovery::live_sessions`]. Call it after
+    /// [`ConfigBuilder::connection_state_recovery`]: without recovery on there is nothing to
+    /// keep, and it does nothing.
+    pub fn recovery_live_sessions(mut self, on: bool) -> Self {
+        if let Some(r) = &mut self.0.connection_state_recovery {
+            r.live_sessions = on;
+        }
         self
     }
     /// See [`Config::redis`].
@@ -497,6 +522,11 @@ impl ConfigBuilder {
         if c.connection_state_recovery.is_some() && c.redis.is_some() && !c.redis_streams {
             return Err(ConfigError::RecoveryNeedsPersistence);
         }
+        if c.connection_state_recovery.is_some_and(|r| r.live_sessions)
+            && !(c.redis.is_some() && c.redis_streams)
+        {
+            return Err(ConfigError::LiveSessionsNeedStreams);
+        }
         Ok(c)
     }
 }
@@ -532,9 +562,35 @@ mod tests {
             c.connection_state_recovery,
             Some(ConnectionStateRecovery {
                 max_disconnection_duration: Duration::from_secs(5),
-                skip_middlewares: false
+                skip_middlewares: false,
+                live_sessions: false,
             })
         );
+        // Live sessions: across servers only.
+        assert_eq!(
+            Config::builder()
+                .connection_state_recovery(Duration::from_secs(5), true)
+                .recovery_live_sessions(true)
+                .build()
+                .unwrap_err(),
+            ConfigError::LiveSessionsNeedStreams
+        );
+        assert_eq!(
+            Config::builder()
+                .recovery_live_sessions(true)
+                .build()
+                .unwrap()
+                .connection_state_recovery,
+            None
+        );
+        let c = Config::builder()
+            .redis("redis://127.0.0.1:6379")
+            .redis_streams(true)
+            .connection_state_recovery(Duration::from_secs(5), true)
+            .recovery_live_sessions(true)
+            .build()
+            .unwrap();
+        assert!(c.connection_state_recovery.is_some_and(|r| r.live_sessions));
         assert_eq!(
             Config::builder().connection_state_recovery(Duration::ZERO, true).build().unwrap_err(),
             ConfigError::Zero("max_disconnection_duration")

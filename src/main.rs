@@ -132,6 +132,11 @@ struct ServeArgs {
     /// (socket.io's maxDisconnectionDuration; middlewares are skipped for it).
     #[arg(long, env = "SHARDCAST_RECOVERY", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     recovery: Option<u64>,
+    /// With --recovery and --redis-streams: keep each socket's session in Redis while it is
+    /// connected too, so that the clients of a server that crashed are recovered by the
+    /// others (a Redis write per socket at connect, on room changes and every half window).
+    #[arg(long, env = "SHARDCAST_RECOVERY_LIVE_SESSIONS", requires_all = ["recovery", "redis_streams"])]
+    recovery_live_sessions: bool,
     /// Serve Prometheus metrics (GET /metrics) on this address, a listener of its own
     /// (127.0.0.1:9464, say; port 0 picks a free one). Off without the flag.
     #[arg(long, env = "SHARDCAST_METRICS", value_name = "HOST:PORT", value_parser = parse_addr)]
@@ -339,7 +344,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         builder = builder.metrics(addr);
     }
     if let Some(ms) = args.recovery {
-        builder = builder.connection_state_recovery(Duration::from_millis(ms), true);
+        builder = builder
+            .connection_state_recovery(Duration::from_millis(ms), true)
+            .recovery_live_sessions(args.recovery_live_sessions);
     }
     if let Some(dir) = &args.static_dir {
         if !dir.is_dir() {

@@ -168,11 +168,22 @@ pub(crate) trait ClusterLog: Send + Sync {
     fn emit(&self, e: Box<DirectEmit>) -> Result<(), Box<DirectEmit>>;
     /// Keeps `s` for the recovery window.
     fn persist(&self, s: ClusterSession);
+    /// Live sessions: keeps (or refreshes) the sessions of these connected sockets.
+    fn keep_live(&self, sessions: Vec<ClusterSession>);
+    /// Live sessions: the socket of `pid` left for good; its live session goes.
+    fn drop_live(&self, pid: Sid);
     /// Takes a session; answers [`ClusterAnswer::Taken`].
     fn take(&self, server: &ServerShared, ask: TakeAsk);
     /// Reads what a session missed; answers [`ClusterAnswer::Missed`] once every entry up
     /// to the last one it read has been delivered on this server.
     fn missed(&self, server: &ServerShared, ask: MissedAsk);
+}
+
+/// Live sessions: how often each connected socket's session is written again, for a
+/// recovery window of `window` (half of it, between 1 s and 60 s). A live session is kept
+/// for `window` plus this, so that it outlives a crash by at least `window`.
+pub(crate) fn live_refresh(window: std::time::Duration) -> std::time::Duration {
+    (window / 2).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60))
 }
 
 /// What a shard keeps for a client being restored while its missed packets are read:

@@ -192,6 +192,7 @@ impl ShardCtx {
             ns.rooms.entry(room.clone()).or_default().insert(sid, member);
             ns.inner.clone()
         };
+        self.note_live_change(&inner.name, sid);
         if inner.wants_room_events() {
             self.room_changed(&inner, room, sid, true);
         }
@@ -215,6 +216,7 @@ impl ShardCtx {
             }
             ns.inner.clone()
         };
+        self.note_live_change(&inner.name, sid);
         if inner.wants_room_events() {
             self.room_changed(&inner, room.clone(), sid, false);
         }

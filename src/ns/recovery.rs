@@ -548,6 +548,11 @@ pub(crate) struct RecoveryLocal {
     /// The sockets of `restored` that still skip late broadcasts: checked on every
     /// delivery, so the usual case (none) is one length check.
     skipping: RefCell<Vec<Sid>>,
+    /// Live sessions across servers: the sockets of this shard whose session changed
+    /// (connected, joined, left, data set) since the last write, by namespace and id.
+    live_dirty: RefCell<ahash::AHashSet<(Arc<str>, Sid)>>,
+    /// When every live session of this shard was last written again.
+    live_refreshed: Cell<Option<Instant>>,
 }
 
 impl RecoveryLocal {
@@ -709,6 +714,10 @@ impl ShardCtx {
         }
         let (Some(shared), Some(pid)) = (socket.0.server.recovery(), socket.pid()) else { return };
         if let Some(cluster) = shared.cluster() {
+            rec.live_dirty.borrow_mut().remove(&(socket.0.nsp.name.clone(), socket.sid()));
+            if self.live_sessions() && !recoverable(reason) {
+                cluster.drop_live(pid);
+            }
             if recoverable(reason) {
                 cluster.persist(ClusterSession {
                     sid: socket.sid(),
@@ -760,6 +769,7 @@ impl ShardCtx {
     pub(crate) fn recovery_on_connected(&self, socket: &Socket) {
         let Some(pid) = socket.pid() else { return };
         if socket.0.server.recovery().is_some_and(|r| r.cluster().is_some()) {
+            self.note_live_change(&socket.0.nsp.name, socket.sid());
             return;
         }
         self.recovery().live.borrow_mut().insert(pid, socket.clone());
@@ -929,6 +939,69 @@ impl ShardCtx {
         }
     }
 
+    /// Whether connected sockets' sessions are kept in Redis too (live sessions).
+    pub(crate) fn live_sessions(&self) -> bool {
+        self.config().connection_state_recovery.is_some_and(|r| r.live_sessions)
+    }
+
+    /// Live sessions: socket `sid` of `nsp` (on this shard) changed what its session holds;
+    /// it is written within a second. One set insert, and nothing when they are off.
+    pub(crate) fn note_live_change(&self, nsp: &Arc<str>, sid: Sid) {
+        if self.live_sessions() {
+            self.recovery().live_dirty.borrow_mut().insert((nsp.clone(), sid));
+        }
+    }
+
+    /// Live sessions: writes the sessions that changed, and every session of this shard
+    /// when the refresh interval passed, in one command to the adapter.
+    fn flush_live(&self) {
+        if !self.live_sessions() {
+            return;
+        }
+        let rec = self.recovery();
+        let now = Instant::now();
+        let window = self.recovery_limits().2;
+        let all = rec
+            .live_refreshed
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= super::cluster_recovery::live_refresh(window));
+        let session = |socket: &Socket| {
+            socket.pid().map(|pid| ClusterSession {
+                sid: socket.sid(),
+                pid,
+                rooms: lock(&socket.0.rooms).to_vec(),
+                data: socket.data_box(),
+            })
+        };
+        let nsps = self.ns().nsps.borrow();
+        // The adapter, from any socket's server (a shard with no socket has nothing to write).
+        let Some(cluster) = nsps
+            .values()
+            .flat_map(|n| n.sockets.values())
+            .find_map(|e| e.socket.0.server.recovery().and_then(|r| r.cluster()).cloned())
+        else {
+            rec.live_dirty.borrow_mut().clear();
+            return;
+        };
+        let sessions: Vec<ClusterSession> = if all {
+            rec.live_refreshed.set(Some(now));
+            rec.live_dirty.borrow_mut().clear();
+            nsps.values()
+                .flat_map(|n| n.sockets.values())
+                .filter_map(|e| session(&e.socket))
+                .collect()
+        } else {
+            let dirty: Vec<(Arc<str>, Sid)> = rec.live_dirty.borrow_mut().drain().collect();
+            dirty
+                .iter()
+                .filter_map(|(nsp, sid)| nsps.get(nsp)?.sockets.get(sid))
+                .filter_map(|e| session(&e.socket))
+                .collect()
+        };
+        drop(nsps);
+        cluster.keep_live(sessions);
+    }
+
     /// Drops what has outlived the window: old packets, sessions and pointers. Run about
     /// once a second on each shard, so memory is given back when traffic stops.
     pub(crate) fn expire_recovery(&self) {
@@ -947,6 +1020,7 @@ pub(crate) async fn sweeper(ctx: Rc<ShardCtx>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         ctx.expire_recovery();
+        ctx.flush_live();
     }
 }
 

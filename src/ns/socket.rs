@@ -538,6 +538,9 @@ impl Socket {
     /// Replaces the socket's data.
     pub fn set_data(&self, data: Value) {
         *lock(&self.0.data) = (!data.is_null()).then(|| Box::new(data));
+        if self.0.server.config().connection_state_recovery.is_some_and(|r| r.live_sessions) {
+            self.on_shard(|ctx, s| ctx.note_live_change(&s.0.nsp.name, s.sid()));
+        }
     }
 
     /// The data as it is kept (a restored session's comes back as it left).

@@ -11,7 +11,9 @@
 //   with ack) or are dropped from the table (fetchSockets) once the request timeout passes,
 //   instead of hanging; a new request right after the kill is answered at once, without the
 //   dead server;
-// - the victim's clients reconnect to a survivor and get the stream again;
+// - the victim's clients reconnect to a survivor and get the stream again; with live
+//   sessions (`--recovery-live-sessions`) they are recovered there, with their rooms and
+//   every message they missed, once and in order;
 // - once every client left, nothing is left in the survivors' tables.
 
 import { describe, test } from "node:test";
@@ -22,11 +24,15 @@ import { T, ack, client, freePort, proxy, server, sleep, tables, until } from ".
 const PER_SURVIVOR = 10;
 const ON_VICTIM = 20;
 
-for (const args of [[], ["--redis-streams", "--recovery", "60000"]]) {
-  const name = args.length ? "Streams adapter, recovery on" : "classic adapter";
+const STREAMS = ["--redis-streams", "--recovery", "60000"];
+for (const args of [[], STREAMS, [...STREAMS, "--recovery-live-sessions"]]) {
+  const live = args.includes("--recovery-live-sessions");
+  const name = live ? "Streams adapter, live sessions" : args.length ? "Streams adapter, recovery on" : "classic adapter";
   describe(`kill -9 of a server under load (${name})`, { concurrency: false }, () => {
     test("the others keep serving, pending requests time out, its clients move, nothing leaks", { timeout: 60000 }, async () => {
       const key = `sc-kill-${process.pid}-${args.length}`;
+      // Live sessions are written within a second of a change.
+      const settle = live ? 1500 : 0;
       const start = async () => {
         const metrics = await freePort();
         const s = await server("shardcast", key, { args: [...args, "--metrics", `127.0.0.1:${metrics}`] });
@@ -76,9 +82,11 @@ for (const args of [[], ["--redis-streams", "--recovery", "60000"]]) {
         }
       })();
       await until(() => members.every((m) => m.got.length > 5), "the stream everywhere", 10000);
+      await sleep(settle);
 
       // Freeze the victim, then ask the cluster things it will never answer.
       victim.proc.kill("SIGSTOP");
+      const stoppedAt = Date.now();
       const asker = await client(a.url);
       const t0 = Date.now();
       const sse = ack(asker, "server-side-emit-with-ack", "probe").then((r) => ({ r, ms: Date.now() - t0 }));
@@ -130,10 +138,20 @@ for (const args of [[], ["--redis-streams", "--recovery", "60000"]]) {
         assert.deepEqual(got, acked, "every acknowledged message, once and in order");
         const gaps = m.at.slice(1).map((t, i) => t - m.at[i]);
         const worst = Math.max(...gaps);
-        assert.ok(worst < 1000, `a pause of ${worst} ms on a survivor`);
+        const at = m.at[gaps.indexOf(worst)];
+        assert.ok(worst < 1000, `a pause of ${worst} ms on a survivor, ${at - killedAt} ms after the kill (stop at ${stoppedAt - killedAt})`);
         pause = Math.max(pause, worst);
       }
       const recovered = moved.filter((m) => m.s.recovered).length;
+      if (live) {
+        // Recovered on a survivor: the same socket, its rooms, and every message it missed
+        // while its server was frozen and then dead, once and in order.
+        assert.equal(recovered, ON_VICTIM, "every client of the dead server recovered");
+        for (const m of moved) {
+          const got = m.got.filter((n) => n <= acked[acked.length - 1]);
+          assert.deepEqual(got, acked, "every acknowledged message, once and in order, on a moved client");
+        }
+      }
       console.log(
         `kill -9 (${name}): ${acked.length} messages, longest gap on a survivor ${pause} ms; ` +
           `pending server-side emit ended after ${ms1} ms, broadcast with ack after ${ms2} ms; ` +

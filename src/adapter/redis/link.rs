@@ -321,6 +321,8 @@ async fn publisher(
                 | Cmd::AppendThen(..)
                 | Cmd::Then(_)
                 | Cmd::Persist(_)
+                | Cmd::KeepLive(_)
+                | Cmd::DropLive(_)
                 | Cmd::Take(_)
                 | Cmd::Missed(_) => {}
                 Cmd::Ask(a) => {

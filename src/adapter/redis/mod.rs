@@ -72,6 +72,10 @@ pub(super) enum Cmd {
     Then(recover::Then),
     /// Recovery across servers: keep a session.
     Persist(super::streams_wire::Session),
+    /// Live sessions: keep (or refresh) the sessions of connected sockets.
+    KeepLive(Vec<super::streams_wire::Session>),
+    /// Live sessions: a socket left for good (its pid).
+    DropLive(String),
     /// Recovery across servers: take a session for a client that came back.
     Take(crate::ns::cluster_recovery::TakeAsk),
     /// Recovery across servers: read what a session missed.

@@ -135,6 +135,19 @@ fn cluster_session(s: Session) -> Option<ClusterSession> {
     })
 }
 
+/// A session as Redis keeps it.
+fn stored_session(s: ClusterSession) -> Session {
+    // socket.io's `socket.data` is `{}` until set: a Node server restoring it expects an
+    // object.
+    let data = s.data.map_or_else(|| Value::Object(Default::default()), |d| *d);
+    Session {
+        sid: s.sid.as_str().to_owned(),
+        pid: s.pid.as_str().to_owned(),
+        rooms: s.rooms.iter().map(|r| r.to_string()).collect(),
+        data,
+    }
+}
+
 impl ClusterLog for RedisAdapter {
     fn emit(&self, e: Box<DirectEmit>) -> Result<(), Box<DirectEmit>> {
         // Appended unless it awaits an ack (the stream's broadcasts carry no ack id; socket.io
@@ -159,16 +172,17 @@ impl ClusterLog for RedisAdapter {
     }
 
     fn persist(&self, s: ClusterSession) {
-        // socket.io's `socket.data` is `{}` until set: a Node server restoring it expects an
-        // object.
-        let data = s.data.map_or_else(|| Value::Object(Default::default()), |d| *d);
-        let session = Session {
-            sid: s.sid.as_str().to_owned(),
-            pid: s.pid.as_str().to_owned(),
-            rooms: s.rooms.iter().map(|r| r.to_string()).collect(),
-            data,
-        };
-        self.queue(Cmd::Persist(session));
+        self.queue(Cmd::Persist(stored_session(s)));
+    }
+
+    fn keep_live(&self, sessions: Vec<ClusterSession>) {
+        if !sessions.is_empty() {
+            self.queue(Cmd::KeepLive(sessions.into_iter().map(stored_session).collect()));
+        }
+    }
+
+    fn drop_live(&self, pid: Sid) {
+        self.queue(Cmd::DropLive(pid.as_str().to_owned()));
     }
 
     fn take(&self, server: &ServerShared, ask: TakeAsk) {
@@ -192,18 +206,25 @@ impl ClusterLog for RedisAdapter {
     }
 }
 
-/// Takes the session a client asks for and answers its shard.
+/// Takes the session a client asks for and answers its shard. With live sessions (`owner`,
+/// this server's uid), when none was persisted, another server's live session of that pid
+/// is claimed and taken.
 pub(super) async fn take(
     conn: Option<redis::aio::MultiplexedConnection>,
     stream: String,
     ask: TakeAsk,
     server: Arc<ServerShared>,
+    owner: Option<String>,
 ) {
     let session = match conn {
         Some(mut c) => {
-            match sessions::take(&mut c, &stream, SESSION_PREFIX, ask.pid.as_str(), ask.offset)
-                .await
-            {
+            let (pid, offset) = (ask.pid.as_str(), ask.offset);
+            let mut found = sessions::take(&mut c, &stream, SESSION_PREFIX, pid, offset).await;
+            if let (Ok(None), Some(owner)) = (&found, &owner) {
+                found =
+                    sessions::take_live(&mut c, &stream, SESSION_PREFIX, pid, offset, owner).await;
+            }
+            match found {
                 Ok(s) => s.and_then(cluster_session),
                 Err(e) => {
                     tracing::debug!(error = %e, "redis streams adapter: a restore could not take its session");

@@ -54,6 +54,134 @@ pub(super) async fn take(
     Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
 }
 
+// ---------------------------------------------------------------------------------------
+// Live sessions (`ConnectionStateRecovery::live_sessions`): a connected socket's session
+// is kept too, so that the clients of a server that crashed can be restored elsewhere.
+//
+// Each lives in a hash `{sio:session:PID}:live` with `owner` (the server uid) and
+// `session` (the value `persist_cmd` stores). The hash tag is the whole session key, so
+// both keys of a pid sit in one Redis Cluster slot and one script may touch both. A server
+// writes, refreshes, persists and deletes a pid's live session only while it owns it; a
+// server that restores one claims it first (owner := itself), so the old server, if it was
+// only cut off (a half-open connection it times out later), neither overwrites it nor
+// persists its stale copy when its socket finally closes. The reference's session key
+// is untouched by all this: Node servers restore what was persisted at disconnect, as
+// before.
+// ---------------------------------------------------------------------------------------
+
+/// Writes (or refreshes) the session while `owner` owns it or nobody does.
+const KEEP_LIVE: &str = r#"
+local o = redis.call('HGET', KEYS[1], 'owner')
+if o and o ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'session', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// The socket dropped: its session is persisted as the reference does (the session key,
+/// for the window) and the live one goes, unless another server claimed it.
+const PERSIST_LIVE: &str = r#"
+local o = redis.call('HGET', KEYS[2], 'owner')
+if o and o ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+"#;
+
+/// The socket left for good: its live session goes, if still `owner`'s.
+const DROP_LIVE: &str = r#"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// Another server's live session, claimed by `ARGV[1]`: the session, once. Not one of the
+/// claimer's own (its socket is still connected here, and would be doubled).
+const TAKE_LIVE: &str = r#"
+local o = redis.call('HGET', KEYS[1], 'owner')
+local s = redis.call('HGET', KEYS[1], 'session')
+if (not s) or o == ARGV[1] then return false end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('HDEL', KEYS[1], 'session')
+return s
+"#;
+
+/// The live session key of `pid`.
+pub(super) fn live_key(prefix: &str, pid: &str) -> String {
+    format!("{{{}}}:live", streams_wire::session_key(prefix, pid))
+}
+
+fn eval(script: &str, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(keys.len());
+    for k in keys {
+        c.arg(*k);
+    }
+    for a in args {
+        c.arg(*a);
+    }
+    c
+}
+
+fn ms(d: Duration) -> String {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1).to_string()
+}
+
+/// Keeps a connected socket's session for `ttl`, as `owner`.
+pub(super) fn keep_live_cmd(
+    prefix: &str,
+    session: &streams_wire::Session,
+    owner: &str,
+    ttl: Duration,
+) -> redis::Cmd {
+    let key = live_key(prefix, &session.pid);
+    eval(KEEP_LIVE, &[&key], &[owner.as_bytes(), session.encode().as_bytes(), ms(ttl).as_bytes()])
+}
+
+/// [`persist_cmd`] with live sessions: only while `owner` owns the live one.
+pub(super) fn persist_live_cmd(
+    prefix: &str,
+    session: &streams_wire::Session,
+    owner: &str,
+    window: Duration,
+) -> redis::Cmd {
+    let key = streams_wire::session_key(prefix, &session.pid);
+    let live = live_key(prefix, &session.pid);
+    let value = session.encode();
+    eval(PERSIST_LIVE, &[&key, &live], &[owner.as_bytes(), value.as_bytes(), ms(window).as_bytes()])
+}
+
+/// A socket left for good: its live session is deleted, if `owner`'s.
+pub(super) fn drop_live_cmd(prefix: &str, pid: &str, owner: &str) -> redis::Cmd {
+    eval(DROP_LIVE, &[&live_key(prefix, pid)], &[owner.as_bytes()])
+}
+
+/// [`take`] of a live session another server kept (it crashed, or its connection to the
+/// client broke without its knowing): claimed for `owner`, then read as `take` reads one
+/// (`None` too when the offset's entry left the stream).
+pub(super) async fn take_live(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    prefix: &str,
+    pid: &str,
+    offset: EntryId,
+    owner: &str,
+) -> redis::RedisResult<Option<streams_wire::Session>> {
+    let key = live_key(prefix, pid);
+    let stored: Option<Vec<u8>> =
+        eval(TAKE_LIVE, &[&key], &[owner.as_bytes()]).query_async(conn).await?;
+    let Some(stored) = stored else { return Ok(None) };
+    let at = offset.to_string();
+    let there: redis::Value =
+        redis::cmd("XRANGE").arg(stream).arg(&at).arg(&at).query_async(conn).await?;
+    if entries(there).is_empty() {
+        return Ok(None);
+    }
+    Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
+}
+
 /// A restore waiting for what it missed: after `offset`, in namespace `nsp`, for a session
 /// in `rooms` (its own id among them).
 pub(super) struct Wanted<'a> {
@@ -302,6 +430,84 @@ mod tests {
             let _: () = redis::cmd("SET").arg(&key).arg("%%%").query_async(&mut c).await.unwrap();
             assert!(take(&mut c, &stream, &prefix, "P2", last).await.unwrap().is_none());
             let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut c).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_live_session_is_claimed_once_and_its_old_owner_can_no_longer_touch_it() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = redis::Client::open(url()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let stream = format!("rs-{}-live", std::process::id());
+            let prefix = format!("rs-{}-live:", std::process::id());
+            let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut c).await.unwrap();
+            let at = EntryId::parse(&xadd(&mut c, &stream, &broadcast(&[], &[], false, "x")).await)
+                .unwrap();
+            let session = |rooms: &[&str]| streams_wire::Session {
+                sid: "S1".into(),
+                pid: "P1".into(),
+                rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+                data: serde_json::json!({}),
+            };
+            let ttl = Duration::from_secs(10);
+            let shared = c.clone();
+            let run = |cmd: redis::Cmd| {
+                let mut c = shared.clone();
+                async move { cmd.query_async::<i64>(&mut c).await.unwrap() }
+            };
+            let get = |key: String| {
+                let mut c = shared.clone();
+                async move {
+                    redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await.unwrap()
+                }
+            };
+            // Server A keeps it, and updates it.
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1"]), "A", ttl)).await, 1);
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1", "r1"]), "A", ttl)).await, 1);
+            let pttl: i64 =
+                redis::cmd("PTTL").arg(live_key(&prefix, "P1")).query_async(&mut c).await.unwrap();
+            assert!(pttl > 9_000 && pttl <= 10_000, "{pttl}");
+            // A cannot take its own (its socket is still there).
+            assert_eq!(take_live(&mut c, &stream, &prefix, "P1", at, "A").await.unwrap(), None);
+            // B takes it, once, as A last wrote it.
+            let got = take_live(&mut c, &stream, &prefix, "P1", at, "B").await.unwrap();
+            assert_eq!(got, Some(session(&["S1", "r1"])));
+            assert_eq!(take_live(&mut c, &stream, &prefix, "P1", at, "C").await.unwrap(), None);
+            // A (cut off, then timing out) neither overwrites, persists nor deletes it.
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1"]), "A", ttl)).await, 0);
+            assert_eq!(run(persist_live_cmd(&prefix, &session(&["S1"]), "A", ttl)).await, 0);
+            assert_eq!(get(streams_wire::session_key(&prefix, "P1")).await, None);
+            assert_eq!(run(drop_live_cmd(&prefix, "P1", "A")).await, 0);
+            // B owns it: it writes it, then its socket drops and it is persisted as the
+            // reference persists it, and the live one is gone.
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1", "r2"]), "B", ttl)).await, 1);
+            assert_eq!(run(persist_live_cmd(&prefix, &session(&["S1", "r2"]), "B", ttl)).await, 1);
+            let kept = get(streams_wire::session_key(&prefix, "P1")).await;
+            assert_eq!(kept, Some(session(&["S1", "r2"]).encode()));
+            let live: i64 = redis::cmd("EXISTS")
+                .arg(live_key(&prefix, "P1"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(live, 0);
+            // The persisted one is taken as before (by a Node server too).
+            let got = take(&mut c, &stream, &prefix, "P1", at).await.unwrap();
+            assert_eq!(got, Some(session(&["S1", "r2"])));
+            // A socket that left for good: its owner drops it.
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1"]), "B", ttl)).await, 1);
+            assert_eq!(run(drop_live_cmd(&prefix, "P1", "B")).await, 1);
+            assert_eq!(take_live(&mut c, &stream, &prefix, "P1", at, "C").await.unwrap(), None);
+            // An offset no longer in the stream: no session.
+            assert_eq!(run(keep_live_cmd(&prefix, &session(&["S1"]), "A", ttl)).await, 1);
+            let gone = EntryId { ms: 1, seq: 0 };
+            assert_eq!(take_live(&mut c, &stream, &prefix, "P1", gone, "B").await.unwrap(), None);
+            let _: () = redis::cmd("DEL")
+                .arg(&stream)
+                .arg(live_key(&prefix, "P1"))
+                .query_async(&mut c)
+                .await
+                .unwrap();
         });
     }
 }

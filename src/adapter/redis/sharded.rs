@@ -819,10 +819,11 @@ async fn publisher(
         progress.clone(),
         adapter.requests_timeout,
     ));
-    let window = server
-        .config()
-        .connection_state_recovery
-        .map_or(Duration::ZERO, |r| r.max_disconnection_duration);
+    let recovery = server.config().connection_state_recovery;
+    let window = recovery.map_or(Duration::ZERO, |r| r.max_disconnection_duration);
+    let live = recovery.is_some_and(|r| r.live_sessions);
+    let live_ttl = window + crate::ns::cluster_recovery::live_refresh(window);
+    let prefix = super::recover::SESSION_PREFIX;
     let xadd = |f: super::super::streams_wire::EntryFields| {
         // XADD {stream} MAXLEN ~ {max_len} * uid U nsp N type T [data D]
         let mut c = redis::cmd("XADD");
@@ -857,16 +858,40 @@ async fn publisher(
                     thens.push((Some(cmds.len() - 1), then));
                 }
                 Cmd::Then(then) => thens.push((None, then)),
-                Cmd::Persist(session) => {
-                    cmds.push(super::sessions::persist_cmd(
-                        super::recover::SESSION_PREFIX,
+                Cmd::Persist(session) if live => {
+                    cmds.push(super::sessions::persist_live_cmd(
+                        prefix,
                         &session,
+                        &adapter.uid,
                         window,
                     ));
                 }
+                Cmd::Persist(session) => {
+                    cmds.push(super::sessions::persist_cmd(prefix, &session, window));
+                }
+                Cmd::KeepLive(sessions) => {
+                    for s in &sessions {
+                        cmds.push(super::sessions::keep_live_cmd(
+                            prefix,
+                            s,
+                            &adapter.uid,
+                            live_ttl,
+                        ));
+                    }
+                }
+                Cmd::DropLive(pid) => {
+                    cmds.push(super::sessions::drop_live_cmd(prefix, &pid, &adapter.uid));
+                }
                 Cmd::Take(ask) => {
                     let stream = adapter.key.clone();
-                    tokio::spawn(super::recover::take(single.clone(), stream, ask, server.clone()));
+                    let owner = live.then(|| adapter.uid.clone());
+                    tokio::spawn(super::recover::take(
+                        single.clone(),
+                        stream,
+                        ask,
+                        server.clone(),
+                        owner,
+                    ));
                 }
                 Cmd::Missed(ask) => {
                     // Served with the other restores waiting (one read of the stream).
