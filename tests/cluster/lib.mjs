@@ -121,8 +121,10 @@ export async function reachesAll(from, room, event, members) {
 
 // A TCP proxy (a load balancer's part) whose upstream can be switched with `to(port)`:
 // `cut()` closes every connection through it (both ends, as a network drop seen by both),
-// `hold()` keeps new connections waiting until `release()`. When the upstream closes a
-// connection, the client's end is closed too. Closed when the test file ends.
+// `hold()` keeps new connections waiting until `release()`, `sever()` closes the client's
+// end of every connection but leaves the server's open and silent (a half-open connection:
+// the server learns only by its ping timeout). When the upstream closes a connection, the
+// client's end is closed too. Closed when the test file ends.
 const proxies = new Set();
 after(() => {
   for (const p of proxies) p.close();
@@ -132,6 +134,7 @@ export async function proxy(port) {
   let target = port;
   let held = null;
   const pairs = new Set();
+  const severed = [];
   const srv = net.createServer((down) => {
     const go = () => {
       const up = net.connect(target, "127.0.0.1");
@@ -171,8 +174,20 @@ export async function proxy(port) {
       }
       pairs.clear();
     },
+    sever() {
+      for (const { up, down } of pairs) {
+        up.unpipe(down);
+        down.unpipe(up);
+        up.removeAllListeners("close").removeAllListeners("error").on("error", () => {});
+        up.resume();
+        down.destroy();
+        severed.push(up);
+      }
+      pairs.clear();
+    },
     close() {
       this.cut();
+      for (const up of severed) up.destroy();
       srv.close();
     },
   };

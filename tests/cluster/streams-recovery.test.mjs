@@ -265,3 +265,80 @@ describe("connection state recovery across servers (Redis Streams)", () => {
     second.close();
   });
 });
+
+// Live sessions (`--recovery-live-sessions`) and a half-open connection: the client's
+// connection to a breaks without a knowing (a sees nothing until its ping timeout), the
+// client comes back on b and is recovered there from the live session, which b claims. When
+// a times its socket out, it neither persists its stale copy nor touches b's; when the
+// client later drops from b and comes back on a, it gets what it had on b.
+describe("live sessions: a half-open connection and its old server", () => {
+  const LIVE = ["--redis-streams", "--recovery", "60000", "--recovery-live-sessions", "--ping-interval", "500", "--ping-timeout", "500"];
+  const key = `streams-live-${process.pid}`;
+  let redis, a, b;
+  before(async () => {
+    redis = createClient({ url: REDIS });
+    await redis.connect();
+    a = await server("shardcast", key, { args: LIVE });
+    b = await server("shardcast", key, { args: LIVE });
+  });
+  after(async () => {
+    await redis?.quit();
+  });
+
+  test("recovered on b, a's timeout leaves b's session alone, and back on a with b's rooms", T, async () => {
+    const p = await proxy(a.port);
+    const s = io(p.url, { transports: ["websocket"], forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 50 });
+    opened.push(s);
+    await new Promise((resolve, reject) => (s.once("connect", resolve), s.once("connect_error", reject)));
+    const sid = s.id;
+    assert.equal(await ack(s, "join", "on-a"), true);
+    const publisher = await client(b.url);
+    const got = collect(s, "news");
+    await until(async () => {
+      await ack(publisher, "publish", "on-a", "news", "first");
+      await sleep(30);
+      return got.length > 0;
+    }, "a first broadcast");
+    const pid = s._pid;
+    await until(async () => (await redis.exists(`{sio:session:${pid}}:live`)) === 1, "the live session");
+
+    // Half-open: a does not know. Meanwhile a broadcast the client misses.
+    const gone = new Promise((r) => s.once("disconnect", r));
+    p.sever();
+    await gone;
+    assert.equal(await ack(publisher, "publish", "on-a", "news", "missed"), true);
+    p.to(b.port);
+    await new Promise((r) => s.once("connect", r));
+    assert.equal(s.recovered, true, "recovered on b from the live session");
+    assert.equal(s.id, sid);
+    await until(() => got.some((g) => g[0] === "missed"), "the missed broadcast");
+    assert.equal(await ack(s, "join", "on-b"), true);
+    const onB = await ack(s, "whoami");
+    assert.deepEqual(onB.rooms, ["on-a", "on-b"]);
+
+    // a's socket times out (ping 500 + 500 ms): it must not persist its stale copy.
+    await sleep(2500);
+    assert.equal(await redis.exists(`sio:session:${pid}`), 0, "a persisted nothing");
+    assert.equal(await redis.hGet(`{sio:session:${pid}}:live`, "owner") !== null, true, "b's live session is there");
+
+    // Dropped from b, back on a: b's rooms.
+    const dropped = new Promise((r) => s.once("disconnect", r));
+    p.cut();
+    await dropped;
+    await until(async () => (await redis.exists(`sio:session:${pid}`)) === 1, "b persisted it");
+    p.to(a.port);
+    await new Promise((r) => s.once("connect", r));
+    assert.equal(s.recovered, true, "recovered on a");
+    assert.equal(s.id, sid);
+    const back = await ack(s, "whoami");
+    assert.deepEqual(back.rooms, ["on-a", "on-b"]);
+    // Left on purpose: nothing is kept (a new session next time, as without live sessions).
+    await sleep(1200);
+    assert.equal(await redis.exists(`{sio:session:${pid}}:live`), 1, "a writes its live session");
+    s.close();
+    await until(async () => (await redis.exists(`{sio:session:${pid}}:live`)) === 0, "the live session dropped");
+    assert.equal(await redis.exists(`sio:session:${pid}`), 0);
+    publisher.close();
+    p.close();
+  });
+});
