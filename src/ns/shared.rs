@@ -118,6 +118,21 @@ impl ServerShared {
     /// Adds what is told of each namespace created from now on (on the creating thread,
     /// before any socket is in it); returns the names of those that exist already
     /// (patterns excluded).
+    /// Once the server stopped: drops every namespace's handlers and the namespace hooks,
+    /// which may hold the server itself (see [`NamespaceInner::release_handlers`]).
+    pub(crate) fn release_handlers(&self) {
+        let all: Vec<Arc<NamespaceInner>> = {
+            let n = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
+            let d = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+            n.values().cloned().chain(d.iter().map(|(_, ns)| ns.clone())).collect()
+        };
+        for ns in all {
+            ns.release_handlers();
+        }
+        std::mem::take(&mut *self.dynamic.write().unwrap_or_else(|p| p.into_inner()));
+        std::mem::take(&mut *self.on_new_namespace.write().unwrap_or_else(|p| p.into_inner()));
+    }
+
     pub(crate) fn watch_namespaces(&self, hook: NamespaceHook) -> Vec<Arc<str>> {
         // Held while the registry is read: a namespace created meanwhile is in the list
         // returned or told to the hook (at worst both; the hooks tolerate a repeat).

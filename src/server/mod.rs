@@ -407,6 +407,9 @@ impl RunningServer {
         if let Some(a) = self.adapter.take() {
             a.stop();
         }
+        // Nothing runs the server's code any more: what would keep it alive in a cycle goes.
+        self.mesh.clear();
+        self.server.release_handlers();
     }
 }
 
@@ -577,3 +580,5 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod adapter_seam_tests;
+#[cfg(test)]
+mod shutdown_tests;
