@@ -571,6 +571,7 @@ impl RecoveryLocal {
             "recovery_restored",
             n(self.restored.borrow().len() + self.skipping.borrow().len()),
         ));
+        out.push(("recovery_live_dirty", n(self.live_dirty.borrow().len())));
     }
 }
 
