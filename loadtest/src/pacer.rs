@@ -243,12 +243,14 @@ mod tests {
                 }
                 assert_eq!(p.arms.get() - before, 1, "round {round}: one arm for four deadlines");
             }
-            // Deadlines further apart than EARLY_NS each get their own.
+            // Deadlines further apart than EARLY_NS each get their own: 20 ms apart, so that
+            // a slow machine (AddressSanitizer, a loaded CI) waking the first late does not
+            // find the second due already.
             let before = p.arms.get();
             let first = mono_ns() + 1_000_000;
             let (a, b) = (slots[0], slots[1]);
             let (pa, pb) = (&p, &p);
-            futures_util::future::join(pa.wait(a, first), pb.wait(b, first + 4 * EARLY_NS)).await;
+            futures_util::future::join(pa.wait(a, first), pb.wait(b, first + 20_000_000)).await;
             assert_eq!(p.arms.get() - before, 2);
         });
     }
