@@ -44,14 +44,10 @@ pub(super) async fn take(
     let key = streams_wire::session_key(prefix, pid);
     let (stored, _): (Option<Vec<u8>>, i64) =
         redis::pipe().atomic().cmd("GET").arg(&key).cmd("DEL").arg(&key).query_async(conn).await?;
-    let Some(stored) = stored else { return Ok(None) };
-    let at = offset.to_string();
-    let there: redis::Value =
-        redis::cmd("XRANGE").arg(stream).arg(&at).arg(&at).query_async(conn).await?;
-    if entries(there).is_empty() {
-        return Ok(None);
+    match stored {
+        Some(stored) => readable_at(conn, stream, &stored, offset).await,
+        None => Ok(None),
     }
-    Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -172,14 +168,27 @@ pub(super) async fn take_live(
     let key = live_key(prefix, pid);
     let stored: Option<Vec<u8>> =
         eval(TAKE_LIVE, &[&key], &[owner.as_bytes()]).query_async(conn).await?;
-    let Some(stored) = stored else { return Ok(None) };
+    match stored {
+        Some(stored) => readable_at(conn, stream, &stored, offset).await,
+        None => Ok(None),
+    }
+}
+
+/// A taken session `stored`, when the client's offset is still in the stream (else the
+/// client gets a new session: what it missed is gone) and it decodes.
+async fn readable_at(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    stored: &[u8],
+    offset: EntryId,
+) -> redis::RedisResult<Option<streams_wire::Session>> {
     let at = offset.to_string();
     let there: redis::Value =
         redis::cmd("XRANGE").arg(stream).arg(&at).arg(&at).query_async(conn).await?;
     if entries(there).is_empty() {
         return Ok(None);
     }
-    Ok(streams_wire::Session::decode(&stored, MAX_DEPTH).ok())
+    Ok(streams_wire::Session::decode(stored, MAX_DEPTH).ok())
 }
 
 /// A restore waiting for what it missed: after `offset`, in namespace `nsp`, for a session
