@@ -87,11 +87,7 @@ pub fn run(args: &HostileArgs) -> anyhow::Result<Report> {
     if let Some(k) = args.only.iter().find(|k| !KINDS.contains(&k.as_str())) {
         bail!("--only {k:?}: not an attack kind ({})", KINDS.join(", "));
     }
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = crate::rng::seed_or_clock(args.seed);
     eprintln!("hostile: seed {seed} (give --seed {seed} to replay)");
     // One thread: the attackers wait on the network, not on the CPU.
     let rt =

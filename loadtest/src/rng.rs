@@ -1,6 +1,16 @@
 //! A small seeded generator (xorshift64*) for the scenarios that must replay: the same seed,
 //! the same sequence (`hostile`'s attacks, `soak`'s client lives).
 
+/// `seed`, or one from the clock when none was given (printed by the scenario, so that the
+/// run can be replayed).
+pub fn seed_or_clock(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
+}
+
 /// The generator.
 #[derive(Clone)]
 pub struct Rng(u64);

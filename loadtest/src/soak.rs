@@ -193,11 +193,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<Report> {
         Some(u) => Some(metrics_target(u)?),
         None => None,
     };
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = crate::rng::seed_or_clock(args.seed);
     eprintln!("soak: seed {seed} (give --seed {seed} to replay)");
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("runtime")?;
