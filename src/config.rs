@@ -203,6 +203,32 @@ pub struct Config {
     /// Most bytes of packets each shard's replay log keeps (their wire size; the bytes are
     /// shared with the broadcast, not copied). Default 64 MiB.
     pub recovery_max_bytes: usize,
+    /// How Socket.IO packets are written on the wire, as socket.io's `parser` option: the
+    /// default parser's text, or `socket.io-msgpack-parser`'s MessagePack. Every client of
+    /// the server must use the same one. Default [`Parser::Default`].
+    pub parser: Parser,
+}
+
+/// The Socket.IO packet encoding (socket.io's `parser` option).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Parser {
+    /// socket.io-parser: a text packet (`2["ev",1]`), binary as attachments after it.
+    #[default]
+    Default,
+    /// socket.io-msgpack-parser: each packet one binary MessagePack message, binary inside
+    /// it. Clients are configured with `parser: require("socket.io-msgpack-parser")`.
+    MsgPack,
+}
+
+impl Parser {
+    /// The parser for a name: `default` or `msgpack`.
+    pub fn from_name(name: &str) -> Option<Parser> {
+        match name {
+            "default" => Some(Parser::Default),
+            "msgpack" => Some(Parser::MsgPack),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -245,6 +271,7 @@ impl Default for Config {
             connection_state_recovery: None,
             recovery_max_packets: 100_000,
             recovery_max_bytes: 64 * 1024 * 1024,
+            parser: Parser::Default,
         }
     }
 }
@@ -410,6 +437,8 @@ impl ConfigBuilder {
         recovery_max_packets: usize);
     setter!(/// See [`Config::recovery_max_bytes`].
         recovery_max_bytes: usize);
+    setter!(/// See [`Config::parser`].
+        parser: Parser);
     /// Turns connection state recovery on (see [`Config::connection_state_recovery`]), as
     /// socket.io's `connectionStateRecovery: { maxDisconnectionDuration, skipMiddlewares }`;
     /// [`ConnectionStateRecovery::default`] has socket.io's defaults (2 minutes, `true`).

@@ -95,7 +95,7 @@ pub mod __wire {
 pub use adapter::{RequestError, ServerSideAckError};
 pub use admin::{AdminError, AdminMode, AdminUi, BasicAuth};
 pub use config::{
-    Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins,
+    Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins, Parser,
     SubscriptionMode, TlsFiles,
 };
 pub use emitter::{Emitter, EmitterError, EmitterOperator};

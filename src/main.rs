@@ -97,6 +97,11 @@ struct ServeArgs {
     /// packets close that connection.
     #[arg(long, env = "SHARDCAST_MAX_JSON_DEPTH", default_value_t = 1000)]
     max_json_depth: usize,
+    /// The Socket.IO parser, as socket.io's `parser` option: default (socket.io-parser's
+    /// text packets) or msgpack (socket.io-msgpack-parser: each packet one binary
+    /// MessagePack message). Every client must use the same.
+    #[arg(long, env = "SHARDCAST_PARSER", value_name = "NAME", default_value = "default", value_parser = parse_parser)]
+    parser: shardcast::Parser,
     /// Join the cluster on this Redis (redis://HOST:PORT), as @socket.io/redis-adapter does.
     #[arg(long, env = "SHARDCAST_REDIS", value_name = "URL")]
     redis: Option<String>,
@@ -271,6 +276,12 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// `--redis-subscription-mode`: the names the sharded adapter's option takes.
+/// `--parser`.
+fn parse_parser(s: &str) -> Result<shardcast::Parser, String> {
+    shardcast::Parser::from_name(s)
+        .ok_or_else(|| format!("{s:?} is not a parser (default, msgpack)"))
+}
+
 fn parse_subscription_mode(s: &str) -> Result<SubscriptionMode, String> {
     SubscriptionMode::from_name(s).ok_or_else(|| {
         format!("{s:?} is not a subscription mode (static, dynamic, dynamic-private)")
@@ -326,6 +337,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .max_payload(args.max_payload)
         .max_http_header_size(args.max_http_header_size)
         .max_json_depth(args.max_json_depth)
+        .parser(args.parser)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
         .redis_subscription_mode(args.redis_subscription_mode)

@@ -22,6 +22,7 @@ use crate::proto::json;
 use crate::proto::offset::EntryId;
 use crate::proto::sid::Sid;
 use crate::proto::sio::{self, PacketType};
+use crate::proto::sio_msgpack;
 use crate::shard::ShardCtx;
 use crate::transport::local::ConnHandle;
 use crate::transport::outbox::Out;
@@ -71,17 +72,29 @@ impl Client {
         !self.sockets.is_empty()
     }
 
+    fn limits(&self) -> sio::Limits {
+        sio::Limits {
+            max_attachments: self.server.config().max_attachments,
+            max_json_depth: self.server.config().max_json_depth,
+        }
+    }
+
+    fn msgpack(&self) -> bool {
+        self.server.config().parser == crate::config::Parser::MsgPack
+    }
+
     /// An Engine.IO text message: one Socket.IO packet.
     pub(crate) fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
+        if self.msgpack() {
+            // socket.io-msgpack-parser only ever sends binary messages.
+            tracing::debug!(sid = %self.conn.sid, "text message on a server with the MessagePack parser (a client with the default parser?)");
+            return Flow::Close(DisconnectReason::ForcedClose);
+        }
         if self.rare.as_ref().is_some_and(|r| r.partial.is_some()) {
             tracing::debug!(sid = %self.conn.sid, "text packet while reassembling attachments");
             return Flow::Close(DisconnectReason::ForcedClose);
         }
-        let limits = sio::Limits {
-            max_attachments: self.server.config().max_attachments,
-            max_json_depth: self.server.config().max_json_depth,
-        };
-        let packet = match sio::Packet::decode(text, limits) {
+        let packet = match sio::Packet::decode(text, self.limits()) {
             Ok(p) => p,
             Err(e) => {
                 // Named in the log; the client sees the close, as from the reference.
@@ -98,9 +111,23 @@ impl Client {
     }
 
     /// An Engine.IO binary message: the next attachment of the packet being reassembled.
+    /// With the MessagePack parser: one whole Socket.IO packet.
     pub(crate) fn on_binary(&mut self, ctx: &ShardCtx, bin: Bytes) -> Flow {
+        if self.msgpack() {
+            return match sio_msgpack::decode(&bin, self.limits()) {
+                Ok((packet, bins)) => self.dispatch(ctx, packet, bins),
+                Err(e) => {
+                    tracing::debug!(sid = %self.conn.sid, error = %e, "undecodable packet");
+                    Flow::Close(DisconnectReason::ForcedClose)
+                }
+            };
+        }
         let Some(partial) = self.rare.as_mut().and_then(|r| r.partial.as_mut()) else {
-            tracing::debug!(sid = %self.conn.sid, "binary frame with no packet expecting it");
+            if sio_msgpack::looks_like_msgpack(&bin) {
+                tracing::debug!(sid = %self.conn.sid, "binary message with no packet expecting it (a client with the MessagePack parser? the server's parser is the default one)");
+            } else {
+                tracing::debug!(sid = %self.conn.sid, "binary message with no packet expecting it");
+            }
             return Flow::Close(DisconnectReason::ForcedClose);
         };
         if !partial.push(bin) {
@@ -199,7 +226,7 @@ impl Client {
                 None,
                 Some(json!({"message": "Invalid namespace"})),
             );
-            self.conn.send(Out::packet(&err));
+            self.conn.send(Out::packet(&err, self.server.encoding(false)));
             return Flow::Continue;
         };
         let mut pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim, cluster: None };
@@ -371,7 +398,7 @@ impl Client {
                     m.insert("data".into(), d);
                 }
                 let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
-                self.conn.send(Out::packet(&err));
+                self.conn.send(Out::packet(&err, self.server.encoding(false)));
                 return Flow::Continue;
             }
         }
@@ -403,7 +430,7 @@ impl Client {
             reply.insert("pid".into(), Value::String(pid.as_str().to_owned()));
         }
         let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
-        self.conn.send(Out::packet(&ok));
+        self.conn.send(Out::packet(&ok, self.server.encoding(false)));
         if let Some(w) = self.server.watcher() {
             w.connected(&socket);
         }
@@ -434,7 +461,7 @@ impl Client {
         };
         for s in targets {
             let p = sio::Packet::new(PacketType::Disconnect, s.ns(), None, None);
-            self.conn.send(Out::packet(&p));
+            self.conn.send(Out::packet(&p, self.server.encoding(false)));
             self.remove(ctx, &s, DisconnectReason::ServerNamespaceDisconnect);
         }
         true

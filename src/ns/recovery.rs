@@ -632,7 +632,7 @@ impl Restore {
     /// Whether the packets fit a connection's outbox (`max_outbox` frames, with room to
     /// spare, and `max_outbox_bytes`).
     pub(crate) fn fits(packets: &[&Out], cfg: &Config) -> bool {
-        let frames: usize = packets.iter().map(|p| 1 + p.binary().len()).sum();
+        let frames: usize = packets.iter().map(|p| p.messages()).sum();
         let bytes: usize = packets.iter().map(|p| p.wire_len()).sum();
         frames + 16 <= cfg.max_outbox && bytes <= cfg.max_outbox_bytes
     }

@@ -218,6 +218,7 @@ impl ServerShared {
         Encoding {
             deflate: compress && self.config().per_message_deflate,
             threshold: self.config().deflate_threshold,
+            msgpack: self.config().parser == crate::config::Parser::MsgPack,
         }
     }
 

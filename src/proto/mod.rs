@@ -1,4 +1,5 @@
-//! Sans-IO protocol core: Engine.IO v4 framing, Socket.IO v5 packets, JSON as JavaScript
+//! Sans-IO protocol core: Engine.IO v4 framing, Socket.IO v5 packets (the default parser's
+//! text and the MessagePack parser's maps), JSON as JavaScript
 //! reads and writes it, session ids, and the offsets of connection state recovery.
 //!
 //! Layer: the bottom (no I/O, no other module).
@@ -9,3 +10,4 @@ pub mod msgpack;
 pub mod offset;
 pub mod sid;
 pub mod sio;
+pub mod sio_msgpack;

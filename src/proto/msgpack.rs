@@ -164,7 +164,7 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Decoded, MsgpackError> 
 /// Keeps only the binary parts `value` still refers to, numbered in order (a hostile or
 /// odd message repeated a map key over a value holding some). Recursion is bounded by the
 /// decoder's depth limit.
-fn renumber(value: &mut Value, binary: &[Bytes]) -> Vec<Bytes> {
+pub(crate) fn renumber(value: &mut Value, binary: &[Bytes]) -> Vec<Bytes> {
     fn walk(v: &mut Value, binary: &[Bytes], kept: &mut Vec<Bytes>) {
         match v {
             Value::Object(m) if m.get("_placeholder") == Some(&Value::Bool(true)) => {
@@ -225,11 +225,27 @@ impl Reader<'_> {
         Ok(Item::Value(sio::placeholder(self.binary.len() - 1)))
     }
 
-    fn ext(&mut self, n: usize) -> Result<Item, MsgpackError> {
+    /// An extension of `n` bytes: `fixed` for the fixext markers, which notepack.io 2
+    /// (socket.io-msgpack-parser's) reads apart from ext 8/16/32 for its type 0.
+    fn ext(&mut self, n: usize, fixed: bool) -> Result<Item, MsgpackError> {
         let kind = self.take(1)?[0] as i8;
+        if kind == 0 && !fixed {
+            // notepack.io 2 writes an `ArrayBuffer` or typed array (not a `Buffer`) as ext
+            // 8/16/32 of type 0 and reads it back as binary.
+            return self.bin(n);
+        }
         let data = self.take(n)?;
         match (kind, n) {
             (0, 1) => Ok(Item::Undefined),
+            (0, 8) => {
+                // notepack.io 2's `Date`: milliseconds since the epoch, as a signed high
+                // word and an unsigned low one.
+                let hi = i64::from(i32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                let lo = i64::from(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
+                let ms = hi * (1 << 32) + lo;
+                let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
+                Ok(Item::Value(Value::String(iso8601(ms.div_euclid(1000), nanos))))
+            }
             (-1, 4 | 8 | 12) => {
                 let (secs, nanos) = match n {
                     4 => (i64::from(u32::from_be_bytes([data[0], data[1], data[2], data[3]])), 0),
@@ -276,7 +292,15 @@ impl Reader<'_> {
             }
             0xc7 => {
                 let n = self.len(1)?;
-                return self.ext(n);
+                return self.ext(n, false);
+            }
+            0xc8 => {
+                let n = self.len(2)?;
+                return self.ext(n, false);
+            }
+            0xc9 => {
+                let n = self.len(4)?;
+                return self.ext(n, false);
             }
             0xca => {
                 let b = self.take(4)?;
@@ -295,11 +319,11 @@ impl Reader<'_> {
             0xd1 => Item::Value(Value::from(self.int(2)?)),
             0xd2 => Item::Value(Value::from(self.int(4)?)),
             0xd3 => Item::Value(js_number(self.int(8)? as f64)),
-            0xd4 => return self.ext(1),
-            0xd5 => return self.ext(2),
-            0xd6 => return self.ext(4),
-            0xd7 => return self.ext(8),
-            0xd8 => return self.ext(16),
+            0xd4 => return self.ext(1, true),
+            0xd5 => return self.ext(2, true),
+            0xd6 => return self.ext(4, true),
+            0xd7 => return self.ext(8, true),
+            0xd8 => return self.ext(16, true),
             0xd9 => {
                 let n = self.len(1)?;
                 return self.str(n);
@@ -370,12 +394,9 @@ pub fn encode(out: &mut BytesMut, v: &Value, binary: &[Bytes]) {
                 }
             }
         }
-        Value::String(s) => {
-            put_len(out, s.len(), 0xa0, 0x20, [0xd9, 0xda, 0xdb]);
-            out.extend_from_slice(s.as_bytes());
-        }
+        Value::String(s) => put_str(out, s),
         Value::Array(items) => {
-            put_len(out, items.len(), 0x90, 0x10, [0, 0xdc, 0xdd]);
+            put_array_len(out, items.len());
             for item in items {
                 encode(out, item, binary);
             }
@@ -386,14 +407,29 @@ pub fn encode(out: &mut BytesMut, v: &Value, binary: &[Bytes]) {
                 out.extend_from_slice(bin);
                 return;
             }
-            put_len(out, map.len(), 0x80, 0x10, [0, 0xde, 0xdf]);
+            put_map_len(out, map.len());
             for (k, item) in map {
-                put_len(out, k.len(), 0xa0, 0x20, [0xd9, 0xda, 0xdb]);
-                out.extend_from_slice(k.as_bytes());
+                put_str(out, k);
                 encode(out, item, binary);
             }
         }
     }
+}
+
+/// Appends a string.
+pub(crate) fn put_str(out: &mut BytesMut, s: &str) {
+    put_len(out, s.len(), 0xa0, 0x20, [0xd9, 0xda, 0xdb]);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends the header of an array of `n` items.
+pub(crate) fn put_array_len(out: &mut BytesMut, n: usize) {
+    put_len(out, n, 0x90, 0x10, [0, 0xdc, 0xdd]);
+}
+
+/// Appends the header of a map of `n` entries.
+pub(crate) fn put_map_len(out: &mut BytesMut, n: usize) {
+    put_len(out, n, 0x80, 0x10, [0, 0xde, 0xdf]);
 }
 
 /// The attachment a placeholder object stands for.
@@ -421,7 +457,7 @@ fn put_len(out: &mut BytesMut, n: usize, fix: u8, fix_limit: usize, wide: [u8; 3
     }
 }
 
-fn put_uint(out: &mut BytesMut, u: u64) {
+pub(crate) fn put_uint(out: &mut BytesMut, u: u64) {
     if u < 0x80 {
         out.put_u8(u as u8);
     } else if u < 0x100 {

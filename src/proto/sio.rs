@@ -126,6 +126,12 @@ pub enum DecodeError {
     /// A `{"_placeholder":true}` object whose `num` is not an attachment index.
     #[error("invalid socket.io binary placeholder")]
     InvalidPlaceholder,
+    /// A MessagePack packet (`Parser::MsgPack`) that is not MessagePack.
+    #[error("invalid MessagePack in socket.io packet: {0}")]
+    Msgpack(#[from] super::msgpack::MsgpackError),
+    /// A MessagePack packet that is not a map with a `type` from 0 to 4.
+    #[error("invalid socket.io packet type")]
+    InvalidPacketType,
     /// A binary packet got a different number of attachments than announced.
     #[error("expected {expected} socket.io attachments, got {received}")]
     AttachmentCount {
@@ -291,7 +297,7 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// socket.io-parser's `isPayloadValid`, with data required where the
 /// packet is meaningless without it.
-fn is_payload_valid(kind: PacketType, data: Option<&Value>) -> bool {
+pub(crate) fn is_payload_valid(kind: PacketType, data: Option<&Value>) -> bool {
     match kind {
         PacketType::Connect => matches!(data, None | Some(Value::Object(_))),
         PacketType::Disconnect => data.is_none(),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::proto::json::Verbatim;
-use crate::proto::sio;
+use crate::proto::{sio, sio_msgpack};
 use crate::transport::ws;
 
 /// Room left in front of the text for the largest WebSocket header (2 + 8 bytes).
@@ -25,12 +25,15 @@ const HEADER_ROOM: usize = 10;
 #[derive(Debug)]
 pub(crate) struct Packet {
     /// The Engine.IO text packet, type prefix included (`42["ev"]`): a slice of `frames[0]`.
+    /// Empty with the MessagePack parser, whose packet is one binary message.
     pub text: Bytes,
-    /// Binary attachments, sent as binary messages after the text (long-polling form).
+    /// Binary messages, sent after the text (long-polling form): the attachments, or the
+    /// MessagePack packet.
     pub binary: Vec<Bytes>,
-    /// WebSocket frames: the text frame, then one binary frame per attachment.
+    /// WebSocket frames: the text frame, then one binary frame per attachment (or the one
+    /// binary frame of a MessagePack packet).
     pub frames: SmallVec<[Bytes; 1]>,
-    /// The text frame compressed (RSV1), when deflate was asked for and it is smaller.
+    /// The first frame compressed (RSV1), when deflate was asked for and it is smaller.
     pub deflated: Option<Bytes>,
 }
 
@@ -42,6 +45,8 @@ pub(crate) struct Encoding {
     pub deflate: bool,
     /// The size from which a text frame is compressed.
     pub threshold: usize,
+    /// Encode with the MessagePack parser (`Parser::MsgPack`) instead of the default one.
+    pub msgpack: bool,
 }
 
 /// A shared handle on an encoded packet.
@@ -55,12 +60,12 @@ fn frame_buffer(capacity: usize) -> BytesMut {
     buf
 }
 
-/// Writes the header of an unfragmented, unmasked text frame just before the payload that
-/// starts at `HEADER_ROOM`, and returns (whole frame, payload).
-fn finish_text_frame(mut buf: BytesMut) -> (Bytes, Bytes) {
+/// Writes the header of an unfragmented, unmasked frame (`first`: FIN and the opcode) just
+/// before the payload that starts at `HEADER_ROOM`, and returns (whole frame, payload).
+fn finish_frame(mut buf: BytesMut, first: u8) -> (Bytes, Bytes) {
     let len = buf.len() - HEADER_ROOM;
     let mut header = [0u8; HEADER_ROOM];
-    header[0] = 0x81; // FIN + text
+    header[0] = first;
     let hlen = if len < 126 {
         header[1] = len as u8;
         2
@@ -79,16 +84,21 @@ fn finish_text_frame(mut buf: BytesMut) -> (Bytes, Bytes) {
     (all.slice(start..), all.slice(HEADER_ROOM..))
 }
 
+/// The buffer grew by doubling while the arguments were written: up to twice the packet is
+/// allocated, and the packet lives as long as the last outbox (and, with connection state
+/// recovery, the replay log) holding it. Past a quarter wasted it is copied once, per
+/// packet, not per recipient, into an allocation of its size.
+fn trimmed(buf: BytesMut) -> BytesMut {
+    if buf.capacity() - buf.len() > buf.len() / 4 + 64 {
+        BytesMut::from(&buf[..])
+    } else {
+        buf
+    }
+}
+
 impl Out {
-    fn new(mut buf: BytesMut, binary: Vec<Bytes>, enc: Encoding) -> Out {
-        // The buffer grew by doubling while the arguments were written: up to twice the
-        // packet is allocated, and the packet lives as long as the last outbox (and, with
-        // connection state recovery, the replay log) holding it. Past a quarter wasted it
-        // is copied once, per packet, not per recipient, into an allocation of its size.
-        if buf.capacity() - buf.len() > buf.len() / 4 + 64 {
-            buf = BytesMut::from(&buf[..]);
-        }
-        let (frame, text) = finish_text_frame(buf);
+    fn new(buf: BytesMut, binary: Vec<Bytes>, enc: Encoding) -> Out {
+        let (frame, text) = finish_frame(trimmed(buf), 0x81);
         let deflated = (enc.deflate && text.len() >= enc.threshold)
             .then(|| ws::encode_compressed_frame(true, &text))
             .flatten();
@@ -96,6 +106,17 @@ impl Out {
         frames.push(frame);
         frames.extend(binary.iter().map(|b| ws::encode_binary_frame(b)));
         Out(Arc::new(Packet { text, binary, frames, deflated }))
+    }
+
+    /// A MessagePack packet written after `HEADER_ROOM` in `buf`: one binary message.
+    fn msgpack(buf: BytesMut, enc: Encoding) -> Out {
+        let (frame, payload) = finish_frame(trimmed(buf), 0x82);
+        let deflated = (enc.deflate && payload.len() >= enc.threshold)
+            .then(|| ws::encode_compressed_frame(false, &payload))
+            .flatten();
+        let mut frames = SmallVec::new();
+        frames.push(frame);
+        Out(Arc::new(Packet { text: Bytes::new(), binary: vec![payload], frames, deflated }))
     }
 
     /// Encodes an EVENT (BINARY_EVENT when there are attachments).
@@ -125,6 +146,10 @@ impl Out {
     ) -> Out {
         let extra = offset.map_or(0, |o| o.len() + 3);
         let mut buf = frame_buffer(32 + event.len() + extra);
+        if enc.msgpack {
+            sio_msgpack::encode_event(&mut buf, nsp, event, values, &binary, ack, offset);
+            return Out::msgpack(buf, enc);
+        }
         buf.put_u8(b'4');
         sio::encode_event_with_offset(
             &mut buf,
@@ -149,17 +174,27 @@ impl Out {
         enc: Encoding,
     ) -> Out {
         let mut buf = frame_buffer(16);
+        if enc.msgpack {
+            sio_msgpack::encode_ack(&mut buf, nsp, id, values, &binary);
+            return Out::msgpack(buf, enc);
+        }
         buf.put_u8(b'4');
         sio::encode_ack(&mut buf, nsp, id, values, verbatim, binary.len());
         Out::new(buf, binary, enc)
     }
 
-    /// Encodes any other Socket.IO packet (CONNECT, DISCONNECT, CONNECT_ERROR).
-    pub(crate) fn packet(p: &sio::Packet) -> Out {
+    /// Encodes any other Socket.IO packet (CONNECT, DISCONNECT, CONNECT_ERROR), never
+    /// compressed.
+    pub(crate) fn packet(p: &sio::Packet, enc: Encoding) -> Out {
+        let enc = Encoding { deflate: false, ..enc };
         let mut buf = frame_buffer(32);
+        if enc.msgpack {
+            sio_msgpack::encode(&mut buf, p, &[]);
+            return Out::msgpack(buf, enc);
+        }
         buf.put_u8(b'4');
         p.encode(&mut buf);
-        Out::new(buf, Vec::new(), Encoding::default())
+        Out::new(buf, Vec::new(), enc)
     }
 
     /// Bytes this packet puts on the wire (uncompressed), for the outbox byte limit.
@@ -168,12 +203,18 @@ impl Out {
         self.0.text.len() + self.0.binary.iter().map(Bytes::len).sum::<usize>()
     }
 
-    /// The text part (long-polling).
+    /// The text part (long-polling); empty for a MessagePack packet.
     pub(crate) fn text(&self) -> &Bytes {
         &self.0.text
     }
 
-    /// The binary attachments (long-polling).
+    /// How many WebSocket messages the packet is.
+    pub(crate) fn messages(&self) -> usize {
+        self.0.frames.len()
+    }
+
+    /// The binary messages after the text (long-polling): attachments, or the MessagePack
+    /// packet.
     pub(crate) fn binary(&self) -> &[Bytes] {
         &self.0.binary
     }
@@ -275,7 +316,7 @@ mod tests {
     #[test]
     fn binary_attachments_get_their_own_frames_and_deflate_only_the_text() {
         let text = "y".repeat(4000);
-        let enc = Encoding { deflate: true, threshold: 1024 };
+        let enc = Encoding { deflate: true, threshold: 1024, msgpack: false };
         let out = Out::event(
             "/",
             "e",

@@ -578,7 +578,9 @@ impl Session {
             payload.push_encoded_text(c.text());
         }
         for out in &batch {
-            payload.push_encoded_text(out.text());
+            if !out.text().is_empty() {
+                payload.push_encoded_text(out.text());
+            }
             for b in out.binary() {
                 payload.push_binary(b);
             }

@@ -5,6 +5,7 @@
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
 //                  [--redis URL] [--redis-key PREFIX] [--redis-sharded [--redis-subscription-mode MODE]] [--redis-streams] [--recovery MS]
+//                  [--parser default|msgpack]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
@@ -17,6 +18,7 @@
 // code 0 on SIGINT / SIGTERM. `--shards` is accepted and ignored (a single
 // Node process is one "shard"). --recovery MS turns on connection state recovery
 // (`connectionStateRecovery: { maxDisconnectionDuration: MS, skipMiddlewares: true }`).
+// --parser msgpack uses socket.io-msgpack-parser (`parser` option).
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -25,7 +27,7 @@ const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
   "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-subscription-mode MODE] " +
   "[--redis-streams] [--recovery MS] [--cors ORIGIN]... [--admin-ui [--admin-ui-username NAME --admin-ui-password-hash HASH] " +
-  "[--admin-ui-readonly] [--admin-ui-mode development|production] [--admin-ui-server-id ID]]";
+  "[--admin-ui-readonly] [--admin-ui-mode development|production] [--admin-ui-server-id ID]] [--parser default|msgpack]";
 
 function parseArgs(argv) {
   const opts = {
@@ -35,6 +37,7 @@ function parseArgs(argv) {
     pingInterval: 25000,
     pingTimeout: 20000,
     maxPayload: 1000000,
+    parser: "default",
     redis: null,
     redisKey: "socket.io",
     redisSharded: false,
@@ -55,6 +58,7 @@ function parseArgs(argv) {
     "--admin-ui-mode": "adminUiMode",
     "--admin-ui-server-id": "adminUiServerId",
     "--host": "host",
+    "--parser": "parser",
     "--redis": "redis",
     "--redis-key": "redisKey",
     "--redis-subscription-mode": "redisSubscriptionMode",
@@ -128,6 +132,10 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+if (opts.parser !== "default" && opts.parser !== "msgpack") {
+  console.error(`invalid value for --parser: ${opts.parser}\n${USAGE}`);
+  process.exit(2);
+}
 
 const httpServer = createServer();
 httpServer.on("connection", (s) => s.setNoDelay(true));
@@ -136,6 +144,7 @@ const io = new Server(httpServer, {
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  ...(opts.parser === "msgpack" ? { parser: (await import("socket.io-msgpack-parser")).default } : {}),
   ...(opts.recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } }
     : {}),
