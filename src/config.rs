@@ -186,6 +186,14 @@ pub struct Config {
     /// Text packets shorter than this are never compressed (socket.io's `threshold`).
     /// Default 1024 bytes.
     pub deflate_threshold: usize,
+    /// Compress long-polling responses (engine.io's `httpCompression`, on by default):
+    /// gzip or deflate as the client's `Accept-Encoding` prefers, for a response of at least
+    /// `http_compression_threshold` bytes holding a packet that allows compression (an emit
+    /// without `compress(false)`). Default `true`.
+    pub http_compression: bool,
+    /// Polling responses shorter than this are sent as they are (`httpCompression`'s
+    /// `threshold`). Default 1024 bytes.
+    pub http_compression_threshold: usize,
     /// Connection state recovery; `None` (the default, as in socket.io): off. With it on,
     /// the CONNECT reply carries a private session id, every plain event the server sends
     /// (not volatile, not awaiting an ack) carries its offset as its last argument, and each
@@ -268,6 +276,8 @@ impl Default for Config {
             tcp_nodelay: true,
             per_message_deflate: false,
             deflate_threshold: 1024,
+            http_compression: true,
+            http_compression_threshold: 1024,
             connection_state_recovery: None,
             recovery_max_packets: 100_000,
             recovery_max_bytes: 64 * 1024 * 1024,
@@ -433,6 +443,10 @@ impl ConfigBuilder {
         per_message_deflate: bool);
     setter!(/// See [`Config::deflate_threshold`].
         deflate_threshold: usize);
+    setter!(/// See [`Config::http_compression`].
+        http_compression: bool);
+    setter!(/// See [`Config::http_compression_threshold`].
+        http_compression_threshold: usize);
     setter!(/// See [`Config::recovery_max_packets`].
         recovery_max_packets: usize);
     setter!(/// See [`Config::recovery_max_bytes`].

@@ -226,7 +226,7 @@ impl Client {
                 None,
                 Some(json!({"message": "Invalid namespace"})),
             );
-            self.conn.send(Out::packet(&err, self.server.encoding(false)));
+            self.conn.send(Out::packet(&err, self.server.encoding(true)));
             return Flow::Continue;
         };
         let mut pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim, cluster: None };
@@ -398,7 +398,7 @@ impl Client {
                     m.insert("data".into(), d);
                 }
                 let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
-                self.conn.send(Out::packet(&err, self.server.encoding(false)));
+                self.conn.send(Out::packet(&err, self.server.encoding(true)));
                 return Flow::Continue;
             }
         }
@@ -430,7 +430,7 @@ impl Client {
             reply.insert("pid".into(), Value::String(pid.as_str().to_owned()));
         }
         let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
-        self.conn.send(Out::packet(&ok, self.server.encoding(false)));
+        self.conn.send(Out::packet(&ok, self.server.encoding(true)));
         if let Some(w) = self.server.watcher() {
             w.connected(&socket);
         }
@@ -461,7 +461,7 @@ impl Client {
         };
         for s in targets {
             let p = sio::Packet::new(PacketType::Disconnect, s.ns(), None, None);
-            self.conn.send(Out::packet(&p, self.server.encoding(false)));
+            self.conn.send(Out::packet(&p, self.server.encoding(true)));
             self.remove(ctx, &s, DisconnectReason::ServerNamespaceDisconnect);
         }
         true

@@ -219,6 +219,7 @@ impl ServerShared {
             deflate: compress && self.config().per_message_deflate,
             threshold: self.config().deflate_threshold,
             msgpack: self.config().parser == crate::config::Parser::MsgPack,
+            compress,
         }
     }
 

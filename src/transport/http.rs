@@ -29,12 +29,12 @@ use crate::error::DisconnectReason;
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
 use crate::shard::{self, ShardCtx};
-use crate::transport::files;
 use crate::transport::local::ConnGuard;
 use crate::transport::request::{ConnInfo, Headers, Pairs};
 use crate::transport::session::{self, Cmd, Ws};
 use crate::transport::ws::{self, WsConfig, WsReader, WsWriter};
 use crate::transport::EioError;
+use crate::transport::{compress, files};
 
 type Resp = Response<Full<Bytes>>;
 /// The connection slot, taken out when an upgraded WebSocket leaves this HTTP connection.
@@ -157,7 +157,10 @@ async fn route(
             };
             match (transport, req.method().clone()) {
                 (Transport::WebSocket, _) => upgrade_session(ctx, req, sid, guard).await,
-                (Transport::Polling, Method::GET) => poll_get(ctx, sid).await,
+                (Transport::Polling, Method::GET) => {
+                    let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
+                    poll_get(ctx, sid, accept).await
+                }
                 (Transport::Polling, Method::POST) => poll_post(ctx, req, sid).await,
                 _ => eio_error(EioError::BadRequest),
             }
@@ -221,11 +224,26 @@ fn close_session(ctx: &Rc<ShardCtx>, sid: Sid, reason: DisconnectReason) {
     });
 }
 
-async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid) -> Resp {
-    match ask_session(ctx, sid, Cmd::PollGet).await {
-        Ok(Ok(body)) => text_response(body),
-        Ok(Err(e)) | Err(e) => eio_error(e),
+async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid, accept: Option<HeaderValue>) -> Resp {
+    let polled = match ask_session(ctx, sid, Cmd::PollGet).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) | Err(e) => return eio_error(e),
+    };
+    let cfg = ctx.config();
+    let coding = (cfg.http_compression
+        && polled.compress
+        && polled.body.len() >= cfg.http_compression_threshold)
+        .then(|| compress::negotiate(accept.as_ref().and_then(|v| v.to_str().ok())))
+        .flatten();
+    // Compressed here, on the shard serving the request, not on the session's.
+    if let Some((coding, body)) =
+        coding.and_then(|c| Some((c, compress::compress(&polled.body, c)?)))
+    {
+        let mut r = text_response(body);
+        r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+        return r;
     }
+    text_response(polled.body)
 }
 
 async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp {

@@ -6,6 +6,7 @@
 //! context), below the namespaces, which it reaches only through the [`session::SessionUpper`]
 //! each new session gets from the factory it was given.
 
+pub(crate) mod compress;
 pub(crate) mod counters;
 pub(crate) mod files;
 pub(crate) mod http;

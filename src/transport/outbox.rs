@@ -35,6 +35,9 @@ pub(crate) struct Packet {
     pub frames: SmallVec<[Bytes; 1]>,
     /// The first frame compressed (RSV1), when deflate was asked for and it is smaller.
     pub deflated: Option<Bytes>,
+    /// The emit allows compression (`compress(false)` was not asked): a polling response
+    /// holding it may be compressed (`http_compression`).
+    pub compress: bool,
 }
 
 /// How to encode a packet beyond its text.
@@ -47,6 +50,9 @@ pub(crate) struct Encoding {
     pub threshold: usize,
     /// Encode with the MessagePack parser (`Parser::MsgPack`) instead of the default one.
     pub msgpack: bool,
+    /// The emit allows compression (socket.io's `compress` flag, on unless
+    /// `compress(false)`), whether or not any is configured.
+    pub compress: bool,
 }
 
 /// A shared handle on an encoded packet.
@@ -105,7 +111,7 @@ impl Out {
         let mut frames = SmallVec::with_capacity(1 + binary.len());
         frames.push(frame);
         frames.extend(binary.iter().map(|b| ws::encode_binary_frame(b)));
-        Out(Arc::new(Packet { text, binary, frames, deflated }))
+        Out(Arc::new(Packet { text, binary, frames, deflated, compress: enc.compress }))
     }
 
     /// A MessagePack packet written after `HEADER_ROOM` in `buf`: one binary message.
@@ -116,7 +122,13 @@ impl Out {
             .flatten();
         let mut frames = SmallVec::new();
         frames.push(frame);
-        Out(Arc::new(Packet { text: Bytes::new(), binary: vec![payload], frames, deflated }))
+        Out(Arc::new(Packet {
+            text: Bytes::new(),
+            binary: vec![payload],
+            frames,
+            deflated,
+            compress: enc.compress,
+        }))
     }
 
     /// Encodes an EVENT (BINARY_EVENT when there are attachments).
@@ -206,6 +218,11 @@ impl Out {
     /// The text part (long-polling); empty for a MessagePack packet.
     pub(crate) fn text(&self) -> &Bytes {
         &self.0.text
+    }
+
+    /// Whether a polling response holding this packet may be compressed.
+    pub(crate) fn compressible(&self) -> bool {
+        self.0.compress
     }
 
     /// How many WebSocket messages the packet is.
@@ -316,7 +333,7 @@ mod tests {
     #[test]
     fn binary_attachments_get_their_own_frames_and_deflate_only_the_text() {
         let text = "y".repeat(4000);
-        let enc = Encoding { deflate: true, threshold: 1024, msgpack: false };
+        let enc = Encoding { deflate: true, threshold: 1024, msgpack: false, compress: true };
         let out = Out::event(
             "/",
             "e",

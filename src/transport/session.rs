@@ -64,7 +64,21 @@ pub(crate) type UpperFactory =
     Arc<dyn Fn(Arc<ConnHandle>, Arc<ConnInfo>) -> Box<dyn SessionUpper> + Send + Sync>;
 
 /// Reply to a polling GET: the payload to send, or the error to answer with.
-pub(crate) type PollReply = Result<Bytes, EioError>;
+pub(crate) type PollReply = Result<Polled, EioError>;
+
+/// A polling GET's payload.
+#[derive(Debug)]
+pub(crate) struct Polled {
+    pub(crate) body: Bytes,
+    /// A packet in it allows compression (as the reference: any packet's `compress`).
+    pub(crate) compress: bool,
+}
+
+impl Polled {
+    fn noop() -> Polled {
+        Polled { body: Bytes::from_static(b"6"), compress: false }
+    }
+}
 
 /// Most packets in one long-polling response.
 const POLL_BATCH: usize = 256;
@@ -346,7 +360,7 @@ impl Session {
                     self.close(DisconnectReason::TransportError);
                 } else if self.upgrade == Upgrade::Probed {
                     // The client is pausing polling to upgrade: release it at once.
-                    let _ = reply.send(Ok(Bytes::from_static(b"6")));
+                    let _ = reply.send(Ok(Polled::noop()));
                 } else {
                     self.pending_get = Some(reply);
                     let backlog = self.ctx.transport().with_link(self.slot, |l| {
@@ -501,7 +515,7 @@ impl Session {
                 self.upgrade = Upgrade::Probed;
                 // Release the pending poll so the client can finish pausing.
                 if let Some(get) = self.take_get() {
-                    let _ = get.send(Ok(Bytes::from_static(b"6")));
+                    let _ = get.send(Ok(Polled::noop()));
                 }
             }
             (Some(eio::Packet::Upgrade), Upgrade::Probed) => {
@@ -509,7 +523,7 @@ impl Session {
                 wire.reader = Some(probe.reader);
                 let (writer, deflate) = (probe.writer, probe.deflate);
                 if let Some(get) = self.take_get() {
-                    let _ = get.send(Ok(Bytes::from_static(b"6")));
+                    let _ = get.send(Ok(Polled::noop()));
                 }
                 // What was held for polling goes first on the WebSocket.
                 self.ctx.transport().with_link(self.slot, |l| l.set_ws(writer, deflate));
@@ -574,6 +588,7 @@ impl Session {
     /// Answers a polling GET with the control packets and `batch` (and CLOSE when closing).
     fn answer(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
         let mut payload = PayloadEncoder::new();
+        let compress = !self.ctrl.is_empty() || batch.iter().any(Out::compressible);
         for c in self.ctrl.drain(..) {
             payload.push_encoded_text(c.text());
         }
@@ -588,7 +603,7 @@ impl Session {
         if self.close_packet {
             payload.push_encoded_text(b"1");
         }
-        if get.send(Ok(payload.finish())).is_err() {
+        if get.send(Ok(Polled { body: payload.finish(), compress })).is_err() {
             // The client dropped the poll while it waited: what it carried is lost, so
             // the session ends, as the reference's "poll connection closed prematurely".
             self.close(DisconnectReason::TransportError);
