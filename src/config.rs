@@ -68,7 +68,8 @@ impl Default for ConnectionStateRecovery {
 /// All server options. Build one with [`Config::builder`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// HTTP path the server answers on. Default `/socket.io/`.
+    /// HTTP path the server answers on, as a prefix. Default `/socket.io/`; one trailing `/`
+    /// is added unless [`Config::add_trailing_slash`] is off.
     pub path: String,
     /// How often the server sends a PING. Default 25 s.
     pub ping_interval: Duration,
@@ -186,6 +187,17 @@ pub struct Config {
     /// Text packets shorter than this are never compressed (socket.io's `threshold`).
     /// Default 1024 bytes.
     pub deflate_threshold: usize,
+    /// The `io` cookie on the handshake's response (engine.io's `cookie` option); `None`
+    /// (the default, as engine.io's since v4): no cookie.
+    pub cookie: Option<Cookie>,
+    /// Whether [`Config::path`] ends with a `/` (socket.io's `addTrailingSlash`, default
+    /// `true`): with `false`, `/socket.io` is the prefix matched, as a client with
+    /// `addTrailingSlash: false` asks for `/socket.io?EIO=4...`.
+    pub add_trailing_slash: bool,
+    /// Remove a namespace created by a dynamic pattern ([`crate::Server::of_dynamic`],
+    /// `of_regex`) once its last socket left (socket.io's `cleanupEmptyChildNamespaces`).
+    /// Default `false`.
+    pub cleanup_empty_child_namespaces: bool,
     /// Compress long-polling responses (engine.io's `httpCompression`, on by default):
     /// gzip or deflate as the client's `Accept-Encoding` prefers, for a response of at least
     /// `http_compression_threshold` bytes holding a packet that allows compression (an emit
@@ -215,6 +227,89 @@ pub struct Config {
     /// default parser's text, or `socket.io-msgpack-parser`'s MessagePack. Every client of
     /// the server must use the same one. Default [`Parser::Default`].
     pub parser: Parser,
+}
+
+/// The `io` cookie (engine.io's `cookie` option): set on the handshake's polling response,
+/// named and valued by the session id, for sticky sessions at a load balancer.
+/// [`Cookie::default`] is the reference's: `io`, `Path=/`, `HttpOnly`, `SameSite=Lax`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// The cookie's name. Default `io`.
+    pub name: String,
+    /// `Path`. Default `/`.
+    pub path: Option<String>,
+    /// `Domain`. Default none.
+    pub domain: Option<String>,
+    /// `Max-Age`, in seconds. Default none (a session cookie).
+    pub max_age: Option<u64>,
+    /// `HttpOnly`. Default on.
+    pub http_only: bool,
+    /// `Secure`. Default off.
+    pub secure: bool,
+    /// `Partitioned`. Default off.
+    pub partitioned: bool,
+    /// `SameSite`. Default `Lax`.
+    pub same_site: Option<SameSite>,
+}
+
+/// A cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=None` (needs `secure`).
+    None,
+}
+
+impl Default for Cookie {
+    fn default() -> Self {
+        Cookie {
+            name: "io".into(),
+            path: Some("/".into()),
+            domain: None,
+            max_age: None,
+            http_only: true,
+            secure: false,
+            partitioned: false,
+            same_site: Some(SameSite::Lax),
+        }
+    }
+}
+
+impl Cookie {
+    /// The `Set-Cookie` value for session `sid`, attributes in the order of the `cookie`
+    /// package engine.io uses.
+    pub fn serialize(&self, sid: &str) -> String {
+        let value: String = form_urlencoded::byte_serialize(sid.as_bytes()).collect();
+        let mut s = format!("{}={value}", self.name);
+        if let Some(age) = self.max_age {
+            s.push_str(&format!("; Max-Age={age}"));
+        }
+        if let Some(d) = &self.domain {
+            s.push_str(&format!("; Domain={d}"));
+        }
+        if let Some(p) = &self.path {
+            s.push_str(&format!("; Path={p}"));
+        }
+        if self.http_only {
+            s.push_str("; HttpOnly");
+        }
+        if self.secure {
+            s.push_str("; Secure");
+        }
+        if self.partitioned {
+            s.push_str("; Partitioned");
+        }
+        match self.same_site {
+            Some(SameSite::Strict) => s.push_str("; SameSite=Strict"),
+            Some(SameSite::Lax) => s.push_str("; SameSite=Lax"),
+            Some(SameSite::None) => s.push_str("; SameSite=None"),
+            None => {}
+        }
+        s
+    }
 }
 
 /// The Socket.IO packet encoding (socket.io's `parser` option).
@@ -278,6 +373,9 @@ impl Default for Config {
             deflate_threshold: 1024,
             http_compression: true,
             http_compression_threshold: 1024,
+            cookie: None,
+            add_trailing_slash: true,
+            cleanup_empty_child_namespaces: false,
             connection_state_recovery: None,
             recovery_max_packets: 100_000,
             recovery_max_bytes: 64 * 1024 * 1024,
@@ -299,8 +397,8 @@ pub enum ConfigError {
     /// `shards` must be 1..=255 (a session id carries its shard in one byte).
     #[error("shards must be between 1 and 255, got {0}")]
     Shards(usize),
-    /// `path` must start and end with `/`.
-    #[error("path must start and end with '/', got {0:?}")]
+    /// `path` must start with `/` and name something (`/` alone needs the trailing slash).
+    #[error("path must start with '/' and not be empty, got {0:?}")]
     Path(String),
     /// A duration or size that must be positive was zero.
     #[error("{0} must be greater than zero")]
@@ -443,6 +541,16 @@ impl ConfigBuilder {
         per_message_deflate: bool);
     setter!(/// See [`Config::deflate_threshold`].
         deflate_threshold: usize);
+    setter!(/// See [`Config::add_trailing_slash`].
+        add_trailing_slash: bool);
+    setter!(/// See [`Config::cleanup_empty_child_namespaces`].
+        cleanup_empty_child_namespaces: bool);
+    /// Sets the `io` cookie (see [`Config::cookie`]); `Cookie::default()` is the
+    /// reference's `cookie: true`.
+    pub fn cookie(mut self, v: Cookie) -> Self {
+        self.0.cookie = Some(v);
+        self
+    }
     setter!(/// See [`Config::http_compression`].
         http_compression: bool);
     setter!(/// See [`Config::http_compression_threshold`].
@@ -515,11 +623,21 @@ impl ConfigBuilder {
 
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let c = self.0;
+        let mut c = self.0;
+        // As engine.io's path: one trailing slash dropped, then one added unless
+        // `add_trailing_slash` is off.
+        if c.path.len() > 1 {
+            if let Some(p) = c.path.strip_suffix('/') {
+                c.path = p.to_owned();
+            }
+        }
+        if c.add_trailing_slash && !c.path.ends_with('/') {
+            c.path.push('/');
+        }
         if c.shards == 0 || c.shards > 255 {
             return Err(ConfigError::Shards(c.shards));
         }
-        if !c.path.starts_with('/') || !c.path.ends_with('/') {
+        if !c.path.starts_with('/') || c.path.len() < 2 && !c.add_trailing_slash {
             return Err(ConfigError::Path(c.path));
         }
         if !(8192..=16 << 20).contains(&c.max_http_header_size) {

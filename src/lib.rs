@@ -95,11 +95,13 @@ pub mod __wire {
 pub use adapter::{RequestError, ServerSideAckError};
 pub use admin::{AdminError, AdminMode, AdminUi, BasicAuth};
 pub use config::{
-    Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cors, CorsOrigins, Parser,
-    SubscriptionMode, TlsFiles,
+    Config, ConfigBuilder, ConfigError, ConnectionStateRecovery, Cookie, Cors, CorsOrigins, Parser,
+    SameSite, SubscriptionMode, TlsFiles,
 };
 pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
+/// The header map the engine's hooks edit (hyper's, i.e. the `http` crate's).
+pub use hyper::HeaderMap;
 pub use ns::args::{Args, IntoArgs};
 pub use ns::recovery::RecoveryStats;
 pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
@@ -107,5 +109,6 @@ pub use ns::{Namespace, Room, RoomEvent, ServerSideAck};
 pub use operator::{
     AckResponses, BroadcastAckError, BroadcastOperator, FetchedSocket, IntoRooms, RemoteSocket,
 };
-pub use server::{RunningServer, Server};
+pub use server::{Engine, RunningServer, Server};
+pub use transport::hooks::ConnectionError;
 pub use transport::request::{HandshakeInfo, Headers, Pairs};

@@ -97,6 +97,10 @@ struct ServeArgs {
     /// packets close that connection.
     #[arg(long, env = "SHARDCAST_MAX_JSON_DEPTH", default_value_t = 1000)]
     max_json_depth: usize,
+    /// The transports clients may use, as socket.io's `transports` option: polling,
+    /// websocket, or both (comma-separated; `websocket` alone refuses polling handshakes).
+    #[arg(long, env = "SHARDCAST_TRANSPORTS", value_name = "LIST", default_value = "polling,websocket", value_parser = parse_transports)]
+    transports: (bool, bool),
     /// The Socket.IO parser, as socket.io's `parser` option: default (socket.io-parser's
     /// text packets) or msgpack (socket.io-msgpack-parser: each packet one binary
     /// MessagePack message). Every client must use the same.
@@ -276,6 +280,22 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// `--redis-subscription-mode`: the names the sharded adapter's option takes.
+/// `--transports`: (polling, websocket).
+fn parse_transports(s: &str) -> Result<(bool, bool), String> {
+    let (mut polling, mut websocket) = (false, false);
+    for t in s.split(',').map(str::trim) {
+        match t {
+            "polling" => polling = true,
+            "websocket" => websocket = true,
+            _ => return Err(format!("{t:?} is not a transport (polling, websocket)")),
+        }
+    }
+    if !(polling || websocket) {
+        return Err("no transport given (polling, websocket)".into());
+    }
+    Ok((polling, websocket))
+}
+
 /// `--parser`.
 fn parse_parser(s: &str) -> Result<shardcast::Parser, String> {
     shardcast::Parser::from_name(s)
@@ -338,6 +358,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .max_http_header_size(args.max_http_header_size)
         .max_json_depth(args.max_json_depth)
         .parser(args.parser)
+        .polling(args.transports.0)
+        .websocket(args.transports.1)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
         .redis_subscription_mode(args.redis_subscription_mode)

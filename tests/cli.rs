@@ -51,6 +51,8 @@ fn help_documents_every_flag() {
         "--tls-key",
         "--shutdown-timeout",
         "--max-http-header-size",
+        "--parser",
+        "--transports",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
         // each also from the environment: SHARDCAST_ and the flag's name
@@ -86,6 +88,9 @@ fn bad_flags_give_one_line_and_non_zero_exit() {
         &["serve", "--shards", "0"],
         &["serve", "--max-json-depth", "1"],
         &["serve", "--recovery", "0"],
+        &["serve", "--parser", "json"],
+        &["serve", "--transports", "carrier-pigeon"],
+        &["serve", "--transports", ""],
         &["serve", "--recovery", "1000", "--redis", "redis://127.0.0.1:1"],
         &["serve", "--redis-streams"],
         &["serve", "--redis-sharded", "--redis-streams", "--redis", "redis://127.0.0.1:1"],
@@ -139,6 +144,14 @@ fn flags_come_from_the_environment_and_the_command_line_wins() {
     let out = Command::new(BIN).arg("serve").env("SHARDCAST_REDIS_SHARDED", "true").output();
     let err = String::from_utf8_lossy(&out.expect("run").stderr).into_owned();
     assert_eq!(err.trim_end(), "shardcast: --redis-sharded needs --redis URL");
+    // `--transports websocket` refuses polling handshakes, as socket.io's transports option.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0"]).env("SHARDCAST_TRANSPORTS", "websocket");
+    let (mut child, port) = start(cmd);
+    let refused = handshake(port);
+    assert!(refused.contains(r#"{"code":0,"message":"Transport unknown"}"#), "{refused}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
     // A switch set to false is off: nothing is required of it.
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--port", "0"])

@@ -56,6 +56,60 @@ use crate::transport::session::UpperFactory;
 #[derive(Clone)]
 pub struct Server(pub(crate) Arc<ServerShared>);
 
+/// The Engine.IO layer of a [`Server`] ([`Server::engine`]), as socket.io's `io.engine`.
+/// Each hook can be set before `listen` or while the server runs; setting one again
+/// replaces it. Hooks run on the shard serving the request.
+pub struct Engine<'a>(&'a crate::transport::hooks::Hooks);
+
+impl Engine<'_> {
+    /// Accepts or refuses each handshake from its request (engine.io's `allowRequest`):
+    /// origin, headers, address, query. `Err(message)` answers HTTP 403
+    /// `{"code":4,"message":message}` (`"Forbidden"` when empty) and the client gets a
+    /// `connect_error`. The future may await (a database, Redis): the shard serves its
+    /// other connections meanwhile.
+    ///
+    /// ```no_run
+    /// # let io = shardcast::Server::new(shardcast::Config::default());
+    /// io.engine().allow_request(|req| async move {
+    ///     match req.headers.get("origin") {
+    ///         Some("https://example.com") => Ok(()),
+    ///         _ => Err("origin not allowed".to_owned()),
+    ///     }
+    /// });
+    /// ```
+    pub fn allow_request<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<crate::HandshakeInfo>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + 'static,
+    {
+        self.0.set_allow_request(f);
+    }
+
+    /// Edits the headers of each handshake's response (engine.io's `initial_headers`
+    /// event): the polling handshake's, or the WebSocket's `101`. Runs before `on_headers`.
+    pub fn on_initial_headers(
+        &self,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::HandshakeInfo) + Send + Sync + 'static,
+    ) {
+        self.0.set_initial_headers(f);
+    }
+
+    /// Edits the headers of every Engine.IO response: each polling GET and POST, the
+    /// handshake and the WebSocket `101` (engine.io's `headers` event).
+    pub fn on_headers(
+        &self,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::HandshakeInfo) + Send + Sync + 'static,
+    ) {
+        self.0.set_headers(f);
+    }
+
+    /// Called for each request the engine refuses (engine.io's `connection_error` event),
+    /// with the code, message, context and request.
+    pub fn on_connection_error(&self, f: impl Fn(&crate::ConnectionError) + Send + Sync + 'static) {
+        self.0.set_connection_error(f);
+    }
+}
+
 impl Server {
     /// A server with this configuration and no namespaces yet.
     pub fn new(config: Config) -> Server {
@@ -98,6 +152,12 @@ impl Server {
     /// The configuration.
     pub fn config(&self) -> &Config {
         self.0.config()
+    }
+
+    /// The Engine.IO layer's hooks (socket.io's `io.engine`): `allow_request`, and the
+    /// `initial_headers`, `headers` and `connection_error` events.
+    pub fn engine(&self) -> Engine<'_> {
+        Engine(&self.0.transport.hooks)
     }
 
     /// The namespace `name` (`/`, `/chat`, ...), created on first use. Clients can only join

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use crate::error::DisconnectReason;
 use crate::proto::eio::PayloadDecoder;
 use crate::proto::sid::Sid;
 use crate::shard::{self, ShardCtx};
+use crate::transport::hooks::ConnectionError;
 use crate::transport::local::ConnGuard;
 use crate::transport::request::{ConnInfo, Headers, Pairs};
 use crate::transport::session::{self, Cmd, Ws};
@@ -86,10 +88,47 @@ async fn handle(
     secure: bool,
 ) -> Resp {
     let origin = req.headers().get(header::ORIGIN).cloned();
+    let hooks = &ctx.transport().shared.hooks;
+    // The request as the engine's hooks see it, copied only when one is set.
+    let seen = (req.uri().path().starts_with(ctx.config().path.as_str()) && hooks.wants_request())
+        .then(|| {
+            let q = parse_query(req.uri().query());
+            let initial = q.sid.is_none();
+            let info = Arc::new(ConnInfo {
+                headers: Headers::from_header_map(req.headers()),
+                url: req.uri().path_and_query().map_or_else(String::new, |p| p.to_string()),
+                query: Pairs::new(q.all),
+                address: addr,
+                issued: SystemTime::now(),
+                secure,
+            });
+            (info, initial, req.method().to_string())
+        });
     let mut resp = route(&ctx, req, addr, guard, secure).await;
+    if let Some((info, initial, method)) = seen {
+        if let Some(r) = resp.extensions_mut().remove::<Refused>() {
+            hooks.on_error(&ConnectionError {
+                code: r.0.code(),
+                message: r.0.message(),
+                context: r.1,
+                method,
+                request: info,
+            });
+        } else if resp.extensions().get::<EngineAnswer>().is_some() {
+            hooks.on_headers(resp.headers_mut(), &info, initial);
+        }
+    }
     apply_cors(ctx.config(), origin.as_ref(), &mut resp);
     resp
 }
+
+/// Marks a response as an Engine.IO transport's (the headers hooks run on it).
+#[derive(Clone, Copy)]
+struct EngineAnswer;
+
+/// Marks a refusal (the `connection_error` hook runs on it): the error and its context.
+#[derive(Clone)]
+struct Refused(EioError, String);
 
 /// The query parameters Engine.IO looks at, plus all of them for the handshake.
 pub(crate) struct Query {
@@ -142,7 +181,10 @@ async fn route(
     let transport = match q.transport.as_deref() {
         Some("polling") if cfg.polling => Transport::Polling,
         Some("websocket") if cfg.websocket => Transport::WebSocket,
-        _ => return eio_error(EioError::TransportUnknown),
+        other => {
+            let t = other.unwrap_or_default();
+            return refuse(EioError::TransportUnknown, format!("transport {t:?}"), None);
+        }
     };
     let upgrade = is_ws_upgrade(&req);
     if upgrade != (transport == Transport::WebSocket) {
@@ -153,7 +195,7 @@ async fn route(
             // An unparsable sid, or one naming a shard this server does not have, is unknown.
             let Some(sid) = Sid::parse(sid).filter(|s| (s.shard() as usize) < ctx.mesh.len())
             else {
-                return eio_error(EioError::UnknownSid);
+                return refuse(EioError::UnknownSid, format!("sid {sid:?}"), None);
             };
             match (transport, req.method().clone()) {
                 (Transport::WebSocket, _) => upgrade_session(ctx, req, sid, guard).await,
@@ -169,22 +211,36 @@ async fn route(
             if req.method() != Method::GET {
                 return eio_error(EioError::BadHandshakeMethod);
             }
-            if q.eio.as_deref() != Some("4") {
-                return eio_error(EioError::UnsupportedProtocolVersion);
-            }
-            let info = ConnInfo {
+            let eio = q.eio.clone();
+            let info = Arc::new(ConnInfo {
                 headers: Headers::from_header_map(req.headers()),
                 url: req.uri().path_and_query().map_or_else(String::new, |p| p.to_string()),
                 query: Pairs::new(q.all),
                 address: addr,
                 issued: SystemTime::now(),
                 secure,
-            };
+            });
+            // As the reference: the hook runs before the protocol version is looked at.
+            if let Err(message) = ctx.transport().shared.hooks.allow(&info).await {
+                let shown = (!message.is_empty()).then_some(message.as_str());
+                return refuse(EioError::Forbidden, message.clone(), shown);
+            }
+            if eio.as_deref() != Some("4") {
+                let v = eio.unwrap_or_default();
+                return refuse(EioError::UnsupportedProtocolVersion, format!("EIO {v:?}"), None);
+            }
+            let info = Arc::unwrap_or_clone(info);
             match transport {
                 Transport::Polling => {
                     let sid = session::spawn(ctx, info, None);
                     let body = session::open_packet(ctx, sid, true);
-                    text_response(body)
+                    let mut r = text_response(body);
+                    if let Some(c) = &cfg.cookie {
+                        if let Ok(v) = HeaderValue::from_str(&c.serialize(sid.as_ref())) {
+                            r.headers_mut().insert(header::SET_COOKIE, v);
+                        }
+                    }
+                    r
                 }
                 Transport::WebSocket => open_websocket(ctx, req, info, guard),
             }
@@ -281,8 +337,10 @@ async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp
     match ask_session(ctx, sid, move |tx| Cmd::PollPost(packets, tx)).await {
         Ok(Ok(())) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"ok")));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=UTF-8"));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=UTF-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.extensions_mut().insert(EngineAnswer);
             r
         }
         Ok(Err(e)) | Err(e) => eio_error(e),
@@ -310,6 +368,7 @@ fn switching_protocols(cfg: &Config, req: &Request<Incoming>) -> Option<(Resp, W
     let accept = derive_accept_key(key.as_bytes());
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.extensions_mut().insert(EngineAnswer);
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -409,10 +468,13 @@ async fn upgrade_session(
     resp
 }
 
+/// A polling GET's answer (`Cache-Control: no-store`, as the reference's).
 fn text_response(body: Bytes) -> Resp {
     let mut r = Response::new(Full::new(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.extensions_mut().insert(EngineAnswer);
     r
 }
 
@@ -424,12 +486,19 @@ fn plain(status: StatusCode, msg: &'static str) -> Resp {
 
 /// The reference server's error answer: `{"code":N,"message":"..."}`.
 fn eio_error(e: EioError) -> Resp {
+    refuse(e, String::new(), None)
+}
+
+/// [`eio_error`] with what was wrong (for the `connection_error` hook) and, for
+/// `allow_request`'s refusals, the message the answer shows instead of the code's.
+fn refuse(e: EioError, context: String, shown: Option<&str>) -> Resp {
     crate::transport::counters::refused(e.message());
-    let body = format!(r#"{{"code":{},"message":"{}"}}"#, e.code(), e.message());
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let body = serde_json::json!({"code": e.code(), "message": shown.unwrap_or(e.message())});
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() =
         if e == EioError::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.extensions_mut().insert(Refused(e, context));
     r
 }
 

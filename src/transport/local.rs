@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub volatile_dropped: AtomicU64,
     /// TLS, when `Config::tls` is set: loaded when the server starts listening.
     pub tls: std::sync::OnceLock<Arc<crate::transport::tls::Tls>>,
+    /// `allow_request` and the engine's events (`io.engine()`).
+    pub hooks: crate::transport::hooks::Hooks,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             volatile_dropped: AtomicU64::new(0),
             tls: std::sync::OnceLock::new(),
+            hooks: Default::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod compress;
 pub(crate) mod counters;
 pub(crate) mod files;
+pub(crate) mod hooks;
 pub(crate) mod http;
 pub(crate) mod link;
 pub(crate) mod local;
@@ -26,7 +27,6 @@ pub(crate) enum EioError {
     UnknownSid,
     BadHandshakeMethod,
     BadRequest,
-    #[allow(dead_code)] // kept for an `allow_request` hook
     Forbidden,
     UnsupportedProtocolVersion,
 }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 /// What the first HTTP request of a connection said. One copy per connection, shared by
 /// the handshakes of all its namespace sockets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HandshakeInfo {
     /// HTTP headers of the first request of the connection.
     pub headers: Headers,
