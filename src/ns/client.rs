@@ -17,7 +17,7 @@ use crate::ns::cluster_recovery::{ClusterAnswer, ClusterSession, MissedAsk, Repl
 use crate::ns::recovery::{Answer, Ask, Restore};
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::{Handshake, Socket};
-use crate::ns::NamespaceInner;
+use crate::ns::{Admission, NamespaceInner};
 use crate::proto::json;
 use crate::proto::offset::EntryId;
 use crate::proto::sid::Sid;
@@ -27,7 +27,7 @@ use crate::shard::ShardCtx;
 use crate::transport::local::ConnHandle;
 use crate::transport::outbox::Out;
 use crate::transport::request::ConnInfo;
-use crate::transport::session::{Flow, SessionUpper};
+use crate::transport::session::{Cmd, Flow, SessionUpper};
 
 pub(crate) struct Client {
     server: Arc<ServerShared>,
@@ -44,6 +44,22 @@ pub(crate) struct Client {
 struct Rare {
     partial: Option<sio::Reassembler>,
     restoring: Vec<Pending>,
+    /// Sockets whose namespace's async middlewares are running.
+    admitting: Vec<Admitting>,
+}
+
+/// A socket waiting for its namespace's async middlewares.
+struct Admitting {
+    socket: Socket,
+    /// The namespace as the client named it.
+    name: String,
+    restore: Option<Restore>,
+}
+
+/// The verdict of a socket's async middlewares, sent back to its session.
+struct Admitted {
+    name: String,
+    result: Result<(), crate::error::ConnectError>,
 }
 
 /// A CONNECT whose session is being looked up (connection state recovery): what the
@@ -204,13 +220,17 @@ impl Client {
 
     /// Frees the rare state once nothing is in it.
     fn tidy(&mut self) {
-        if self.rare.as_ref().is_some_and(|r| r.partial.is_none() && r.restoring.is_empty()) {
+        if self.rare.as_ref().is_some_and(|r| {
+            r.partial.is_none() && r.restoring.is_empty() && r.admitting.is_empty()
+        }) {
             self.rare = None;
         }
     }
 
     fn is_restoring(&self, nsp: &str) -> bool {
-        self.rare.as_ref().is_some_and(|r| r.restoring.iter().any(|p| p.name == nsp))
+        self.rare.as_ref().is_some_and(|r| {
+            r.restoring.iter().any(|p| p.name == nsp) || r.admitting.iter().any(|a| a.name == nsp)
+        })
     }
 
     fn connect(&mut self, ctx: &ShardCtx, packet: sio::Packet) -> Flow {
@@ -392,16 +412,75 @@ impl Client {
         }
         let skip = restore.is_some() && recovery.is_some_and(|r| r.skip_middlewares);
         if !skip {
-            if let Err(e) = nsp.run_middlewares(&socket) {
-                let mut data = json!({"message": e.message});
-                if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
-                    m.insert("data".into(), d);
+            match nsp.run_middlewares(&socket) {
+                Admission::Now(Ok(())) => {}
+                Admission::Now(Err(e)) => {
+                    self.refuse(name, e);
+                    return Flow::Continue;
                 }
-                let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
-                self.conn.send(Out::packet(&err, self.server.encoding(true)));
-                return Flow::Continue;
+                Admission::Later(chain) => {
+                    // Awaited on this shard, beside its other work; the verdict comes back
+                    // to this session as a message (dropped if the connection is gone).
+                    let (server, conn) = (self.server.clone(), self.conn.sid);
+                    let key = name.clone();
+                    tokio::task::spawn_local(async move {
+                        let result = chain.await;
+                        let Some(ctx) = server.mesh().and_then(crate::shard::current) else {
+                            return;
+                        };
+                        let msg = Admitted { name: key, result };
+                        ctx.transport().send_cmd(&conn, Cmd::Upper(Box::new(msg)));
+                    });
+                    let admitting = Admitting { socket, name, restore };
+                    self.rare.get_or_insert_with(Default::default).admitting.push(admitting);
+                    return Flow::Continue;
+                }
             }
         }
+        self.admit(ctx, socket, name, restore)
+    }
+
+    /// Sends the CONNECT_ERROR of a refusal.
+    fn refuse(&self, name: String, e: crate::error::ConnectError) {
+        let mut data = json!({"message": e.message});
+        if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
+            m.insert("data".into(), d);
+        }
+        let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
+        self.conn.send(Out::packet(&err, self.server.encoding(true)));
+    }
+
+    /// The verdict of a socket's async middlewares.
+    fn on_admitted(&mut self, ctx: &ShardCtx, admitted: Admitted) -> Flow {
+        let Some(list) = self.rare.as_mut().map(|r| &mut r.admitting) else {
+            return Flow::Continue;
+        };
+        let Some(at) = list.iter().position(|a| a.name == admitted.name) else {
+            return Flow::Continue;
+        };
+        let Admitting { socket, name, restore } = list.remove(at);
+        self.tidy();
+        match admitted.result {
+            Ok(()) => self.admit(ctx, socket, name, restore),
+            Err(e) => {
+                self.refuse(name, e);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The rest of [`Client::accept`], once the middlewares accepted the socket.
+    fn admit(
+        &mut self,
+        ctx: &ShardCtx,
+        socket: Socket,
+        name: String,
+        mut restore: Option<Restore>,
+    ) -> Flow {
+        let nsp = socket.0.nsp.clone();
+        let id = socket.sid();
+        let pid = socket.pid();
+        let recovery = self.server.recovery();
         if let Some(r) = restore.as_mut() {
             if recovery.is_some_and(|r| r.cluster().is_none()) {
                 ctx.commit_restore(r);
@@ -512,6 +591,10 @@ impl SessionUpper for Client {
     fn on_upper(&mut self, ctx: &ShardCtx, msg: Box<dyn Any + Send>) -> Flow {
         let msg = match msg.downcast::<Answer>() {
             Ok(answer) => return self.on_answer(ctx, *answer),
+            Err(other) => other,
+        };
+        let msg = match msg.downcast::<Admitted>() {
+            Ok(admitted) => return self.on_admitted(ctx, *admitted),
             Err(other) => other,
         };
         match msg.downcast::<ClusterAnswer>() {

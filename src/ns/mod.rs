@@ -28,7 +28,27 @@ use crate::ns::socket::Socket;
 pub type Room = Arc<str>;
 
 pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) + Send + Sync>;
-pub(crate) type Middleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
+/// A namespace middleware: one that answers at once, or one that awaits (a database, a
+/// token service) on the connection's shard, which serves its other connections meanwhile.
+pub(crate) type SyncMiddleware = dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum Middleware {
+    Sync(Arc<SyncMiddleware>),
+    Async(Arc<dyn Fn(Socket) -> MiddlewareFuture + Send + Sync>),
+}
+
+/// What an async middleware returns.
+pub(crate) type MiddlewareFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ConnectError>>>>;
+
+/// The outcome of a namespace's middlewares for a connecting socket.
+pub(crate) enum Admission {
+    /// All were synchronous: their verdict.
+    Now(Result<(), ConnectError>),
+    /// One awaits: the chain, in order, to run on the shard.
+    Later(MiddlewareFuture),
+}
 pub(crate) type RoomHandler = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
 /// A room-event listener of the layers above: the namespace's name and the event.
 pub(crate) type RoomWatcher = Arc<dyn Fn(&Arc<str>, &RoomEvent) + Send + Sync>;
@@ -217,9 +237,24 @@ impl NamespaceInner {
     }
 
     /// Runs the middlewares in order; the first refusal wins.
-    pub(crate) fn run_middlewares(&self, socket: &Socket) -> Result<(), ConnectError> {
+    pub(crate) fn run_middlewares(&self, socket: &Socket) -> Admission {
         let mws = read(&self.root().middlewares).clone();
-        mws.iter().try_for_each(|mw| mw(socket))
+        if mws.iter().all(|m| matches!(m, Middleware::Sync(_))) {
+            return Admission::Now(mws.iter().try_for_each(|m| match m {
+                Middleware::Sync(f) => f(socket),
+                Middleware::Async(_) => Ok(()),
+            }));
+        }
+        let socket = socket.clone();
+        Admission::Later(Box::pin(async move {
+            for m in mws {
+                match m {
+                    Middleware::Sync(f) => f(&socket)?,
+                    Middleware::Async(f) => f(socket.clone()).await?,
+                }
+            }
+            Ok(())
+        }))
     }
 
     pub(crate) fn next_ack_id(&self) -> u64 {
@@ -329,7 +364,38 @@ impl Namespace {
     where
         F: Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
     {
-        self.inner.middlewares.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(mw));
+        let mw = Middleware::Sync(Arc::new(mw));
+        self.inner.middlewares.write().unwrap_or_else(|p| p.into_inner()).push(mw);
+        self
+    }
+
+    /// Adds a middleware that awaits before it answers (socket.io's `async (socket, next)`
+    /// middlewares: a token looked up in a database, a call to an auth service), run in
+    /// order with the others. The future runs on the connection's shard, which serves its
+    /// other connections meanwhile; it need not be `Send`. Its error refuses the connection
+    /// with a CONNECT_ERROR carrying the message and data; a connection that closes while
+    /// it waits is forgotten, and its answer dropped.
+    ///
+    /// ```no_run
+    /// # let io = shardcast::Server::new(shardcast::Config::default());
+    /// io.of("/").use_async_middleware(|socket| async move {
+    ///     let token = socket.handshake().auth["token"].as_str().unwrap_or("").to_owned();
+    ///     // e.g. a query to PostgreSQL or Redis
+    ///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    ///     if token == "secret" {
+    ///         Ok(())
+    ///     } else {
+    ///         Err(shardcast::ConnectError::new("unauthorized"))
+    ///     }
+    /// });
+    /// ```
+    pub fn use_async_middleware<F, Fut>(&self, mw: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), ConnectError>> + 'static,
+    {
+        let mw = Middleware::Async(Arc::new(move |s| Box::pin(mw(s)) as MiddlewareFuture));
+        self.inner.middlewares.write().unwrap_or_else(|p| p.into_inner()).push(mw);
         self
     }
 

@@ -161,8 +161,19 @@ pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send 
 /// A catch-all listener: the socket, the event name and its arguments.
 pub(crate) type AnyHandler = Arc<dyn Fn(&Socket, &str, &Args) + Send + Sync>;
 /// A per-socket middleware on incoming events; an error refuses the event.
-pub(crate) type EventMiddleware =
-    Arc<dyn Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync>;
+pub(crate) type SyncEventMiddleware =
+    dyn Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum EventMiddleware {
+    Sync(Arc<SyncEventMiddleware>),
+    /// One that awaits: the socket, the event and a copy of its arguments.
+    Async(Arc<dyn Fn(Socket, String, Args) -> EventMiddlewareFuture + Send + Sync>),
+}
+
+/// What an async per-socket middleware returns.
+pub(crate) type EventMiddlewareFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
 /// Receives the errors of per-socket middlewares.
 pub(crate) type ErrorHandler = Arc<dyn Fn(&Socket, &str) + Send + Sync>;
 
@@ -518,7 +529,22 @@ impl Socket {
     where
         F: Fn(&Socket, &str, &Args) -> Result<(), String> + Send + Sync + 'static,
     {
-        lock(&self.0.middlewares).push(Arc::new(mw));
+        lock(&self.0.middlewares).push(EventMiddleware::Sync(Arc::new(mw)));
+    }
+
+    /// [`Socket::use_middleware`] with a middleware that awaits (it gets the socket, the
+    /// event name and a copy of the arguments). While one is registered, each event's
+    /// middlewares run in order in a task on the socket's shard, which serves its other
+    /// connections meanwhile; the event's handler runs once they all accepted, if the
+    /// socket is still connected. As in socket.io, events whose middlewares wait different
+    /// times may reach their handlers in another order than they came.
+    pub fn use_async_middleware<F, Fut>(&self, mw: F)
+    where
+        F: Fn(Socket, String, Args) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + 'static,
+    {
+        let f = move |s, e, a| Box::pin(mw(s, e, a)) as EventMiddlewareFuture;
+        lock(&self.0.middlewares).push(EventMiddleware::Async(Arc::new(f)));
     }
 
     /// Receives the errors of this socket's middlewares (socket.io's `error` event).
@@ -664,20 +690,52 @@ impl Socket {
             l(self, event, &args);
         }
         let mws = lock(&self.0.middlewares).clone();
+        if mws.iter().any(|m| matches!(m, EventMiddleware::Async(_))) {
+            let (socket, event) = (self.clone(), event.to_owned());
+            tokio::task::spawn_local(async move {
+                for mw in mws {
+                    let verdict = match mw {
+                        EventMiddleware::Sync(f) => f(&socket, &event, &args),
+                        EventMiddleware::Async(f) => {
+                            f(socket.clone(), event.clone(), args.clone()).await
+                        }
+                    };
+                    if let Err(e) = verdict {
+                        socket.refused(&event, &e);
+                        return;
+                    }
+                }
+                if socket.connected() {
+                    if let Some(h) = socket.handler(&event) {
+                        h(socket.clone(), args, ack);
+                    }
+                }
+            });
+            return;
+        }
         for mw in mws {
-            if let Err(e) = mw(self, event, &args) {
-                let handlers = lock(&self.0.on_error).clone();
-                if handlers.is_empty() {
-                    tracing::warn!(socket = %self.0.id, event, error = %e, "event refused by middleware (no error handler)");
-                }
-                for h in handlers {
-                    h(self, &e);
-                }
+            let verdict = match mw {
+                EventMiddleware::Sync(f) => f(self, event, &args),
+                EventMiddleware::Async(_) => Ok(()),
+            };
+            if let Err(e) = verdict {
+                self.refused(event, &e);
                 return;
             }
         }
         if let Some(h) = self.handler(event) {
             h(self.clone(), args, ack);
+        }
+    }
+
+    /// An event a middleware refused: to the error handlers.
+    fn refused(&self, event: &str, e: &str) {
+        let handlers = lock(&self.0.on_error).clone();
+        if handlers.is_empty() {
+            tracing::warn!(socket = %self.0.id, event, error = %e, "event refused by middleware (no error handler)");
+        }
+        for h in handlers {
+            h(self, e);
         }
     }
 
