@@ -182,7 +182,14 @@ fn add_member(
 ) -> (Socket, usize) {
     let sid = Sid::generate(0);
     let slot = ctx.transport().add_link(Link::new(sid, ws.map(|w| (w, false))));
-    let conn = Arc::new(ConnHandle { sid, shard: 0, slot, mesh: ctx.mesh.clone() });
+    let conn = Arc::new(ConnHandle {
+        sid,
+        shard: 0,
+        slot,
+        mesh: ctx.mesh.clone(),
+        websocket: true.into(),
+        upgraded: false.into(),
+    });
     let handshake = Handshake {
         auth: serde_json::json!({}),
         auth_verbatim: None,

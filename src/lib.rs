@@ -104,8 +104,8 @@ pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use hyper::HeaderMap;
 pub use ns::args::{Args, IntoArgs};
 pub use ns::recovery::RecoveryStats;
-pub use ns::socket::{AckSender, Handshake, Socket, SocketEmit};
-pub use ns::{Namespace, Room, RoomEvent, ServerSideAck};
+pub use ns::socket::{AckSender, Conn, Handshake, Socket, SocketEmit};
+pub use ns::{Namespace, Room, RoomChange, RoomEvent, ServerSideAck};
 pub use operator::{
     AckResponses, BroadcastAckError, BroadcastOperator, FetchedSocket, IntoRooms, RemoteSocket,
 };

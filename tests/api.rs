@@ -336,3 +336,56 @@ async fn handlers_are_per_socket_though_stateless_ones_share_storage() {
     d.send(r#"42/room-7,5["ask"]"#).await;
     d.expect(r#"43/room-7,5["/room-7","/room-7"]"#).await;
 }
+
+/// `off`, `off_any` and `leave_all` on a socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_come_off_and_rooms_are_all_left() {
+    let server = TestServer::start(config().build().unwrap(), |io| {
+        io.on_connection(|socket| {
+            socket.on_any(|s, event, _args| {
+                let _ = s.emit("any", (event.to_owned(),));
+            });
+            socket.on("message", |s, args, _| {
+                let _ = s.emit("message-back", args);
+            });
+            socket.on("quiet", |s, _args, ack| {
+                let had = s.off("message");
+                s.off_any();
+                if let Some(ack) = ack {
+                    let _ = ack.send((had, s.off("message")));
+                }
+            });
+            socket.on("join", |s, args, _| s.join(args.str(0).unwrap_or_default()));
+            socket.on("leave-all", |s, _args, ack| {
+                s.leave_all();
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            });
+            socket.on("rooms", |s, _args, ack| {
+                let rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();
+                if let Some(ack) = ack {
+                    let _ = ack.send((rooms,));
+                }
+            });
+        });
+    });
+    let (mut ws, _) = Ws::open(server.addr).await;
+    let id = ws.sio_connect("/", None).await;
+    ws.send(r#"42["message",1]"#).await;
+    ws.expect(r#"42["any","message"]"#).await;
+    ws.expect(r#"42["message-back",1]"#).await;
+    ws.send(r#"421["quiet"]"#).await;
+    ws.expect(r#"42["any","quiet"]"#).await;
+    ws.expect("431[true,false]").await;
+    ws.send(r#"42["message",2]"#).await;
+    for room in ["a", "b"] {
+        ws.send(&format!(r#"42["join","{room}"]"#)).await;
+    }
+    ws.send(r#"422["rooms"]"#).await;
+    ws.expect(&format!(r#"432[["{id}","a","b"]]"#)).await;
+    ws.send(r#"423["leave-all"]"#).await;
+    ws.expect("433[]").await;
+    ws.send(r#"424["rooms"]"#).await;
+    ws.expect(&format!(r#"434[["{id}"]]"#)).await;
+}

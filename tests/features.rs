@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use shardcast::{ConnectError, RoomEvent};
+use shardcast::{ConnectError, RoomChange, RoomEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_namespaces_are_created_on_first_connect() {
@@ -231,15 +231,16 @@ async fn room_events_follow_the_adapter() {
 
     let own: shardcast::Room = id.as_str().into();
     let r: shardcast::Room = "r".into();
+    let ev = |change| RoomEvent { nsp: "/".into(), change };
     let expected = vec![
-        RoomEvent::CreateRoom(own.clone()),
-        RoomEvent::JoinRoom(own.clone(), id.clone()),
-        RoomEvent::CreateRoom(r.clone()),
-        RoomEvent::JoinRoom(r.clone(), id.clone()),
-        RoomEvent::LeaveRoom(r.clone(), id.clone()),
-        RoomEvent::DeleteRoom(r.clone()),
-        RoomEvent::LeaveRoom(own.clone(), id.clone()),
-        RoomEvent::DeleteRoom(own.clone()),
+        ev(RoomChange::CreateRoom(own.clone())),
+        ev(RoomChange::JoinRoom(own.clone(), id.clone())),
+        ev(RoomChange::CreateRoom(r.clone())),
+        ev(RoomChange::JoinRoom(r.clone(), id.clone())),
+        ev(RoomChange::LeaveRoom(r.clone(), id.clone())),
+        ev(RoomChange::DeleteRoom(r.clone())),
+        ev(RoomChange::LeaveRoom(own.clone(), id.clone())),
+        ev(RoomChange::DeleteRoom(own.clone())),
     ];
     let mut got = Vec::new();
     while got.len() < expected.len() {
@@ -279,4 +280,33 @@ async fn volatile_emits_are_dropped_when_the_client_is_not_ready() {
         }
     }
     assert!(delivered, "volatile emits to an idle WebSocket client were all dropped");
+}
+
+/// A dynamic pattern's room listener hears the rooms of each namespace it created, each
+/// event naming its namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_events_name_their_namespace() {
+    let (tx, mut rx) = channel::<RoomEvent>();
+    let server = TestServer::start(config().shards(2).build().unwrap(), |io| {
+        let tx = tx.clone();
+        let games = io.of_dynamic(|name, _auth| name.starts_with("/game-"));
+        games.on_room_event(move |ev| {
+            if !matches!(&ev.change, RoomChange::JoinRoom(r, _) if &**r == "table") {
+                return;
+            }
+            let _ = tx.send(ev.clone());
+        });
+        games.on_connection(|socket| {
+            socket.join("table");
+        });
+    });
+    for nsp in ["/game-1", "/game-2"] {
+        let (mut ws, _) = Ws::open(server.addr).await;
+        let id = ws.sio_connect(nsp, None).await;
+        let ev = recv(&mut rx).await;
+        assert_eq!(
+            ev,
+            RoomEvent { nsp: nsp.into(), change: RoomChange::JoinRoom("table".into(), id) }
+        );
+    }
 }

@@ -73,7 +73,7 @@ use serde_json::{json, Value};
 use shardcast::proto::sid::Sid;
 use shardcast::{
     AckError, AckSender, Args, BroadcastAckError, BroadcastOperator, Config, ConnectError,
-    EmitError, FetchedSocket, IntoArgs, Namespace, RoomEvent, Server, Socket,
+    EmitError, FetchedSocket, IntoArgs, Namespace, RoomChange, Server, Socket,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -102,11 +102,11 @@ fn record_room_events(ns: &Namespace) -> Log {
     let log: Log = Arc::default();
     let l = log.clone();
     ns.on_room_event(move |ev| {
-        let v = match ev {
-            RoomEvent::CreateRoom(r) => json!(["create-room", &**r]),
-            RoomEvent::JoinRoom(r, id) => json!(["join-room", &**r, id]),
-            RoomEvent::LeaveRoom(r, id) => json!(["leave-room", &**r, id]),
-            RoomEvent::DeleteRoom(r) => json!(["delete-room", &**r]),
+        let v = match &ev.change {
+            RoomChange::CreateRoom(r) => json!(["create-room", &**r]),
+            RoomChange::JoinRoom(r, id) => json!(["join-room", &**r, id]),
+            RoomChange::LeaveRoom(r, id) => json!(["leave-room", &**r, id]),
+            RoomChange::DeleteRoom(r) => json!(["delete-room", &**r]),
         };
         lock(&l).push(v);
     });

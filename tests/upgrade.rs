@@ -219,3 +219,44 @@ async fn session_closing_during_the_upgrade_closes_the_probe() {
     assert_eq!(probe.reason_of(&id).await, shardcast::DisconnectReason::PingTimeout);
     assert_session_gone(addr, &sid).await;
 }
+
+/// `socket.conn()` follows the connection: polling, then WebSocket and upgraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_conn_tells_the_transport_and_the_upgrade() {
+    let server = TestServer::start(config().build().unwrap(), |io| {
+        io.on_connection(|socket| {
+            socket.on("conn", |s, _args, ack| {
+                let c = s.conn();
+                if let Some(ack) = ack {
+                    let _ = ack.send((serde_json::json!({
+                        "id": c.id,
+                        "transport": c.transport,
+                        "upgraded": c.upgraded,
+                        "ip": c.remote_address.ip().to_string(),
+                        "secure": c.secure,
+                    }),));
+                }
+            });
+        });
+    });
+    let addr = server.addr;
+    let (sid, _) = handshake(addr).await;
+    post_ok(addr, &sid, "40").await;
+    assert!(poll_packets(addr, &sid).await[0].starts_with("40{"));
+    post_ok(addr, &sid, r#"421["conn"]"#).await;
+    let want = |transport: &str, upgraded: bool| {
+        format!(
+            r#"431[{{"id":"{sid}","transport":"{transport}","upgraded":{upgraded},"ip":"127.0.0.1","secure":false}}]"#
+        )
+    };
+    assert_eq!(poll_packets(addr, &sid).await, vec![want("polling", false)]);
+    let mut ws = upgrade(addr, &sid).await;
+    ws.send(r#"422["conn"]"#).await;
+    ws.expect(&want("websocket", true).replace("431[", "432[")).await;
+
+    let (mut direct, _) = Ws::open(addr).await;
+    direct.sio_connect("/", None).await;
+    direct.send(r#"421["conn"]"#).await;
+    let answer = direct.text().await;
+    assert!(answer.contains(r#""transport":"websocket","upgraded":false"#), "{answer}");
+}

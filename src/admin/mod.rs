@@ -31,7 +31,7 @@ use crate::ns::args::Args;
 use crate::ns::shared::ServerShared;
 use crate::ns::socket::Socket;
 use crate::ns::watch::Watch;
-use crate::ns::{Namespace, NamespaceInner, RoomEvent};
+use crate::ns::{Namespace, NamespaceInner, RoomChange};
 use crate::server::Server;
 
 /// How often each server sends its `server_stats` (the reference's interval).
@@ -355,8 +355,8 @@ impl Admin {
                     return;
                 }
                 let (event, room, id) = match ev {
-                    RoomEvent::JoinRoom(room, id) => ("room_joined", room, id),
-                    RoomEvent::LeaveRoom(room, id) => ("room_left", room, id),
+                    RoomChange::JoinRoom(room, id) => ("room_joined", room, id),
+                    RoomChange::LeaveRoom(room, id) => ("room_left", room, id),
                     _ => return,
                 };
                 st.tell(event, args(vec![json!(&**nsp), json!(&**room), json!(id), now()]));

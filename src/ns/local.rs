@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::ns::socket::{lock, Socket};
-use crate::ns::{NamespaceInner, Room, RoomEvent};
+use crate::ns::{NamespaceInner, Room, RoomChange};
 use crate::proto::sid::Sid;
 use crate::shard::{self, ShardCtx};
 
@@ -261,13 +261,13 @@ impl ShardCtx {
         let id = sid.as_str().to_owned();
         if joined {
             if created {
-                nsp.fire_room_event(&RoomEvent::CreateRoom(room.clone()));
+                nsp.fire_room_event(RoomChange::CreateRoom(room.clone()));
             }
-            nsp.fire_room_event(&RoomEvent::JoinRoom(room, id));
+            nsp.fire_room_event(RoomChange::JoinRoom(room, id));
         } else {
-            nsp.fire_room_event(&RoomEvent::LeaveRoom(room.clone(), id));
+            nsp.fire_room_event(RoomChange::LeaveRoom(room.clone(), id));
             if deleted {
-                nsp.fire_room_event(&RoomEvent::DeleteRoom(room));
+                nsp.fire_room_event(RoomChange::DeleteRoom(room));
             }
         }
     }

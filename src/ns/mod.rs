@@ -51,7 +51,7 @@ pub(crate) enum Admission {
 }
 pub(crate) type RoomHandler = Arc<dyn Fn(&RoomEvent) + Send + Sync>;
 /// A room-event listener of the layers above: the namespace's name and the event.
-pub(crate) type RoomWatcher = Arc<dyn Fn(&Arc<str>, &RoomEvent) + Send + Sync>;
+pub(crate) type RoomWatcher = Arc<dyn Fn(&Arc<str>, &RoomChange) + Send + Sync>;
 /// A listener for events other servers send this one (`server_side_emit`), with the event
 /// name (`None`: every event).
 pub(crate) type ServerSideHandler = (Option<String>, ServerSideFn);
@@ -90,11 +90,21 @@ impl std::fmt::Debug for ServerSideAck {
     }
 }
 
+/// A room event of a namespace, as socket.io's adapter emits them: the namespace (a dynamic
+/// pattern's listener hears those of every namespace it created) and the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomEvent {
+    /// The namespace whose rooms changed (`/`, `/chat`, a dynamic pattern's child).
+    pub nsp: Arc<str>,
+    /// What changed.
+    pub change: RoomChange,
+}
+
 /// A change of a namespace's rooms, as socket.io's adapter events name them. Each fires once
 /// per change across all shards: `CreateRoom` when a room gets its first member anywhere,
 /// `DeleteRoom` when it loses its last. A socket's own room (its id) counts, as in socket.io.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoomEvent {
+pub enum RoomChange {
     /// `create-room (room)`.
     CreateRoom(Room),
     /// `delete-room (room)`.
@@ -295,14 +305,18 @@ impl NamespaceInner {
         true
     }
 
-    pub(crate) fn fire_room_event(&self, ev: &RoomEvent) {
+    pub(crate) fn fire_room_event(&self, change: RoomChange) {
         let watchers = read(&self.root().room_watchers).clone();
         for (_, w) in watchers {
-            w(&self.name, ev);
+            w(&self.name, &change);
         }
         let handlers = read(&self.root().room_handlers).clone();
+        if handlers.is_empty() {
+            return;
+        }
+        let ev = RoomEvent { nsp: self.name.clone(), change };
         for h in handlers {
-            h(ev);
+            h(&ev);
         }
     }
 

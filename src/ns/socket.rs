@@ -157,6 +157,21 @@ where
     shared.entry(TypeId::of::<F>()).or_insert_with(|| Arc::new(f)).clone()
 }
 /// A handler for the socket's disconnection.
+/// The Engine.IO connection under a socket ([`Socket::conn`]), as read now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// The Engine.IO session id (`socket.conn.id`).
+    pub id: String,
+    /// `"polling"` or `"websocket"` (`socket.conn.transport.name`).
+    pub transport: &'static str,
+    /// It started on polling and was upgraded to WebSocket.
+    pub upgraded: bool,
+    /// The client's address (`socket.conn.remoteAddress`).
+    pub remote_address: std::net::SocketAddr,
+    /// It came over TLS.
+    pub secure: bool,
+}
+
 pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
 /// A catch-all listener: the socket, the event name and its arguments.
 pub(crate) type AnyHandler = Arc<dyn Fn(&Socket, &str, &Args) + Send + Sync>;
@@ -301,6 +316,38 @@ impl Socket {
     /// The private session id (recovery on).
     pub(crate) fn pid(&self) -> Option<Sid> {
         self.0.pid
+    }
+
+    /// The underlying Engine.IO connection (socket.io's `socket.conn`): its id, transport,
+    /// whether it was upgraded, the client's address.
+    pub fn conn(&self) -> Conn {
+        let c = &self.0.conn;
+        Conn {
+            id: c.sid.as_str().to_owned(),
+            transport: if c.websocket.load(Ordering::Acquire) { "websocket" } else { "polling" },
+            upgraded: c.upgraded.load(Ordering::Acquire),
+            remote_address: self.0.handshake.info.address,
+            secure: self.0.handshake.info.secure,
+        }
+    }
+
+    /// Removes the handler of `event` (socket.io's `socket.off(event)` /
+    /// `removeAllListeners(event)`); true when there was one.
+    pub fn off(&self, event: &str) -> bool {
+        let mut handlers = lock(&self.0.handlers);
+        let before = handlers.len();
+        handlers.retain(|(name, _)| &**name != event);
+        handlers.len() != before
+    }
+
+    /// Removes every catch-all listener of incoming events (`socket.offAny()`).
+    pub fn off_any(&self) {
+        lock(&self.0.any).clear();
+    }
+
+    /// Removes every catch-all listener of outgoing events (`socket.offAnyOutgoing()`).
+    pub fn off_any_outgoing(&self) {
+        lock(&self.0.any_outgoing).clear();
     }
 
     /// The namespace name.
@@ -588,6 +635,17 @@ impl Socket {
     pub fn leave(&self, room: impl Into<Room>) {
         let room = room.into();
         self.on_shard(move |ctx, s| ctx.leave(&s.0.nsp.name, s.sid(), &room));
+    }
+
+    /// Leaves every room but its own (its id, which `to(socket_id)` reaches), as socket.io's
+    /// `leaveAll` does when a socket goes; on the socket's shard, in one pass.
+    pub fn leave_all(&self) {
+        self.on_shard(move |ctx, s| {
+            let own = s.room();
+            for room in s.rooms().into_iter().filter(|r| *r != own) {
+                ctx.leave(&s.0.nsp.name, s.sid(), &room);
+            }
+        });
     }
 
     /// The rooms this socket is in, in join order (its own id first, as in socket.io), from

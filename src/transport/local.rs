@@ -172,6 +172,10 @@ pub(crate) struct ConnHandle {
     pub slot: usize,
     /// The mesh of the server the connection belongs to (to reach its shard).
     pub mesh: Arc<ShardMesh>,
+    /// It runs on WebSocket now (set when an upgrade completes).
+    pub websocket: std::sync::atomic::AtomicBool,
+    /// It started on polling and was upgraded.
+    pub upgraded: std::sync::atomic::AtomicBool,
 }
 
 impl ConnHandle {

@@ -159,6 +159,8 @@ struct Session {
     /// The session runs over WebSocket (its writer is in the link).
     over_ws: bool,
     client: Box<dyn SessionUpper>,
+    /// The handle the layer above has (its transport flags are kept up to date).
+    conn: Arc<ConnHandle>,
     pending_get: Option<oneshot::Sender<PollReply>>,
     /// Engine packets waiting for the next write.
     ctrl: Vec<Ctrl>,
@@ -193,12 +195,20 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         (w.writer, w.deflate)
     });
     let slot = ctx.transport().add_link(Link::new(sid, writer));
-    let conn = Arc::new(ConnHandle { sid, shard: ctx.id, slot, mesh: ctx.mesh.clone() });
+    let conn = Arc::new(ConnHandle {
+        sid,
+        shard: ctx.id,
+        slot,
+        mesh: ctx.mesh.clone(),
+        websocket: over_ws.into(),
+        upgraded: false.into(),
+    });
     let session = Session {
         ctx: ctx.clone(),
         sid,
         slot,
         over_ws,
+        conn: conn.clone(),
         client: (ctx.transport().upper)(conn, Arc::new(info)),
         pending_get: None,
         ctrl: Vec::new(),
@@ -528,6 +538,8 @@ impl Session {
                 // What was held for polling goes first on the WebSocket.
                 self.ctx.transport().with_link(self.slot, |l| l.set_ws(writer, deflate));
                 self.over_ws = true;
+                self.conn.websocket.store(true, std::sync::atomic::Ordering::Release);
+                self.conn.upgraded.store(true, std::sync::atomic::Ordering::Release);
                 self.upgrade = Upgrade::Done;
                 self.upgrade_deadline = None;
                 // A PING queued for polling goes over the WebSocket now.

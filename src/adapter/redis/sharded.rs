@@ -34,7 +34,7 @@ use crate::adapter::request::{Request, RequestBody, Targets, WireSocket};
 use crate::adapter::{RequestError, Started};
 use crate::broadcast::{self, BroadcastMsg};
 use crate::ns::shared::ServerShared;
-use crate::ns::{NamespaceInner, Room, RoomEvent};
+use crate::ns::{NamespaceInner, Room, RoomChange};
 use crate::proto::offset::EntryId;
 
 /// A request of the seam as a cluster message body (`None`: the protocol has no such
@@ -586,10 +586,10 @@ fn deliver(ctx: &serve::Ctx, m: ClusterMessage, entry: Option<EntryId>) {
 fn watch_rooms(ns: &NamespaceInner, link: mpsc::UnboundedSender<Internal>) {
     ns.add_room_watcher(
         "sharded-redis-adapter",
-        Arc::new(move |nsp: &Arc<str>, ev: &RoomEvent| {
+        Arc::new(move |nsp: &Arc<str>, ev: &RoomChange| {
             let msg = match ev {
-                RoomEvent::CreateRoom(r) => Internal::Room(nsp.clone(), r.clone(), true),
-                RoomEvent::DeleteRoom(r) => Internal::Room(nsp.clone(), r.clone(), false),
+                RoomChange::CreateRoom(r) => Internal::Room(nsp.clone(), r.clone(), true),
+                RoomChange::DeleteRoom(r) => Internal::Room(nsp.clone(), r.clone(), false),
                 _ => return,
             };
             let _ = link.send(msg);
