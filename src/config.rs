@@ -194,6 +194,11 @@ pub struct Config {
     /// `true`): with `false`, `/socket.io` is the prefix matched, as a client with
     /// `addTrailingSlash: false` asks for `/socket.io?EIO=4...`.
     pub add_trailing_slash: bool,
+    /// Remove a namespace a dynamic pattern created ([`crate::Server::of_dynamic`],
+    /// `of_regex`) once its last socket left, on every shard (socket.io's
+    /// `cleanupEmptyChildNamespaces`): a cluster adapter unsubscribes from its channels,
+    /// and a later connection to that name makes a new one. Default `false`.
+    pub cleanup_empty_child_namespaces: bool,
     /// Compress long-polling responses (engine.io's `httpCompression`, on by default):
     /// gzip or deflate as the client's `Accept-Encoding` prefers, for a response of at least
     /// `http_compression_threshold` bytes holding a packet that allows compression (an emit
@@ -371,6 +376,7 @@ impl Default for Config {
             http_compression_threshold: 1024,
             cookie: None,
             add_trailing_slash: true,
+            cleanup_empty_child_namespaces: false,
             connection_state_recovery: None,
             recovery_max_packets: 100_000,
             recovery_max_bytes: 64 * 1024 * 1024,
@@ -538,6 +544,8 @@ impl ConfigBuilder {
         deflate_threshold: usize);
     setter!(/// See [`Config::add_trailing_slash`].
         add_trailing_slash: bool);
+    setter!(/// See [`Config::cleanup_empty_child_namespaces`].
+        cleanup_empty_child_namespaces: bool);
     /// Sets the `io` cookie (see [`Config::cookie`]); `Cookie::default()` is the
     /// reference's `cookie: true`.
     pub fn cookie(mut self, v: Cookie) -> Self {

@@ -152,7 +152,11 @@ impl Server {
         if ui.mode == AdminMode::Development {
             self.0.set_watch(state.clone());
             let rooms = state.clone();
-            let existing = self.0.watch_namespaces(Box::new(move |ns| rooms.watch_rooms(ns)));
+            let existing = self.0.watch_namespaces(Box::new(move |ns, created| {
+                if created {
+                    rooms.watch_rooms(ns);
+                }
+            }));
             for n in existing.iter().filter_map(|n| self.0.existing(n)) {
                 state.watch_rooms(&n);
             }

@@ -493,6 +493,7 @@ impl Client {
         }
         socket.0.connected.store(true, Ordering::Release);
         ctx.add_socket(socket.clone());
+        self.server.socket_added(&nsp);
         ctx.recovery_on_connected(&socket);
         if let Some(r) = &restore {
             for room in r.session.rooms.iter().filter(|r| ***r != *id.as_str()) {

@@ -143,6 +143,11 @@ impl ShardCtx {
                 sockets: AHashMap::new(),
                 rooms: AHashMap::new(),
             });
+            // A dynamic child removed once empty (`cleanup_empty_child_namespaces`) and made
+            // again: this shard's empty entry takes the new one.
+            if !Arc::ptr_eq(&ns.inner, &inner) && ns.sockets.is_empty() {
+                ns.inner = inner.clone();
+            }
             lock(&socket.0.rooms).push(own.clone());
             ns.sockets.insert(sid, SocketEntry { socket });
         }
@@ -165,6 +170,15 @@ impl ShardCtx {
                         ns.rooms.remove(room);
                     }
                 }
+            }
+            // A dynamic child's entry goes with its last socket here when such namespaces
+            // are cleaned up: names come and go, and each would leave an entry behind.
+            if ns.sockets.is_empty()
+                && ns.rooms.is_empty()
+                && ns.inner.is_child()
+                && self.config().cleanup_empty_child_namespaces
+            {
+                nsps.remove(&nsp.name);
             }
             rooms
         };

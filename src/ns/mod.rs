@@ -146,6 +146,11 @@ pub(crate) struct NamespaceInner {
     /// One copy of each event name its sockets registered handlers for, shared by them
     /// (at most [`EVENT_NAMES`]; past that a socket keeps its own copy).
     event_names: Mutex<Vec<Arc<str>>>,
+    /// Its connected sockets on every shard (kept for a dynamic pattern's children, for
+    /// `cleanup_empty_child_namespaces`).
+    pub(crate) sockets: std::sync::atomic::AtomicUsize,
+    /// Taken out of the registry once empty (`cleanup_empty_child_namespaces`).
+    pub(crate) removed: AtomicBool,
 }
 
 impl NamespaceInner {
@@ -212,6 +217,8 @@ impl NamespaceInner {
             children: RwLock::new(Vec::new()),
             pattern,
             event_names: Mutex::new(Vec::new()),
+            sockets: std::sync::atomic::AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -339,6 +346,16 @@ impl NamespaceInner {
 
     pub(crate) fn add_child(&self, child: Arc<NamespaceInner>) {
         self.children.write().unwrap_or_else(|p| p.into_inner()).push(child);
+    }
+
+    pub(crate) fn remove_child(&self, child: &Arc<NamespaceInner>) {
+        self.children.write().unwrap_or_else(|p| p.into_inner()).retain(|c| !Arc::ptr_eq(c, child));
+    }
+
+    /// A namespace a dynamic pattern created (one `cleanup_empty_child_namespaces` may
+    /// remove).
+    pub(crate) fn is_child(&self) -> bool {
+        self.parent.is_some()
     }
 }
 

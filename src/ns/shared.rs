@@ -46,7 +46,9 @@ pub(crate) struct ServerShared {
     broadcasts_off_shard: AtomicU64,
 }
 
-type NamespaceHook = Box<dyn Fn(&Arc<NamespaceInner>) + Send + Sync>;
+/// Told of a namespace created (`true`) or removed (`false`, a dynamic pattern's child
+/// emptied with `cleanup_empty_child_namespaces`).
+pub(crate) type NamespaceHook = Box<dyn Fn(&Arc<NamespaceInner>, bool) + Send + Sync>;
 
 type DynamicPredicate = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
@@ -145,7 +147,60 @@ impl ServerShared {
     fn created(&self, ns: &Arc<NamespaceInner>) {
         let hooks = self.on_new_namespace.read().unwrap_or_else(|p| p.into_inner());
         for hook in hooks.iter() {
-            hook(ns);
+            hook(ns, true);
+        }
+    }
+
+    /// A socket of `ns` connected (on any shard). A dynamic pattern's child removed
+    /// meanwhile (its last socket left while this one's middlewares ran) is registered again,
+    /// unless a new one of the same name took its place.
+    pub(crate) fn socket_added(&self, ns: &Arc<NamespaceInner>) {
+        if !ns.is_child() {
+            return;
+        }
+        ns.sockets.fetch_add(1, Ordering::SeqCst);
+        if !ns.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        if !ns.removed.load(Ordering::SeqCst) || map.contains_key(&*ns.name) {
+            return;
+        }
+        map.insert(ns.name.to_string(), ns.clone());
+        ns.removed.store(false, Ordering::SeqCst);
+        drop(map);
+        if let Some(parent) = &ns.parent {
+            parent.add_child(ns.clone());
+        }
+        self.created(ns);
+    }
+
+    /// A socket of `ns` left. With `cleanup_empty_child_namespaces`, a dynamic pattern's
+    /// child that has no socket left on any shard is taken out of the registry (a new
+    /// connection to that name makes a new one), as socket.io does.
+    pub(crate) fn socket_removed(&self, ns: &Arc<NamespaceInner>) {
+        if !ns.is_child() || ns.sockets.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        if !self.config().cleanup_empty_child_namespaces {
+            return;
+        }
+        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        // Under the lock: a socket counted meanwhile keeps it.
+        if ns.sockets.load(Ordering::SeqCst) != 0
+            || !map.get(&*ns.name).is_some_and(|m| Arc::ptr_eq(m, ns))
+        {
+            return;
+        }
+        map.remove(&*ns.name);
+        ns.removed.store(true, Ordering::SeqCst);
+        drop(map);
+        if let Some(parent) = &ns.parent {
+            parent.remove_child(ns);
+        }
+        let hooks = self.on_new_namespace.read().unwrap_or_else(|p| p.into_inner());
+        for hook in hooks.iter() {
+            hook(ns, false);
         }
     }
 

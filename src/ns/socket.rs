@@ -807,6 +807,7 @@ impl Socket {
         // The session is taken while the socket still has its rooms.
         ctx.recovery_on_closed(self, reason);
         ctx.remove_socket(&self.0.nsp, self.sid());
+        self.0.server.socket_removed(&self.0.nsp);
         let pending: Vec<AckSlot> = lock(&self.0.acks).drain().map(|(_, v)| v).collect();
         for slot in pending {
             if let AckSlot::Broadcast(sink) = slot {

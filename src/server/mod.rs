@@ -154,6 +154,12 @@ impl Server {
         self.0.config()
     }
 
+    /// The names of the namespaces that exist, sorted (a dynamic pattern's children
+    /// included, the patterns not).
+    pub fn namespaces(&self) -> Vec<String> {
+        self.0.namespace_names().iter().map(|n| n.to_string()).collect()
+    }
+
     /// The Engine.IO layer's hooks (socket.io's `io.engine`): `allow_request`, and the
     /// `initial_headers`, `headers` and `connection_error` events.
     pub fn engine(&self) -> Engine<'_> {

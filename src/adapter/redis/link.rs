@@ -53,6 +53,8 @@ enum Internal {
     Expire(String),
     /// Subscribe to a new namespace's channels.
     Watch(Arc<str>),
+    /// Unsubscribe from a removed namespace's channels.
+    Unwatch(Arc<str>),
     /// A publish failed: the connection is broken.
     PublishFailed,
 }
@@ -83,9 +85,11 @@ async fn run(
     let mut nsps: BTreeSet<Arc<str>> = BTreeSet::new();
     {
         let adapter = adapter.clone();
-        let existing = server.watch_namespaces(Box::new(move |ns| {
+        let existing = server.watch_namespaces(Box::new(move |ns, created| {
             // Queued behind what was published before: the channel is subscribed in order.
-            let _ = adapter.cmds.try_send(Cmd::Watch(ns.name.clone()));
+            let name = ns.name.clone();
+            let _ =
+                adapter.cmds.try_send(if created { Cmd::Watch(name) } else { Cmd::Unwatch(name) });
         }));
         nsps.extend(existing.into_iter().filter(|n| n.starts_with('/')));
     }
@@ -224,6 +228,16 @@ impl Link {
                     }
                 }
             }
+            Internal::Unwatch(nsp) => {
+                if self.nsps.remove(&nsp) {
+                    if let Some(sink) = sink {
+                        if let Err(e) = sink.unsubscribe(&self.channels(&nsp)).await {
+                            tracing::warn!(error = %e, "redis adapter: unsubscribe failed");
+                            return false;
+                        }
+                    }
+                }
+            }
             Internal::PublishFailed => return false,
         }
         true
@@ -316,6 +330,7 @@ async fn publisher(
                     n += 1;
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
+                Cmd::Unwatch(nsp) => drop(link.send(Internal::Unwatch(nsp))),
                 // Not commands of this protocol (no stream, no recovery).
                 Cmd::Append(_)
                 | Cmd::AppendThen(..)

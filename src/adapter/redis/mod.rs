@@ -84,6 +84,8 @@ pub(super) enum Cmd {
     Ask(ask::Ask),
     /// A namespace now exists here: subscribe to its request and response channels.
     Watch(Arc<str>),
+    /// A namespace was removed here (`cleanup_empty_child_namespaces`): unsubscribe.
+    Unwatch(Arc<str>),
 }
 
 /// Counters of the adapter, read by tests, logs and metrics.

@@ -190,6 +190,7 @@ enum Internal {
     Servers(String, usize),
     Expire(String),
     Watch(Arc<str>),
+    Unwatch(Arc<str>),
     Room(Arc<str>, Room, bool),
     PublishFailed,
 }
@@ -487,6 +488,15 @@ impl Link {
                     }
                 }
             }
+            Internal::Unwatch(nsp) => {
+                if self.nsps.remove(&nsp) {
+                    if let Some(sub) = sub {
+                        if sub.sunsubscribe(&self.nsp_channels(&nsp)).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
             Internal::Room(nsp, room, created) => {
                 if !self.room_has_channel(&room) {
                     return true;
@@ -620,7 +630,11 @@ async fn run(
     let (conn_tx, conn_rx) = watch::channel(None);
     {
         let (adapter, link) = (adapter.clone(), internal_tx.clone());
-        let existing = server.watch_namespaces(Box::new(move |ns| {
+        let existing = server.watch_namespaces(Box::new(move |ns, created| {
+            if !created {
+                let _ = adapter.cmds.try_send(Cmd::Unwatch(ns.name.clone()));
+                return;
+            }
             // Its rooms are watched at once, before a socket can join one; its channels are
             // subscribed in order with what was published before.
             if !streams {
@@ -898,6 +912,7 @@ async fn publisher(
                     let _ = restores.send((ask, single.clone()));
                 }
                 Cmd::Watch(nsp) => drop(link.send(Internal::Watch(nsp))),
+                Cmd::Unwatch(nsp) => drop(link.send(Internal::Unwatch(nsp))),
                 Cmd::Ask(a) => {
                     let ask::Ask { request_channel, payload, request_id, wait, kind } = a;
                     if current.is_none() {
