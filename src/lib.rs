@@ -102,7 +102,7 @@ pub use emitter::{Emitter, EmitterError, EmitterOperator};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 /// The header map the engine's hooks edit (hyper's, i.e. the `http` crate's).
 pub use hyper::HeaderMap;
-pub use ns::args::{Args, IntoArgs};
+pub use ns::args::{Args, ArgsError, IntoArgs};
 pub use ns::recovery::RecoveryStats;
 pub use ns::socket::{AckSender, Conn, Handshake, Socket, SocketEmit};
 pub use ns::{Namespace, Room, RoomChange, RoomEvent, ServerSideAck};

@@ -389,3 +389,45 @@ async fn listeners_come_off_and_rooms_are_all_left() {
     ws.send(r#"424["rooms"]"#).await;
     ws.expect(&format!(r#"434[["{id}"]]"#)).await;
 }
+
+/// Typed handlers on a real socket: a struct and binary in, a struct with binary out, the
+/// wrong shape acked as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_arguments_in_and_out() {
+    #[derive(serde::Deserialize)]
+    struct Move {
+        x: i32,
+        y: i32,
+    }
+    #[derive(serde::Serialize)]
+    struct Snapshot {
+        at: (i32, i32),
+        map: bytes::Bytes,
+    }
+    let server = TestServer::start(config().build().unwrap(), |io| {
+        io.on_connection(|socket| {
+            socket.on_typed("move", |s, data: Result<(Move, bytes::Bytes), _>, ack| {
+                let Some(ack) = ack else { return };
+                match data {
+                    Ok((m, blob)) => {
+                        let _ = ack.send((m.x + m.y, blob.len()));
+                        let _ = s.emit("snapshot", (Snapshot { at: (m.x, m.y), map: blob },));
+                    }
+                    Err(e) => {
+                        let _ = ack.send((json!({"error": e.to_string()}),));
+                    }
+                }
+            });
+        });
+    });
+    let (mut ws, _) = Ws::open(server.addr).await;
+    ws.sio_connect("/", None).await;
+    ws.send(r#"451-1["move",{"x":1,"y":2},{"_placeholder":true,"num":0}]"#).await;
+    ws.send_binary(b"\xab\xcd").await;
+    ws.expect("431[3,2]").await;
+    ws.expect(r#"451-["snapshot",{"at":[1,2],"map":{"_placeholder":true,"num":0}}]"#).await;
+    assert_eq!(ws.binary().await, b"\xab\xcd");
+    ws.send(r#"422["move","oops"]"#).await;
+    ws.expect(r#"432[{"error":"arguments: invalid type: string \"oops\", expected struct Move"}]"#)
+        .await;
+}

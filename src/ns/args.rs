@@ -37,13 +37,18 @@ impl Args {
         Args { values, binary, verbatim }
     }
 
-    /// Appends a JSON argument. A value that cannot be represented as JSON (a map with
-    /// non-string keys) is sent as `null` and logged.
+    /// Appends an argument: any `Serialize` value. Byte strings in it (`bytes::Bytes`,
+    /// `serde_bytes`) are sent as binary (the client receives a `Buffer` / `ArrayBuffer`)
+    /// wherever they are; everything else as JSON. A value that cannot be represented (a
+    /// map with keys that are not strings) is sent as `null` and logged.
     pub fn arg(mut self, v: impl Serialize) -> Self {
-        self.values.push(serde_json::to_value(v).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "event argument is not JSON-serialisable; sending null");
+        let mark = self.binary.len();
+        let value = crate::ns::typed::to_value(&v, &mut self.binary).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "event argument is not serialisable; sending null");
+            self.binary.truncate(mark);
             Value::Null
-        }));
+        });
+        self.values.push(value);
         self
     }
 
@@ -74,9 +79,29 @@ impl Args {
         &self.binary
     }
 
-    /// Argument `i` deserialised as `T`, or `None` when absent or of another shape.
+    /// Argument `i` deserialised as `T`, or `None` when absent or of another shape (see
+    /// [`Args::parse_at`] for why).
     pub fn get<T: DeserializeOwned>(&self, i: usize) -> Option<T> {
-        self.values.get(i).and_then(|v| T::deserialize(v).ok())
+        self.parse_at(i).ok()
+    }
+
+    /// Argument `i` as any `Deserialize` type: binary in it reads as bytes to a type asking
+    /// for them (`bytes::Bytes`, `Vec<u8>`, `serde_bytes`), and as its placeholder object
+    /// to a `serde_json::Value`. A missing argument or one of another shape is an
+    /// [`ArgsError`] saying which and why, never a panic.
+    pub fn parse_at<T: DeserializeOwned>(&self, i: usize) -> Result<T, ArgsError> {
+        let v = self.values.get(i).ok_or(ArgsError::Missing { index: i, len: self.len() })?;
+        T::deserialize(crate::ns::typed::De { v, bins: &self.binary })
+            .map_err(|e| ArgsError::Shape { index: Some(i), message: e.to_string() })
+    }
+
+    /// All the arguments as one `Deserialize` type read as a sequence: a tuple
+    /// (`(String, u32, Bytes)`), a `Vec`, or a struct whose fields are the arguments in
+    /// order. Binary as in [`Args::parse_at`].
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ArgsError> {
+        let seq = crate::ns::typed::Seq::new(&self.values, &self.binary);
+        T::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+            .map_err(|e| ArgsError::Shape { index: None, message: e.to_string() })
     }
 
     /// Argument `i` as a string slice, when it is a JSON string.
@@ -118,6 +143,28 @@ impl Args {
     pub(crate) fn into_parts(self) -> (Vec<Value>, Vec<Bytes>, Verbatim) {
         (self.values, self.binary, self.verbatim)
     }
+}
+
+/// Why event arguments did not read as the type asked for ([`Args::parse`],
+/// [`Args::parse_at`], [`crate::Socket::on_typed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// Fewer arguments than asked for.
+    #[error("argument {index} is missing (the event has {len})")]
+    Missing {
+        /// The argument asked for.
+        index: usize,
+        /// How many there are.
+        len: usize,
+    },
+    /// An argument (or, `None`, the list) of another shape.
+    #[error("{}: {message}", index.map_or_else(|| "arguments".to_owned(), |i| format!("argument {i}")))]
+    Shape {
+        /// The argument, or `None` for the whole list.
+        index: Option<usize>,
+        /// What serde said (`invalid type: string "x", expected u32`).
+        message: String,
+    },
 }
 
 /// What can be emitted as event arguments: [`Args`], `()` for none, a [`Value`], a string,

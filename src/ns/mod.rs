@@ -14,6 +14,7 @@ pub(crate) mod local;
 pub(crate) mod recovery;
 pub(crate) mod shared;
 pub mod socket;
+pub(crate) mod typed;
 pub(crate) mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

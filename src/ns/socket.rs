@@ -549,6 +549,36 @@ impl Socket {
         Ok((id, rx))
     }
 
+    /// Registers the handler of `event` with its arguments read as `T` (a tuple of the
+    /// arguments, a `Vec`, a struct of them in order; see [`Args::parse`]), binary as
+    /// `bytes::Bytes`. A client sending another shape does not reach a panic: the handler
+    /// gets the [`ArgsError`](crate::ArgsError) and chooses (ack the error, ignore it,
+    /// disconnect).
+    ///
+    /// ```no_run
+    /// # fn f(socket: shardcast::Socket) {
+    /// #[derive(serde::Deserialize)]
+    /// struct Move { x: i32, y: i32 }
+    /// socket.on_typed("move", |socket, data: Result<(Move, bytes::Bytes), _>, ack| {
+    ///     match (data, ack) {
+    ///         (Ok((m, blob)), Some(ack)) => { let _ = ack.send((m.x + m.y, blob.len())); }
+    ///         (Err(e), Some(ack)) => { let _ = ack.send((serde_json::json!({"error": e.to_string()}),)); }
+    ///         _ => {}
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_typed<T, F>(&self, event: impl Into<String>, handler: F)
+    where
+        T: serde::de::DeserializeOwned + 'static,
+        F: Fn(Socket, Result<T, crate::ns::args::ArgsError>, Option<AckSender>)
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.on(event, move |socket, args, ack| handler(socket, args.parse::<T>(), ack));
+    }
+
     /// Registers a catch-all listener for incoming events. It runs before the socket's
     /// middlewares (so it also sees the events they refuse) and before the event's handler.
     pub fn on_any<F>(&self, listener: F)
