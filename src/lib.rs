@@ -109,6 +109,6 @@ pub use ns::{Namespace, Room, RoomChange, RoomEvent, ServerSideAck};
 pub use operator::{
     AckResponses, BroadcastAckError, BroadcastOperator, FetchedSocket, IntoRooms, RemoteSocket,
 };
-pub use server::{Engine, RunningServer, Server};
+pub use server::{Engine, EngineService, RemoteAddr, RunningServer, Server};
 pub use transport::hooks::ConnectionError;
 pub use transport::request::{HandshakeInfo, Headers, Pairs};

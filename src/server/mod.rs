@@ -306,13 +306,41 @@ impl Server {
 
     /// Starts serving on an already bound listener.
     pub fn listen_on(&self, listener: StdListener) -> io::Result<RunningServer> {
+        self.run(Some(listener))
+    }
+
+    /// Starts the shards (and the cluster adapter, the metrics listener) with no listener
+    /// of their own: the server is reached through [`Server::service`], mounted on another
+    /// server's port. `local_addr()` of the result is `0.0.0.0:0`.
+    pub fn start(&self) -> io::Result<RunningServer> {
+        self.run(None)
+    }
+
+    /// The engine as a `tower` service for requests another server accepted (hyper, axum):
+    /// mount it on the path (`/socket.io/`) and the REST API and the real-time endpoint
+    /// share one port. Each request is served on a shard, as the server's own acceptor's
+    /// are, and a WebSocket leaves the other server's runtime for its shard once upgraded
+    /// (which needs the connection to be a plain `TcpStream` in hyper-util's `TokioIo`, as
+    /// `axum::serve` gives). Put the client's address in the request's extensions as
+    /// [`RemoteAddr`] for the handshake to see it. Answers 503 until [`Server::start`] (or
+    /// `listen`) ran. See examples/axum.rs.
+    pub fn service(&self) -> EngineService {
+        EngineService { server: self.0.clone(), turn: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    fn run(&self, listener: Option<StdListener>) -> io::Result<RunningServer> {
         let n = self.0.config().shards;
         let mesh = Arc::new(Mesh::new(n));
         if !self.0.set_mesh(mesh.clone()) {
             return Err(io::Error::other("this server is already listening"));
         }
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        let local_addr = match &listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                l.local_addr()?
+            }
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         if let Some(files) = &self.0.config().tls {
             let tls = crate::transport::tls::Tls::load(files)?;
             let _ = self.0.transport.tls.set(Arc::new(tls));
@@ -324,7 +352,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         // Every thread builds its runtime before anything is accepted: a runtime needs
         // descriptors, which a flood of connections must not take first.
-        let started = (|| -> io::Result<JoinHandle<()>> {
+        let started = (|| -> io::Result<Option<JoinHandle<()>>> {
             for id in 0..n {
                 let setup: Arc<dyn ShardSetup> = Arc::new(EngineSetup(self.0.clone()));
                 let (mesh, ready) = (mesh.clone(), ready_tx.clone());
@@ -343,12 +371,13 @@ impl Server {
             if let Some(addr) = self.0.config().metrics {
                 metrics_running = Some(crate::metrics::start(&self.0, addr)?);
             }
+            let Some(listener) = listener else { return Ok(None) };
             let (server, stop2) = (self.0.clone(), stop.clone());
             let acceptor = std::thread::Builder::new()
                 .name("acceptor".into())
                 .spawn(move || accept_loop(listener, server, stop2, ready_tx))?;
             ready_rx.recv().map_err(|_| io::Error::other("the acceptor thread died"))??;
-            Ok(acceptor)
+            Ok(Some(acceptor))
         })();
         let mut running = RunningServer {
             server: self.0.clone(),
@@ -362,12 +391,64 @@ impl Server {
         };
         match started {
             Ok(acceptor) => {
-                running.acceptor = Some(acceptor);
+                running.acceptor = acceptor;
                 Ok(running)
             }
             // Dropping `running` stops the shards that did start.
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The client's address of a request handed to [`Server::service`], put in its extensions by
+/// the server that accepted it (axum: from its `ConnectInfo`). Without it the handshake
+/// sees `0.0.0.0:0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// [`Server::service`]: the engine as a `tower` service.
+#[derive(Clone)]
+pub struct EngineService {
+    server: Arc<ServerShared>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl<B> tower_service::Service<hyper::Request<B>> for EngineService
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    type Response = hyper::Response<http_body_util::Full<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: hyper::Request<B>) -> Self::Future {
+        let mesh = self.server.mesh().cloned();
+        let shared = self.server.transport.clone();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let addr = req
+            .extensions()
+            .get::<RemoteAddr>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |a| a.0);
+        Box::pin(async move {
+            Ok(match mesh {
+                Some(mesh) => transport::http::serve_request(mesh, shared, req, addr, turn).await,
+                None => {
+                    let mut r = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"Service Unavailable"),
+                    ));
+                    *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                    r
+                }
+            })
+        })
     }
 }
 

@@ -15,7 +15,17 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+
+/// What a request body must be for the engine: hyper's own (`Incoming`, from our acceptor)
+/// or a framework's (axum's `Body`, through [`crate::Server::service`]).
+pub(crate) trait EngineBody:
+    hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
+impl<B> EngineBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static
+{
+}
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -80,9 +90,9 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(
+async fn handle<B: EngineBody>(
     ctx: Rc<ShardCtx>,
-    req: Request<Incoming>,
+    req: Request<B>,
     addr: SocketAddr,
     guard: GuardCell,
     secure: bool,
@@ -122,6 +132,39 @@ async fn handle(
     resp
 }
 
+/// Serves one request of a connection another server accepted (an application's hyper or
+/// axum server, through `Server::service`): it runs on a shard as the acceptor's requests
+/// do, the sid's shard when it names one, the next in turn for a handshake; a WebSocket it
+/// upgrades leaves that server's runtime for the shard (so the connection is the shard's
+/// from then on). `None` when the server is not running or at `max_connections`.
+pub(crate) async fn serve_request<B: EngineBody>(
+    mesh: Arc<crate::shard::ShardMesh>,
+    shared: Arc<crate::transport::local::Shared>,
+    req: Request<B>,
+    addr: SocketAddr,
+    turn: usize,
+) -> Resp {
+    let sid_shard = parse_query(req.uri().query())
+        .sid
+        .and_then(|s| Sid::parse(&s))
+        .map(|s| s.shard() as usize)
+        .filter(|&s| s < mesh.len());
+    let target = sid_shard.unwrap_or(turn % mesh.len().max(1));
+    let Some(guard) = ConnGuard::acquire(&shared) else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    };
+    let (tx, rx) = oneshot::channel();
+    let m = mesh.clone();
+    shard::submit_to(&mesh, target, move || {
+        let Some(ctx) = shard::current(&m) else { return };
+        let guard: GuardCell = Rc::new(RefCell::new(Some(guard)));
+        tokio::task::spawn_local(async move {
+            let _ = tx.send(handle(ctx, req, addr, guard, false).await);
+        });
+    });
+    rx.await.unwrap_or_else(|_| plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"))
+}
+
 /// Marks a response as an Engine.IO transport's (the headers hooks run on it).
 #[derive(Clone, Copy)]
 struct EngineAnswer;
@@ -146,7 +189,7 @@ pub(crate) fn parse_query(q: Option<&str>) -> Query {
     Query { eio: get("EIO"), transport: get("transport"), sid: get("sid"), all }
 }
 
-fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
+fn is_ws_upgrade<B>(req: &Request<B>) -> bool {
     let has = |name, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
             v.to_str()
@@ -157,9 +200,9 @@ fn is_ws_upgrade(req: &Request<Incoming>) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-async fn route(
+async fn route<B: EngineBody>(
     ctx: &Rc<ShardCtx>,
-    req: Request<Incoming>,
+    req: Request<B>,
     addr: SocketAddr,
     guard: GuardCell,
     secure: bool,
@@ -302,7 +345,7 @@ async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid, accept: Option<HeaderValue>) -> 
     text_response(polled.body)
 }
 
-async fn poll_post(ctx: &Rc<ShardCtx>, req: Request<Incoming>, sid: Sid) -> Resp {
+async fn poll_post<B: EngineBody>(ctx: &Rc<ShardCtx>, req: Request<B>, sid: Sid) -> Resp {
     let max = ctx.config().max_payload;
     let declared = req
         .headers()
@@ -359,7 +402,7 @@ fn refuse_payload(ctx: &Rc<ShardCtx>, sid: Sid, e: crate::proto::eio::DecodeErro
 
 /// Validates the WebSocket handshake headers and builds the 101 answer, negotiating
 /// per-message deflate when the server offers it.
-fn switching_protocols(cfg: &Config, req: &Request<Incoming>) -> Option<(Resp, WsConfig)> {
+fn switching_protocols<B>(cfg: &Config, req: &Request<B>) -> Option<(Resp, WsConfig)> {
     let version_ok = req.headers().get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
     if !version_ok {
@@ -390,7 +433,7 @@ fn switching_protocols(cfg: &Config, req: &Request<Incoming>) -> Option<(Resp, W
 
 /// Waits for hyper to hand over the upgraded connection and takes it back as a raw TCP
 /// stream plus whatever the client sent after its request.
-async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
+async fn take_upgraded<B: EngineBody>(req: Request<B>) -> Option<(TcpStream, Vec<u8>)> {
     let upgraded = match hyper::upgrade::on(req).await {
         Ok(u) => u,
         Err(e) => {
@@ -398,8 +441,34 @@ async fn take_upgraded(req: Request<Incoming>) -> Option<(TcpStream, Vec<u8>)> {
             return None;
         }
     };
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Some((parts.io.into_inner(), parts.read_buf.to_vec())),
+        Err(other) => match relay_upgraded(other).await {
+            Ok(tcp) => Some((tcp, Vec::new())),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot relay an upgraded connection");
+                None
+            }
+        },
+    }
+}
+
+/// A WebSocket upgraded by another server whose connection is not a plain `TcpStream`
+/// (`axum::serve` wraps it in hyper-util's buffer): relayed through a loopback TCP
+/// connection of this shard, as a TLS connection is (transport/tls.rs), so the WebSocket
+/// path keeps writing pre-encoded frames to a socket. The relay task runs on this shard.
+async fn relay_upgraded(upgraded: hyper::upgrade::Upgraded) -> std::io::Result<TcpStream> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (mut client, (ours, _)) = (client?, accepted?);
+    let _ = client.set_nodelay(true);
+    let _ = ours.set_nodelay(true);
+    tokio::task::spawn_local(async move {
+        let mut outer = TokioIo::new(upgraded);
+        let _ = tokio::io::copy_bidirectional(&mut outer, &mut client).await;
+    });
+    Ok(ours)
 }
 
 /// Our WebSocket over a raw TCP stream (see transport/ws/mod.rs for why it is ours).
@@ -413,9 +482,9 @@ fn websocket(tcp: TcpStream, already_read: Vec<u8>, cfg: &WsConfig) -> Ws {
 }
 
 /// A new session opened directly over WebSocket: it lives on this shard.
-fn open_websocket(
+fn open_websocket<B: EngineBody>(
     ctx: &Rc<ShardCtx>,
-    req: Request<Incoming>,
+    req: Request<B>,
     info: ConnInfo,
     guard: GuardCell,
 ) -> Resp {
@@ -428,6 +497,9 @@ fn open_websocket(
     let ctx = ctx.clone();
     tokio::task::spawn_local(async move {
         let Some((tcp, rest)) = take_upgraded(req).await else { return };
+        // Registered with this shard's reactor (a connection another server accepted,
+        // `Server::service`, comes registered with that server's).
+        let Ok(tcp) = tcp.into_std().and_then(TcpStream::from_std) else { return };
         session::spawn(&ctx, info, Some((websocket(tcp, rest, &ws_cfg), guard)));
     });
     resp
@@ -435,9 +507,9 @@ fn open_websocket(
 
 /// An upgrade of an existing polling session: reserved with the owner first, then the
 /// upgraded socket moves to the owner's shard.
-async fn upgrade_session(
+async fn upgrade_session<B: EngineBody>(
     ctx: &Rc<ShardCtx>,
-    req: Request<Incoming>,
+    req: Request<B>,
     sid: Sid,
     guard: GuardCell,
 ) -> Resp {
@@ -502,7 +574,7 @@ fn refuse(e: EioError, context: String, shown: Option<&str>) -> Resp {
     r
 }
 
-fn preflight(req: &Request<Incoming>) -> Resp {
+fn preflight<B>(req: &Request<B>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
