@@ -79,7 +79,7 @@ impl Engine<'_> {
     /// ```
     pub fn allow_request<F, Fut>(&self, f: F)
     where
-        F: Fn(Arc<crate::HandshakeInfo>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<crate::transport::request::HandshakeInfo>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), String>> + 'static,
     {
         self.0.set_allow_request(f);
@@ -89,7 +89,7 @@ impl Engine<'_> {
     /// event): the polling handshake's, or the WebSocket's `101`. Runs before `on_headers`.
     pub fn on_initial_headers(
         &self,
-        f: impl Fn(&mut hyper::HeaderMap, &crate::HandshakeInfo) + Send + Sync + 'static,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo) + Send + Sync + 'static,
     ) {
         self.0.set_initial_headers(f);
     }
@@ -98,14 +98,14 @@ impl Engine<'_> {
     /// handshake and the WebSocket `101` (engine.io's `headers` event).
     pub fn on_headers(
         &self,
-        f: impl Fn(&mut hyper::HeaderMap, &crate::HandshakeInfo) + Send + Sync + 'static,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo) + Send + Sync + 'static,
     ) {
         self.0.set_headers(f);
     }
 
     /// Called for each request the engine refuses (engine.io's `connection_error` event),
     /// with the code, message, context and request.
-    pub fn on_connection_error(&self, f: impl Fn(&crate::ConnectionError) + Send + Sync + 'static) {
+    pub fn on_connection_error(&self, f: impl Fn(&crate::transport::hooks::ConnectionError) + Send + Sync + 'static) {
         self.0.set_connection_error(f);
     }
 }
