@@ -89,7 +89,10 @@ impl Engine<'_> {
     /// event): the polling handshake's, or the WebSocket's `101`. Runs before `on_headers`.
     pub fn on_initial_headers(
         &self,
-        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo) + Send + Sync + 'static,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo)
+            + Send
+            + Sync
+            + 'static,
     ) {
         self.0.set_initial_headers(f);
     }
@@ -98,14 +101,20 @@ impl Engine<'_> {
     /// handshake and the WebSocket `101` (engine.io's `headers` event).
     pub fn on_headers(
         &self,
-        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo) + Send + Sync + 'static,
+        f: impl Fn(&mut hyper::HeaderMap, &crate::transport::request::HandshakeInfo)
+            + Send
+            + Sync
+            + 'static,
     ) {
         self.0.set_headers(f);
     }
 
     /// Called for each request the engine refuses (engine.io's `connection_error` event),
     /// with the code, message, context and request.
-    pub fn on_connection_error(&self, f: impl Fn(&crate::transport::hooks::ConnectionError) + Send + Sync + 'static) {
+    pub fn on_connection_error(
+        &self,
+        f: impl Fn(&crate::transport::hooks::ConnectionError) + Send + Sync + 'static,
+    ) {
         self.0.set_connection_error(f);
     }
 }
