@@ -22,7 +22,7 @@ use super::json::put_json_str;
 pub const SEPARATOR: u8 = 0x1e;
 
 /// Standard alphabet; always pads on encode, accepts both forms on decode.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -48,6 +48,13 @@ pub enum DecodeError {
     /// A packet type that carries no data (close, upgrade, noop) had some.
     #[error("engine.io packet type '{}' must not carry data", char::from(*.0))]
     TrailingData(u8),
+    /// A v3 payload's length prefix is not a number, or runs past the body or into the
+    /// middle of a character.
+    #[error("engine.io v3 payload has a bad length prefix")]
+    BadLength,
+    /// A v3 binary packet of a type other than message (the type byte is shown).
+    #[error("engine.io v3 binary packet of type {0} (only messages carry binary)")]
+    BinaryNotMessage(u8),
     /// The payload grew beyond the configured maximum.
     #[error("engine.io payload exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -147,7 +154,7 @@ impl Packet {
 }
 
 /// Appends `data` as padded standard base64.
-fn put_base64(out: &mut BytesMut, data: &[u8]) {
+pub(crate) fn put_base64(out: &mut BytesMut, data: &[u8]) {
     let start = out.len();
     let Some(len) = base64::encoded_len(data.len(), true) else {
         return; // more than usize::MAX output bytes: cannot be allocated anyway
