@@ -181,8 +181,9 @@ fn add_member(
     ws: Option<WsWriter>,
 ) -> (Socket, usize) {
     let sid = Sid::generate(0);
-    let slot = ctx.transport().add_link(Link::new(sid, ws.map(|w| (w, false))));
+    let slot = ctx.transport().add_link(Link::new(sid, ws.map(|w| (w, false)), Default::default()));
     let conn = Arc::new(ConnHandle {
+        eio3: false,
         sid,
         shard: 0,
         slot,

@@ -99,6 +99,13 @@ pub struct Config {
     pub websocket: bool,
     /// Offer the polling → WebSocket upgrade. Default `true`.
     pub allow_upgrades: bool,
+    /// Accept Engine.IO protocol 3 clients (socket.io-client 2.x and the mobile clients of
+    /// that era), as socket.io's `allowEIO3`: a handshake whose `EIO` is not `4` opens a
+    /// protocol 3 session (client pings, `<length>:<packet>` polling payloads, the implicit
+    /// `/` namespace, `/nsp#sid` socket ids) instead of being refused with code 5
+    /// `Unsupported protocol version`. Default `false`, as the reference. See
+    /// docs/protocol.md, "Engine.IO v3 clients".
+    pub allow_eio3: bool,
     /// CORS settings; `None` (the default) sends no CORS headers.
     pub cors: Option<Cors>,
     /// Number of shard threads. Default: the number of cores. At most 255.
@@ -349,6 +356,7 @@ impl Default for Config {
             polling: true,
             websocket: true,
             allow_upgrades: true,
+            allow_eio3: false,
             cors: None,
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_outbox: 4096,
@@ -508,6 +516,8 @@ impl ConfigBuilder {
         websocket: bool);
     setter!(/// See [`Config::allow_upgrades`].
         allow_upgrades: bool);
+    setter!(/// See [`Config::allow_eio3`].
+        allow_eio3: bool);
     setter!(/// See [`Config::shards`].
         shards: usize);
     setter!(/// See [`Config::max_outbox`].

@@ -101,6 +101,10 @@ struct ServeArgs {
     /// websocket, or both (comma-separated; `websocket` alone refuses polling handshakes).
     #[arg(long, env = "SHARDCAST_TRANSPORTS", value_name = "LIST", default_value = "polling,websocket", value_parser = parse_transports)]
     transports: (bool, bool),
+    /// Accept Engine.IO protocol 3 clients (socket.io-client 2.x), as socket.io's
+    /// `allowEIO3`; off by default, as there.
+    #[arg(long, env = "SHARDCAST_ALLOW_EIO3")]
+    allow_eio3: bool,
     /// The Socket.IO parser, as socket.io's `parser` option: default (socket.io-parser's
     /// text packets) or msgpack (socket.io-msgpack-parser: each packet one binary
     /// MessagePack message). Every client must use the same.
@@ -360,6 +364,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .parser(args.parser)
         .polling(args.transports.0)
         .websocket(args.transports.1)
+        .allow_eio3(args.allow_eio3)
         .redis_key(args.redis_key.clone())
         .redis_sharded(args.redis_sharded)
         .redis_subscription_mode(args.redis_subscription_mode)

@@ -390,11 +390,11 @@ pub(crate) async fn all_rooms(server: &ServerShared, names: Vec<Arc<str>>) -> Ve
         for name in &names {
             let Some(ns) = nsps.get(name) else { continue };
             out.extend(ns.rooms.keys().cloned());
-            for (sid, e) in &ns.sockets {
-                let own =
-                    crate::ns::socket::lock(&e.socket.0.rooms).iter().any(|r| **r == *sid.as_str());
+            for e in ns.sockets.values() {
+                let id = e.socket.id();
+                let own = crate::ns::socket::lock(&e.socket.0.rooms).iter().any(|r| **r == *id);
                 if own {
-                    out.push(Room::from(sid.as_str()));
+                    out.push(Room::from(id));
                 }
             }
         }

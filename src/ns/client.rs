@@ -166,7 +166,10 @@ impl Client {
         self.sockets.iter().find(|s| s.ns() == nsp)
     }
 
-    fn dispatch(&mut self, ctx: &ShardCtx, packet: sio::Packet, bins: Vec<Bytes>) -> Flow {
+    fn dispatch(&mut self, ctx: &ShardCtx, mut packet: sio::Packet, bins: Vec<Bytes>) -> Flow {
+        if self.conn.eio3 {
+            v3_namespace(&mut packet);
+        }
         let received = &ctx.ns().counters.packets_received;
         received.set(received.get() + 1);
         let existing = self.socket(&packet.nsp).cloned();
@@ -250,7 +253,8 @@ impl Client {
             return Flow::Continue;
         };
         let mut pending = Pending { nsp, name: packet.nsp, auth, auth_verbatim, cluster: None };
-        if let Some(rec) = self.server.recovery() {
+        // Engine.IO v3 clients (socket.io-client 2.x) know nothing of recovery.
+        if let Some(rec) = self.server.recovery().filter(|_| !self.conn.eio3) {
             // socket.io tries a restore only when both are strings; any other failure is a
             // new session, silently.
             let pid = pending.auth.get("pid").and_then(Value::as_str);
@@ -395,6 +399,9 @@ impl Client {
         let recovery = self.server.recovery();
         let (id, pid) = match &restore {
             Some(r) => (r.session.sid, Some(r.session.pid)),
+            // socket.io names an Engine.IO v3 client's sockets after its connection (see
+            // `Socket::id`), and they have no private id: that client cannot recover.
+            None if self.conn.eio3 => (self.conn.sid, None),
             None => (Sid::generate(ctx.id as u8), recovery.map(|_| Sid::generate(ctx.id as u8))),
         };
         let socket = Socket::new(
@@ -442,10 +449,17 @@ impl Client {
 
     /// Sends the CONNECT_ERROR of a refusal.
     fn refuse(&self, name: String, e: crate::error::ConnectError) {
-        let mut data = json!({"message": e.message});
-        if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
-            m.insert("data".into(), d);
-        }
+        let data = if self.conn.eio3 {
+            // Protocol v4 (socket.io-client 2.x): the error's data when it has some, else its
+            // message, as a string.
+            e.data.unwrap_or(Value::String(e.message))
+        } else {
+            let mut data = json!({"message": e.message});
+            if let (Some(d), Value::Object(m)) = (e.data, &mut data) {
+                m.insert("data".into(), d);
+            }
+            data
+        };
         let err = sio::Packet::new(PacketType::ConnectError, name, None, Some(data));
         self.conn.send(Out::packet(&err, self.server.encoding(true)));
     }
@@ -509,7 +523,9 @@ impl Client {
         if let Some(pid) = pid {
             reply.insert("pid".into(), Value::String(pid.as_str().to_owned()));
         }
-        let ok = sio::Packet::new(PacketType::Connect, name, None, Some(Value::Object(reply)));
+        // Protocol v4 (socket.io-client 2.x): a bare CONNECT, the client makes the id itself.
+        let data = (!self.conn.eio3).then_some(Value::Object(reply));
+        let ok = sio::Packet::new(PacketType::Connect, name, None, data);
         self.conn.send(Out::packet(&ok, self.server.encoding(true)));
         if let Some(w) = self.server.watcher() {
             w.connected(&socket);
@@ -530,14 +546,15 @@ impl Client {
     /// With `close`, does so for every socket of the connection (the session then closes
     /// it). Returns false, doing nothing, when `sid` is no longer connected here (a stale
     /// handle), as socket.io's `disconnect()` on a disconnected socket does nothing.
-    pub(crate) fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool {
-        if !self.sockets.iter().any(|s| s.sid() == sid) {
+    pub(crate) fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, nsp: &str, close: bool) -> bool {
+        let is = |s: &Socket| s.sid() == sid && s.ns() == nsp;
+        if !self.sockets.iter().any(is) {
             return false;
         }
         let targets: SmallVec<[Socket; 2]> = if close {
             self.sockets.clone()
         } else {
-            self.sockets.iter().filter(|s| s.sid() == sid).cloned().collect()
+            self.sockets.iter().filter(|s| is(s)).cloned().collect()
         };
         for s in targets {
             let p = sio::Packet::new(PacketType::Disconnect, s.ns(), None, None);
@@ -559,6 +576,27 @@ impl Client {
     }
 }
 
+/// An Engine.IO v3 client's namespace, as socket.io reads it: a URL path whose query (the
+/// 2.x client's namespace `query` option, `40/admin?token=x,`) is a CONNECT's auth, as an
+/// object of strings; the query is dropped from every other packet's namespace. The 2.x
+/// client sends no CONNECT payload.
+fn v3_namespace(packet: &mut sio::Packet) {
+    let query = packet.nsp.split_once('?').map(|(path, q)| (path.len(), q.to_owned()));
+    if let Some((path_len, _)) = &query {
+        packet.nsp.truncate(*path_len);
+    }
+    if packet.kind == PacketType::Connect {
+        packet.data = query.map(|(_, q)| {
+            let mut auth = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                auth.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+            Value::Object(auth)
+        });
+        packet.verbatim = Default::default();
+    }
+}
+
 /// The Socket.IO side of a session, as the transport layer sees it.
 impl SessionUpper for Client {
     fn on_text(&mut self, ctx: &ShardCtx, text: &[u8]) -> Flow {
@@ -573,8 +611,18 @@ impl SessionUpper for Client {
         Client::has_sockets(self)
     }
 
-    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool {
-        Client::disconnect(self, ctx, sid, close)
+    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, nsp: &str, close: bool) -> bool {
+        Client::disconnect(self, ctx, sid, nsp, close)
+    }
+
+    fn opened(&mut self, ctx: &ShardCtx) -> Flow {
+        if !self.conn.eio3 {
+            return Flow::Continue;
+        }
+        // socket.io connects an Engine.IO v3 client to `/` as soon as it opens (running
+        // `/`'s middlewares): socket.io-client 2.x never asks for it.
+        let packet = sio::Packet::new(PacketType::Connect, "/".to_owned(), None, None);
+        self.connect(ctx, packet)
     }
 
     fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason) {

@@ -44,9 +44,13 @@ pub(crate) struct Member {
 }
 
 impl NspLocal {
-    /// The local socket whose own room is `room`, while it is in it.
+    /// The local socket whose own room is `room`, while it is in it (an Engine.IO v3
+    /// client's socket outside `/` is `<namespace>#<session id>`).
     pub(crate) fn own_room_member(&self, room: &str) -> Option<Sid> {
-        let sid = Sid::parse(room)?;
+        let sid = match Sid::parse(room) {
+            Some(sid) => sid,
+            None => Sid::parse(room.strip_prefix(&*self.inner.name)?.strip_prefix('#')?)?,
+        };
         let entry = self.sockets.get(&sid)?;
         lock(&entry.socket.0.rooms).iter().any(|r| &**r == room).then_some(sid)
     }
@@ -67,7 +71,7 @@ impl NspLocal {
     /// Whether local socket `sid` is in `room`.
     pub(crate) fn is_member(&self, room: &str, sid: &Sid) -> bool {
         self.rooms.get(room).is_some_and(|m| m.contains_key(sid))
-            || (sid.as_str() == room && self.own_room_member(room).is_some())
+            || self.own_room_member(room) == Some(*sid)
     }
 }
 
@@ -135,7 +139,7 @@ impl ShardCtx {
     pub(crate) fn add_socket(&self, socket: Socket) {
         let sid = socket.sid();
         let inner = socket.0.nsp.clone();
-        let own = Room::from(sid.as_str());
+        let own = socket.room();
         {
             let mut nsps = self.ns().nsps.borrow_mut();
             let ns = nsps.entry(inner.name.clone()).or_insert_with(|| NspLocal {
@@ -152,7 +156,7 @@ impl ShardCtx {
             ns.sockets.insert(sid, SocketEntry { socket });
         }
         if inner.wants_room_events() {
-            self.room_changed(&inner, own, sid, true);
+            self.room_changed(&inner, own.clone(), own, true);
         }
     }
 
@@ -162,6 +166,7 @@ impl ShardCtx {
             let mut nsps = self.ns().nsps.borrow_mut();
             let Some(ns) = nsps.get_mut(&nsp.name) else { return };
             let Some(entry) = ns.sockets.remove(&sid) else { return };
+            let id = Room::from(entry.socket.id());
             let rooms = std::mem::take(&mut *lock(&entry.socket.0.rooms));
             for room in &rooms {
                 if let Some(members) = ns.rooms.get_mut(room) {
@@ -180,11 +185,12 @@ impl ShardCtx {
             {
                 nsps.remove(&nsp.name);
             }
-            rooms
+            (rooms, id)
         };
         if nsp.wants_room_events() {
-            for room in left {
-                self.room_changed(nsp, room, sid, false);
+            let (rooms, id) = left;
+            for room in rooms {
+                self.room_changed(nsp, room, id.clone(), false);
             }
         }
     }
@@ -204,11 +210,13 @@ impl ShardCtx {
             let conn = &entry.socket.0.conn;
             let member = Member { conn: conn.sid, slot: conn.slot };
             ns.rooms.entry(room.clone()).or_default().insert(sid, member);
-            ns.inner.clone()
+            let id = ns.inner.wants_room_events().then(|| Room::from(entry.socket.id()));
+            (ns.inner.clone(), id)
         };
+        let (inner, id) = inner;
         self.note_live_change(&inner.name, sid);
-        if inner.wants_room_events() {
-            self.room_changed(&inner, room, sid, true);
+        if let Some(id) = id {
+            self.room_changed(&inner, room, id, true);
         }
     }
 
@@ -228,28 +236,30 @@ impl ShardCtx {
                     ns.rooms.remove(room);
                 }
             }
-            ns.inner.clone()
+            let id = ns.inner.wants_room_events().then(|| Room::from(entry.socket.id()));
+            (ns.inner.clone(), id)
         };
+        let (inner, id) = inner;
         self.note_live_change(&inner.name, sid);
-        if inner.wants_room_events() {
-            self.room_changed(&inner, room.clone(), sid, false);
+        if let Some(id) = id {
+            self.room_changed(&inner, room.clone(), id, false);
         }
     }
 
     /// Reports a membership change to shard 0, which counts members across shards and fires
     /// the room events in the order it receives them (each lane is FIFO, so one shard's
     /// changes keep their order).
-    fn room_changed(&self, nsp: &Arc<NamespaceInner>, room: Room, sid: Sid, joined: bool) {
+    fn room_changed(&self, nsp: &Arc<NamespaceInner>, room: Room, id: Room, joined: bool) {
         let (nsp, mesh) = (nsp.clone(), self.mesh.clone());
         shard::submit_to(&self.mesh, 0, move || {
             if let Some(ctx) = shard::current(&mesh) {
-                ctx.count_room_change(&nsp, room, sid, joined);
+                ctx.count_room_change(&nsp, room, id, joined);
             }
         });
     }
 
     /// Only called on shard 0.
-    fn count_room_change(&self, nsp: &NamespaceInner, room: Room, sid: Sid, joined: bool) {
+    fn count_room_change(&self, nsp: &NamespaceInner, room: Room, id: Room, joined: bool) {
         let key = (nsp.name.clone(), room.clone());
         let (created, deleted) = {
             let mut counts = self.ns().room_counts.borrow_mut();
@@ -272,7 +282,7 @@ impl ShardCtx {
                 }
             }
         };
-        let id = sid.as_str().to_owned();
+        let id = id.to_string();
         if joined {
             if created {
                 nsp.fire_room_event(RoomChange::CreateRoom(room.clone()));

@@ -170,6 +170,9 @@ pub struct Conn {
     pub remote_address: std::net::SocketAddr,
     /// It came over TLS.
     pub secure: bool,
+    /// The Engine.IO protocol revision: 4, or 3 for a socket.io-client 2.x connection
+    /// (`allow_eio3`) (`socket.conn.protocol`).
+    pub protocol: u8,
 }
 
 pub(crate) type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) + Send + Sync>;
@@ -222,11 +225,23 @@ pub(crate) struct SocketInner {
     data: Mutex<Option<Box<Value>>>,
     /// The rooms this socket is in, in join order. Written only by the owning shard.
     pub(crate) rooms: Mutex<SmallVec<[Room; 4]>>,
-    /// Its private session id, when connection state recovery is on (never shown to
-    /// others: it is what lets a client take this socket back).
-    pid: Option<Sid>,
+    /// Its private session id or its v3 name (see [`Ident`]).
+    ident: Ident,
     /// It was restored from an earlier connection's session.
     recovered: bool,
+}
+
+/// What a socket may have beside its id; the two never go together, so they share the
+/// room (every connection carries this).
+enum Ident {
+    Plain,
+    /// Its private session id, when connection state recovery is on (never shown to
+    /// others: it is what lets a client take this socket back).
+    Pid(Sid),
+    /// The id socket.io gives an Engine.IO v3 client's socket outside `/`:
+    /// `<namespace>#<engine sid>` (its `id` is then the engine sid, which it is for `/`).
+    /// Such a client cannot recover, so it has no pid.
+    Alias(Box<str>),
 }
 
 /// A client's socket in one namespace. Clone it freely; all clones are the same socket.
@@ -275,8 +290,17 @@ impl Socket {
         pid: Option<Sid>,
         recovered: bool,
     ) -> Socket {
+        // An Engine.IO v3 client's sockets are named after its connection, as socket.io
+        // names them (and the 2.x client computes the same id itself).
+        let ident = match pid {
+            _ if conn.eio3 && *nsp.name != *"/" => {
+                Ident::Alias(format!("{}#{}", nsp.name, id).into())
+            }
+            Some(pid) => Ident::Pid(pid),
+            None => Ident::Plain,
+        };
         Socket(Arc::new(SocketInner {
-            pid,
+            ident,
             recovered,
             id,
             nsp,
@@ -297,9 +321,14 @@ impl Socket {
         }))
     }
 
-    /// The socket id (unique per namespace connection, not the Engine.IO session id).
+    /// The socket id (unique per namespace connection, not the Engine.IO session id; for
+    /// an Engine.IO v3 client, as socket.io makes it: the session id in `/`,
+    /// `<namespace>#<session id>` elsewhere).
     pub fn id(&self) -> &str {
-        self.0.id.as_str()
+        match &self.0.ident {
+            Ident::Alias(a) => a,
+            _ => self.0.id.as_str(),
+        }
     }
 
     pub(crate) fn sid(&self) -> Sid {
@@ -315,7 +344,10 @@ impl Socket {
 
     /// The private session id (recovery on).
     pub(crate) fn pid(&self) -> Option<Sid> {
-        self.0.pid
+        match self.0.ident {
+            Ident::Pid(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// The underlying Engine.IO connection (socket.io's `socket.conn`): its id, transport,
@@ -328,6 +360,7 @@ impl Socket {
             upgraded: c.upgraded.load(Ordering::Acquire),
             remote_address: self.0.handshake.info.address,
             secure: self.0.handshake.info.secure,
+            protocol: if c.eio3 { 3 } else { 4 },
         }
     }
 
@@ -696,10 +729,11 @@ impl Socket {
     pub fn disconnect(&self, close: bool) {
         if self.connected() {
             let (conn, sid) = (self.0.conn.sid, self.sid());
+            let nsp = self.0.nsp.name.clone();
             let mesh = self.0.conn.mesh.clone();
             shard::submit_to(&self.0.conn.mesh, self.0.conn.shard, move || {
                 if let Some(ctx) = shard::current(&mesh) {
-                    ctx.transport().send_cmd(&conn, Cmd::DisconnectSocket { sid, close });
+                    ctx.transport().send_cmd(&conn, Cmd::DisconnectSocket { sid, nsp, close });
                 }
             });
         }

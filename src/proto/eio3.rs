@@ -114,7 +114,9 @@ fn parse_decimal(digits: &[u8]) -> Result<usize, DecodeError> {
         return Err(DecodeError::BadLength);
     }
     digits.iter().try_fold(0usize, |n, &d| {
-        n.checked_mul(10).and_then(|n| n.checked_add(usize::from(d - b'0'))).ok_or(DecodeError::BadLength)
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(usize::from(d - b'0')))
+            .ok_or(DecodeError::BadLength)
     })
 }
 
@@ -281,8 +283,11 @@ mod tests {
     fn text_payloads_decode_as_the_reference_frames_them() {
         let got = decode_payload(&b("18:421[\"echo\",\"é€😀\"]"), 1000).unwrap();
         assert_eq!(got, vec![Packet::Message(b("21[\"echo\",\"é€😀\"]"))]);
-        let got = decode_payload(&b("1:248:451-/admin,[\"bin\",{\"_placeholder\":true,\"num\":0}]6:b4CQgH"), 1000)
-            .unwrap();
+        let got = decode_payload(
+            &b("1:248:451-/admin,[\"bin\",{\"_placeholder\":true,\"num\":0}]6:b4CQgH"),
+            1000,
+        )
+        .unwrap();
         assert_eq!(
             got,
             vec![
@@ -359,7 +364,10 @@ mod tests {
         e.push_encoded_text(text.as_bytes());
         let body = e.finish();
         assert_eq!(&body[..4], &[0, 3, 0, 255]);
-        assert_eq!(decode_binary_payload(&body, 100).unwrap(), vec![Packet::Message(b(&text[1..]))]);
+        assert_eq!(
+            decode_binary_payload(&body, 100).unwrap(),
+            vec![Packet::Message(b(&text[1..]))]
+        );
     }
 
     #[test]
@@ -391,7 +399,10 @@ mod tests {
             decode_binary(Bytes::from_static(&[4, 9, 8, 7])),
             Ok(Packet::Binary(Bytes::from_static(&[9, 8, 7])))
         );
-        assert_eq!(decode_binary(Bytes::from_static(&[7, 7])), Err(DecodeError::BinaryNotMessage(7)));
+        assert_eq!(
+            decode_binary(Bytes::from_static(&[7, 7])),
+            Err(DecodeError::BinaryNotMessage(7))
+        );
         assert_eq!(decode_binary(Bytes::new()), Err(DecodeError::Empty));
         assert_eq!(decode_text(b("b4Bwc=")), Ok(Packet::Binary(Bytes::from_static(&[7, 7]))));
         assert_eq!(decode_text(b("2")), Ok(Packet::Ping(Bytes::new())));

@@ -268,15 +268,23 @@ async fn route<B: EngineBody>(
                 let shown = (!message.is_empty()).then_some(message.as_str());
                 return refuse(EioError::Forbidden, message.clone(), shown);
             }
-            if eio.as_deref() != Some("4") {
+            // As the reference: `EIO=4` is protocol 4; anything else (a missing one too) is
+            // protocol 3, served only when allowed.
+            let eio3 = eio.as_deref() != Some("4");
+            if eio3 && !cfg.allow_eio3 {
                 let v = eio.unwrap_or_default();
                 return refuse(EioError::UnsupportedProtocolVersion, format!("EIO {v:?}"), None);
             }
             let info = Arc::unwrap_or_clone(info);
             match transport {
                 Transport::Polling => {
-                    let sid = session::spawn(ctx, info, None);
-                    let body = session::open_packet(ctx, sid, true);
+                    let sid = session::spawn(ctx, info, None, eio3);
+                    let mut body = session::open_packet(ctx, sid, true);
+                    if eio3 {
+                        let mut p = crate::proto::eio3::PayloadEncoder::text();
+                        p.push_encoded_text(&body);
+                        body = p.finish();
+                    }
                     let mut r = text_response(body);
                     if let Some(c) = &cfg.cookie {
                         if let Ok(v) = HeaderValue::from_str(&c.serialize(sid.as_ref())) {
@@ -285,7 +293,7 @@ async fn route<B: EngineBody>(
                     }
                     r
                 }
-                Transport::WebSocket => open_websocket(ctx, req, info, guard),
+                Transport::WebSocket => open_websocket(ctx, req, info, guard, eio3),
             }
         }
     }
@@ -340,6 +348,16 @@ async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid, accept: Option<HeaderValue>) -> 
     {
         let mut r = text_response(body);
         r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+        if polled.binary {
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        }
+        return r;
+    }
+    if polled.binary {
+        let mut r = text_response(polled.body);
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         return r;
     }
     text_response(polled.body)
@@ -356,9 +374,12 @@ async fn poll_post<B: EngineBody>(ctx: &Rc<ShardCtx>, req: Request<B>, sid: Sid)
         close_session(ctx, sid, DisconnectReason::TransportError);
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
     }
-    match ask_session(ctx, sid, Cmd::PollPostBegin).await {
-        Ok(Ok(())) => {}
+    let eio3 = match ask_session(ctx, sid, Cmd::PollPostBegin).await {
+        Ok(Ok(v3)) => v3,
         Ok(Err(e)) | Err(e) => return eio_error(e),
+    };
+    if eio3 {
+        return poll_post_v3(ctx, req, sid, max).await;
     }
     let mut decoder = PayloadDecoder::new(max);
     let mut body = req.into_body();
@@ -377,6 +398,56 @@ async fn poll_post<B: EngineBody>(ctx: &Rc<ShardCtx>, req: Request<B>, sid: Sid)
         Ok(p) => p,
         Err(e) => return refuse_payload(ctx, sid, e),
     };
+    post_packets(ctx, sid, packets).await
+}
+
+/// An Engine.IO v3 POST body: length-prefixed, so it is read whole (at most `max` bytes)
+/// and then decoded; `application/octet-stream` is the binary payload form, anything else
+/// text, as the reference decides.
+async fn poll_post_v3<B: EngineBody>(
+    ctx: &Rc<ShardCtx>,
+    req: Request<B>,
+    sid: Sid,
+    max: usize,
+) -> Resp {
+    let binary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
+    let mut buf = bytes::BytesMut::new();
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            close_session(ctx, sid, DisconnectReason::TransportError);
+            return eio_error(EioError::BadRequest);
+        };
+        if let Some(chunk) = frame.data_ref() {
+            if buf.len() + chunk.len() > max {
+                let e = crate::proto::eio::DecodeError::PayloadTooLarge { limit: max };
+                return refuse_payload(ctx, sid, e);
+            }
+            buf.extend_from_slice(chunk);
+        }
+    }
+    let buf = buf.freeze();
+    let decoded = if binary {
+        crate::proto::eio3::decode_binary_payload(&buf, max)
+    } else {
+        crate::proto::eio3::decode_payload(&buf, max)
+    };
+    match decoded {
+        Ok(packets) => post_packets(ctx, sid, packets).await,
+        Err(e) => refuse_payload(ctx, sid, e),
+    }
+}
+
+/// Hands a POST's packets to its session and answers `ok`.
+async fn post_packets(
+    ctx: &Rc<ShardCtx>,
+    sid: Sid,
+    packets: Vec<crate::proto::eio::Packet>,
+) -> Resp {
     match ask_session(ctx, sid, move |tx| Cmd::PollPost(packets, tx)).await {
         Ok(Ok(())) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -471,14 +542,21 @@ async fn relay_upgraded(upgraded: hyper::upgrade::Upgraded) -> std::io::Result<T
     Ok(ours)
 }
 
-/// Our WebSocket over a raw TCP stream (see transport/ws/mod.rs for why it is ours).
-fn websocket(tcp: TcpStream, already_read: Vec<u8>, cfg: &WsConfig) -> Ws {
+/// Our WebSocket over a raw TCP stream (see transport/ws/mod.rs for why it is ours). `b64`:
+/// its request asked for base64 binary (Engine.IO v3).
+fn websocket(tcp: TcpStream, already_read: Vec<u8>, cfg: &WsConfig, b64: bool) -> Ws {
     let (r, w) = tcp.into_split();
     Ws {
         reader: WsReader::new(r, already_read, cfg),
         writer: WsWriter::new(w),
         deflate: cfg.deflate.is_some(),
+        b64,
     }
+}
+
+/// The request's query asks for base64 binary (`b64`, any non-empty value, as the reference).
+fn wants_base64<B>(req: &Request<B>) -> bool {
+    parse_query(req.uri().query()).all.iter().any(|(k, v)| k == "b64" && !v.is_empty())
 }
 
 /// A new session opened directly over WebSocket: it lives on this shard.
@@ -487,6 +565,7 @@ fn open_websocket<B: EngineBody>(
     req: Request<B>,
     info: ConnInfo,
     guard: GuardCell,
+    eio3: bool,
 ) -> Resp {
     let Some((resp, ws_cfg)) = switching_protocols(ctx.config(), &req) else {
         return eio_error(EioError::BadRequest);
@@ -500,7 +579,8 @@ fn open_websocket<B: EngineBody>(
         // Registered with this shard's reactor (a connection another server accepted,
         // `Server::service`, comes registered with that server's).
         let Ok(tcp) = tcp.into_std().and_then(TcpStream::from_std) else { return };
-        session::spawn(&ctx, info, Some((websocket(tcp, rest, &ws_cfg), guard)));
+        let b64 = info.query.get("b64").is_some_and(|v| !v.is_empty());
+        session::spawn(&ctx, info, Some((websocket(tcp, rest, &ws_cfg, b64), guard)), eio3);
     });
     resp
 }
@@ -524,6 +604,7 @@ async fn upgrade_session<B: EngineBody>(
         return eio_error(EioError::BadRequest);
     };
     let mesh = ctx.mesh.clone();
+    let b64 = wants_base64(&req);
     tokio::task::spawn_local(async move {
         let Some((tcp, rest)) = take_upgraded(req).await else { return };
         // Detach from this shard's reactor so the owner can register it with its own.
@@ -533,7 +614,7 @@ async fn upgrade_session<B: EngineBody>(
         shard::submit_to(&mesh, owner, move || {
             let Some(ctx) = shard::current(&mesh2) else { return };
             let Ok(tcp) = TcpStream::from_std(std) else { return };
-            let ws = websocket(tcp, rest, &ws_cfg);
+            let ws = websocket(tcp, rest, &ws_cfg, b64);
             ctx.transport().send_cmd(&sid, Cmd::Adopt(Box::new(ws), guard));
         });
     });

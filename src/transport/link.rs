@@ -48,7 +48,7 @@ use crate::error::DisconnectReason;
 use crate::proto::sid::Sid;
 use crate::shard::ShardCtx;
 use crate::transport::local::TransportLocal;
-use crate::transport::outbox::Out;
+use crate::transport::outbox::{Framing, Out};
 use crate::transport::session::Cmd;
 use crate::transport::ws::{WsError, WsWriter};
 
@@ -62,6 +62,8 @@ pub(crate) struct Link {
     ws: Option<WsWriter>,
     /// Per-message deflate was negotiated on `ws`.
     deflate: bool,
+    /// How `ws` frames binary messages (Engine.IO v3 or v4).
+    framing: Framing,
     /// Long-polling: packets for the next GET (also held during an upgrade).
     polled: VecDeque<Out>,
     /// Bytes in `polled`.
@@ -100,7 +102,7 @@ pub(crate) enum LinkEvent {
 }
 
 impl Link {
-    pub(crate) fn new(sid: Sid, ws: Option<(WsWriter, bool)>) -> Link {
+    pub(crate) fn new(sid: Sid, ws: Option<(WsWriter, bool)>, framing: Framing) -> Link {
         let (ws, deflate) = match ws {
             Some((w, d)) => (Some(w), d),
             None => (None, false),
@@ -109,6 +111,7 @@ impl Link {
             sid,
             ws,
             deflate,
+            framing,
             polled: VecDeque::new(),
             polled_bytes: 0,
             get_waiting: false,
@@ -327,8 +330,12 @@ impl TransportLocal {
         }
         match link.ws.as_mut() {
             Some(w) => {
-                for f in out.frames(link.deflate) {
-                    w.queue(f.clone());
+                if link.framing == Framing::V4 {
+                    for f in out.frames(link.deflate) {
+                        w.queue(f.clone());
+                    }
+                } else {
+                    out.frames_for(link.framing, link.deflate, |f| w.queue(f));
                 }
                 if !link.dirty && !link.blocked {
                     link.dirty = true;
@@ -545,12 +552,11 @@ impl LinkMut<'_> {
     }
 
     /// The session now runs over WebSocket: what was held for polling goes first.
-    pub(crate) fn set_ws(&mut self, mut writer: WsWriter, deflate: bool) {
+    pub(crate) fn set_ws(&mut self, mut writer: WsWriter, deflate: bool, framing: Framing) {
         for out in self.0.polled.drain(..) {
-            for f in out.frames(deflate) {
-                writer.queue(f.clone());
-            }
+            out.frames_for(framing, deflate, |f| writer.queue(f));
         }
+        self.0.framing = framing;
         self.0.polled_bytes = 0;
         self.0.ws = Some(writer);
         self.0.deflate = deflate;

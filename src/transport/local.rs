@@ -176,6 +176,8 @@ pub(crate) struct ConnHandle {
     pub websocket: std::sync::atomic::AtomicBool,
     /// It started on polling and was upgraded.
     pub upgraded: std::sync::atomic::AtomicBool,
+    /// Engine.IO protocol 3 (a socket.io-client 2.x connection, `allow_eio3`).
+    pub eio3: bool,
 }
 
 impl ConnHandle {

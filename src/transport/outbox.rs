@@ -8,14 +8,14 @@
 //! more connection costs one atomic increment, and the long-polling path reads the text out of
 //! the same buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use smallvec::SmallVec;
 
 use crate::proto::json::Verbatim;
-use crate::proto::{sio, sio_msgpack};
+use crate::proto::{eio3, sio, sio_msgpack};
 use crate::transport::ws;
 
 /// Room left in front of the text for the largest WebSocket header (2 + 8 bytes).
@@ -38,6 +38,22 @@ pub(crate) struct Packet {
     /// The emit allows compression (`compress(false)` was not asked): a polling response
     /// holding it may be compressed (`http_compression`).
     pub compress: bool,
+    /// Engine.IO v3 WebSocket frames of the binary messages (the type byte 4 in front of
+    /// each), made the first time the packet goes to a v3 connection: still once per
+    /// packet, however many such connections it reaches.
+    pub v3_binary: OnceLock<Box<[Bytes]>>,
+}
+
+/// How a WebSocket connection frames its binary messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Framing {
+    /// Engine.IO v4: a binary frame is the data.
+    #[default]
+    V4,
+    /// Engine.IO v3: a binary frame is the type byte 4, then the data.
+    V3,
+    /// Engine.IO v3 with `b64=1` on the WebSocket URL: binary as `b4` + base64 text frames.
+    V3Base64,
 }
 
 /// How to encode a packet beyond its text.
@@ -111,7 +127,14 @@ impl Out {
         let mut frames = SmallVec::with_capacity(1 + binary.len());
         frames.push(frame);
         frames.extend(binary.iter().map(|b| ws::encode_binary_frame(b)));
-        Out(Arc::new(Packet { text, binary, frames, deflated, compress: enc.compress }))
+        Out(Arc::new(Packet {
+            text,
+            binary,
+            frames,
+            deflated,
+            compress: enc.compress,
+            v3_binary: OnceLock::new(),
+        }))
     }
 
     /// A MessagePack packet written after `HEADER_ROOM` in `buf`: one binary message.
@@ -128,6 +151,7 @@ impl Out {
             frames,
             deflated,
             compress: enc.compress,
+            v3_binary: OnceLock::new(),
         }))
     }
 
@@ -234,6 +258,42 @@ impl Out {
     /// packet.
     pub(crate) fn binary(&self) -> &[Bytes] {
         &self.0.binary
+    }
+
+    /// The WebSocket frames to write to a connection framed as `framing`, compressed when
+    /// `deflate` was negotiated and a compressed form exists. Only the rare v3 base64 form
+    /// is built for the recipient (an allocation per frame); the others are shared.
+    #[inline]
+    pub(crate) fn frames_for(&self, framing: Framing, deflate: bool, mut f: impl FnMut(Bytes)) {
+        match framing {
+            Framing::V4 => self.frames(deflate).for_each(|b| f(b.clone())),
+            Framing::V3 => {
+                let p = &*self.0;
+                if !p.text.is_empty() {
+                    if let Some(first) = self.frames(deflate).next() {
+                        f(first.clone());
+                    }
+                }
+                let bins = p.v3_binary.get_or_init(|| {
+                    p.binary
+                        .iter()
+                        .map(|b| ws::encode_binary_frame(&eio3::binary_frame_payload(b)))
+                        .collect()
+                });
+                bins.iter().for_each(|b| f(b.clone()));
+            }
+            Framing::V3Base64 => {
+                let p = &*self.0;
+                if !p.text.is_empty() {
+                    if let Some(first) = self.frames(deflate).next() {
+                        f(first.clone());
+                    }
+                }
+                for b in &p.binary {
+                    f(ws::encode_text_frame(&eio3::binary_as_text(b)));
+                }
+            }
+        }
     }
 
     /// The WebSocket frames to write, compressed when `deflate` was negotiated and a

@@ -21,12 +21,13 @@ use tokio::time::{sleep_until, Duration, Instant};
 
 use crate::error::DisconnectReason;
 use crate::proto::eio::{self, PayloadEncoder};
+use crate::proto::eio3;
 use crate::proto::sid::Sid;
 use crate::shard::ShardCtx;
 use crate::transport::counters;
 use crate::transport::link::{Link, LinkEvent};
 use crate::transport::local::{ConnGuard, ConnHandle, SessionHandle};
-use crate::transport::outbox::Out;
+use crate::transport::outbox::{Framing, Out};
 use crate::transport::request::ConnInfo;
 use crate::transport::ws::{self, WsError, WsMessage, WsReader, WsWriter};
 use crate::transport::EioError;
@@ -49,7 +50,12 @@ pub(crate) trait SessionUpper {
     /// True once the client has joined a namespace (the connect timeout stops).
     fn has_sockets(&self) -> bool;
     /// Server-side `socket.disconnect(close)` of socket `sid`; false when it is not here.
-    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, close: bool) -> bool;
+    fn disconnect(&mut self, ctx: &ShardCtx, sid: Sid, nsp: &str, close: bool) -> bool;
+    /// The session is open (its OPEN packet is queued): an Engine.IO v3 client is
+    /// connected to `/` now, without asking.
+    fn opened(&mut self, _ctx: &ShardCtx) -> Flow {
+        Flow::Continue
+    }
     /// The connection is gone.
     fn close(&mut self, ctx: &ShardCtx, reason: DisconnectReason);
     /// A message for the layer above itself ([`Cmd::Upper`]: the answer to a request it
@@ -72,11 +78,14 @@ pub(crate) struct Polled {
     pub(crate) body: Bytes,
     /// A packet in it allows compression (as the reference: any packet's `compress`).
     pub(crate) compress: bool,
+    /// An Engine.IO v3 binary payload (`Content-Type: application/octet-stream`).
+    pub(crate) binary: bool,
 }
 
 impl Polled {
-    fn noop() -> Polled {
-        Polled { body: Bytes::from_static(b"6"), compress: false }
+    fn noop(eio3: bool) -> Polled {
+        let body = Bytes::from_static(if eio3 { b"1:6" } else { b"6" });
+        Polled { body, compress: false, binary: false }
     }
 }
 
@@ -88,6 +97,8 @@ pub(crate) struct Ws {
     pub reader: WsReader,
     pub writer: WsWriter,
     pub deflate: bool,
+    /// The WebSocket request asked for base64 binary (`b64` in its query; Engine.IO v3).
+    pub b64: bool,
 }
 
 /// What the rest of the server asks of a session.
@@ -95,16 +106,18 @@ pub(crate) enum Cmd {
     /// A polling GET: answered when there is something to send.
     PollGet(oneshot::Sender<PollReply>),
     /// A polling POST is starting: refused (and the session closed) when another is in
-    /// progress, as the reference does ("data request overlap from client").
-    PollPostBegin(oneshot::Sender<Result<(), EioError>>),
+    /// progress, as the reference does ("data request overlap from client"). The answer
+    /// says whether the session speaks Engine.IO v3 (how to decode the body).
+    PollPostBegin(oneshot::Sender<Result<bool, EioError>>),
     /// A polling POST, already decoded.
     PollPost(Vec<eio::Packet>, oneshot::Sender<Result<(), EioError>>),
     /// May a WebSocket upgrade start? Reserves it when yes.
     CanUpgrade(oneshot::Sender<Result<(), EioError>>),
     /// The upgraded WebSocket, to probe.
     Adopt(Box<Ws>, ConnGuard),
-    /// Server-side `socket.disconnect(close)` of socket `sid`.
-    DisconnectSocket { sid: Sid, close: bool },
+    /// Server-side `socket.disconnect(close)` of socket `sid` in namespace `nsp` (an
+    /// Engine.IO v3 client's sockets share one id, the session's).
+    DisconnectSocket { sid: Sid, nsp: Arc<str>, close: bool },
     /// Close the whole connection.
     Close(DisconnectReason),
     /// For the session's layer above (what it is, only that layer knows).
@@ -126,18 +139,22 @@ enum Upgrade {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctrl {
     Ping,
+    /// Engine.IO v3: the answer to a client's ping.
+    Pong,
 }
 
 impl Ctrl {
     fn text(self) -> &'static [u8] {
         match self {
             Ctrl::Ping => b"2",
+            Ctrl::Pong => b"3",
         }
     }
 
     fn frame(self) -> Bytes {
         match self {
             Ctrl::Ping => Bytes::from_static(b"\x81\x012"),
+            Ctrl::Pong => Bytes::from_static(b"\x81\x013"),
         }
     }
 }
@@ -176,25 +193,45 @@ struct Session {
     closing: Option<DisconnectReason>,
     /// Close code to send on a WebSocket protocol error.
     close_code: u16,
+    /// Engine.IO protocol 3: the client pings (the server answers, and `pong_deadline` is
+    /// the ping interval plus timeout from its last ping), v3 payload framing.
+    eio3: bool,
+    /// Engine.IO v3 polling: the client asked for base64 binary (`b64`), so a GET never gets
+    /// the binary payload form.
+    b64: bool,
     /// Connection slots of the WebSocket(s) this session owns.
     guards: Vec<ConnGuard>,
 }
 
 /// Starts a session on this shard and returns its id. `ws` is the WebSocket of a session
 /// opened directly over WebSocket; `None` opens a long-polling session.
-pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuard)>) -> Sid {
+///
+/// `eio3`: the client speaks Engine.IO protocol 3 (`allow_eio3`; checked by the caller).
+pub(crate) fn spawn(
+    ctx: &Rc<ShardCtx>,
+    info: ConnInfo,
+    ws: Option<(Ws, ConnGuard)>,
+    eio3: bool,
+) -> Sid {
     let cfg = ctx.config();
     let sid = Sid::generate(ctx.id as u8);
     let now = Instant::now();
     let mut wire = Wire::default();
     let mut guards = Vec::new();
     let over_ws = ws.is_some();
+    // As the reference: any non-empty `b64` asks for base64.
+    let b64 = info.query.get("b64").is_some_and(|v| !v.is_empty());
+    let framing = match (eio3, b64) {
+        (false, _) => Framing::V4,
+        (true, false) => Framing::V3,
+        (true, true) => Framing::V3Base64,
+    };
     let writer = ws.map(|(w, g)| {
         wire.reader = Some(w.reader);
         guards.push(g);
         (w.writer, w.deflate)
     });
-    let slot = ctx.transport().add_link(Link::new(sid, writer));
+    let slot = ctx.transport().add_link(Link::new(sid, writer, framing));
     let conn = Arc::new(ConnHandle {
         sid,
         shard: ctx.id,
@@ -202,6 +239,7 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         mesh: ctx.mesh.clone(),
         websocket: over_ws.into(),
         upgraded: false.into(),
+        eio3,
     });
     let session = Session {
         ctx: ctx.clone(),
@@ -216,11 +254,14 @@ pub(crate) fn spawn(ctx: &Rc<ShardCtx>, info: ConnInfo, ws: Option<(Ws, ConnGuar
         post_in_progress: false,
         upgrade: if over_ws { Upgrade::Done } else { Upgrade::None },
         upgrade_deadline: None,
-        next_ping: Some(now + cfg.ping_interval),
-        pong_deadline: None,
+        // v3: the client pings; the session ends when none came for interval + timeout.
+        next_ping: (!eio3).then(|| now + cfg.ping_interval),
+        pong_deadline: eio3.then(|| now + cfg.ping_interval + cfg.ping_timeout),
         connect_deadline: Some(now + cfg.connect_timeout),
         closing: None,
         close_code: 1000,
+        eio3,
+        b64,
         guards,
     };
     ctx.add_session(sid, SessionHandle { slot });
@@ -264,6 +305,12 @@ fn run(s: Session, wire: Wire) -> impl Future<Output = ()> {
         if s.over_ws {
             let open = ws::encode_text_frame(&open_packet(&s.ctx, s.sid, false));
             s.ctx.transport().with_link(s.slot, |l| l.ws().map(|w| w.queue(open)));
+        }
+        if let Flow::Close(r) = s.client.opened(&s.ctx) {
+            s.close(r);
+        }
+        if s.client.has_sockets() {
+            s.connect_deadline = None;
         }
         // One timer for the session's life, moved when the next deadline changes: creating a
         // new one per loop turn would insert into and cancel from the timer wheel per packet.
@@ -370,7 +417,7 @@ impl Session {
                     self.close(DisconnectReason::TransportError);
                 } else if self.upgrade == Upgrade::Probed {
                     // The client is pausing polling to upgrade: release it at once.
-                    let _ = reply.send(Ok(Polled::noop()));
+                    let _ = reply.send(Ok(Polled::noop(self.eio3)));
                 } else {
                     self.pending_get = Some(reply);
                     let backlog = self.ctx.transport().with_link(self.slot, |l| {
@@ -390,7 +437,7 @@ impl Session {
                     self.close(DisconnectReason::TransportError);
                 } else {
                     self.post_in_progress = true;
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.send(Ok(self.eio3));
                 }
             }
             Cmd::PollPost(packets, reply) => {
@@ -423,8 +470,8 @@ impl Session {
                     self.guards.push(guard);
                 }
             }
-            Cmd::DisconnectSocket { sid, close } => {
-                if self.client.disconnect(&self.ctx, sid, close) && close {
+            Cmd::DisconnectSocket { sid, nsp, close } => {
+                if self.client.disconnect(&self.ctx, sid, &nsp, close) && close {
                     self.close(DisconnectReason::ForcedServerClose);
                 }
             }
@@ -443,6 +490,19 @@ impl Session {
     /// One Engine.IO packet from the client, over either transport.
     fn on_packet(&mut self, p: eio::Packet) {
         let flow = match p {
+            // Engine.IO v3: the client pings; the answer is a bare PONG (the reference does
+            // not echo a ping's data, but for the upgrade's probe, answered on the probe).
+            eio::Packet::Ping(_) if self.eio3 => {
+                let cfg = self.ctx.config();
+                self.pong_deadline = Some(Instant::now() + cfg.ping_interval + cfg.ping_timeout);
+                self.ctrl.push(Ctrl::Pong);
+                if self.over_ws || self.pending_get.is_some() {
+                    self.write();
+                }
+                Flow::Continue
+            }
+            // ... and a PONG from it is "invalid heartbeat direction" there.
+            eio::Packet::Pong(_) if self.eio3 => Flow::Close(DisconnectReason::TransportError),
             eio::Packet::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
                     self.next_ping = Some(Instant::now() + self.ctx.config().ping_interval);
@@ -476,15 +536,25 @@ impl Session {
     }
 
     fn on_ws(&mut self, msg: Result<WsMessage, WsError>) {
+        let decoded = match msg {
+            Ok(WsMessage::Text(t)) if self.eio3 => eio3::decode_text(t),
+            Ok(WsMessage::Text(t)) => eio::Packet::decode_text(t),
+            Ok(WsMessage::Binary(b)) if self.eio3 => eio3::decode_binary(b),
+            Ok(WsMessage::Binary(b)) => Ok(eio::Packet::decode_binary(b)),
+            other => return self.on_ws_control(other),
+        };
+        match decoded {
+            Ok(p) => self.on_packet(p),
+            Err(e) => {
+                tracing::debug!(sid = %self.sid, error = %e, "undecodable engine packet");
+                self.close(DisconnectReason::ParseError);
+            }
+        }
+    }
+
+    fn on_ws_control(&mut self, msg: Result<WsMessage, WsError>) {
         match msg {
-            Ok(WsMessage::Text(t)) => match eio::Packet::decode_text(t) {
-                Ok(p) => self.on_packet(p),
-                Err(e) => {
-                    tracing::debug!(sid = %self.sid, error = %e, "undecodable engine packet");
-                    self.close(DisconnectReason::ParseError);
-                }
-            },
-            Ok(WsMessage::Binary(b)) => self.on_packet(eio::Packet::decode_binary(b)),
+            Ok(WsMessage::Text(_) | WsMessage::Binary(_)) => {}
             Ok(WsMessage::Ping(p)) => {
                 let pong = ws::encode_pong_frame(&p);
                 self.ctx.transport().with_link(self.slot, |l| l.ws().map(|w| w.queue(pong)));
@@ -525,18 +595,23 @@ impl Session {
                 self.upgrade = Upgrade::Probed;
                 // Release the pending poll so the client can finish pausing.
                 if let Some(get) = self.take_get() {
-                    let _ = get.send(Ok(Polled::noop()));
+                    let _ = get.send(Ok(Polled::noop(self.eio3)));
                 }
             }
             (Some(eio::Packet::Upgrade), Upgrade::Probed) => {
                 let Some(probe) = wire.probe.take() else { return };
                 wire.reader = Some(probe.reader);
                 let (writer, deflate) = (probe.writer, probe.deflate);
+                let framing = match (self.eio3, probe.b64) {
+                    (false, _) => Framing::V4,
+                    (true, false) => Framing::V3,
+                    (true, true) => Framing::V3Base64,
+                };
                 if let Some(get) = self.take_get() {
-                    let _ = get.send(Ok(Polled::noop()));
+                    let _ = get.send(Ok(Polled::noop(self.eio3)));
                 }
                 // What was held for polling goes first on the WebSocket.
-                self.ctx.transport().with_link(self.slot, |l| l.set_ws(writer, deflate));
+                self.ctx.transport().with_link(self.slot, |l| l.set_ws(writer, deflate, framing));
                 self.over_ws = true;
                 self.conn.websocket.store(true, std::sync::atomic::Ordering::Release);
                 self.conn.upgraded.store(true, std::sync::atomic::Ordering::Release);
@@ -599,6 +674,9 @@ impl Session {
 
     /// Answers a polling GET with the control packets and `batch` (and CLOSE when closing).
     fn answer(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
+        if self.eio3 {
+            return self.answer_v3(get, batch);
+        }
         let mut payload = PayloadEncoder::new();
         let compress = !self.ctrl.is_empty() || batch.iter().any(Out::compressible);
         for c in self.ctrl.drain(..) {
@@ -615,9 +693,39 @@ impl Session {
         if self.close_packet {
             payload.push_encoded_text(b"1");
         }
-        if get.send(Ok(Polled { body: payload.finish(), compress })).is_err() {
+        if get.send(Ok(Polled { body: payload.finish(), compress, binary: false })).is_err() {
             // The client dropped the poll while it waited: what it carried is lost, so
             // the session ends, as the reference's "poll connection closed prematurely".
+            self.close(DisconnectReason::TransportError);
+        }
+    }
+
+    /// [`Session::answer`] for Engine.IO v3: `<length>:<packet>` text, or the binary payload
+    /// form when the batch holds binary and the client did not ask for base64.
+    fn answer_v3(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
+        let has_binary = batch.iter().any(|o| !o.binary().is_empty());
+        let mut payload = if has_binary && !self.b64 {
+            eio3::PayloadEncoder::binary()
+        } else {
+            eio3::PayloadEncoder::text()
+        };
+        let compress = !self.ctrl.is_empty() || batch.iter().any(Out::compressible);
+        for c in self.ctrl.drain(..) {
+            payload.push_encoded_text(c.text());
+        }
+        for out in &batch {
+            if !out.text().is_empty() {
+                payload.push_encoded_text(out.text());
+            }
+            for b in out.binary() {
+                payload.push_binary(b);
+            }
+        }
+        if self.close_packet {
+            payload.push_encoded_text(b"1");
+        }
+        let binary = payload.is_binary();
+        if get.send(Ok(Polled { body: payload.finish(), compress, binary })).is_err() {
             self.close(DisconnectReason::TransportError);
         }
     }
@@ -690,9 +798,8 @@ impl Session {
                 cmd = poll_fn(|cx| ctx.transport().poll_cmd(slot, cx)) => match cmd {
                     Cmd::PollGet(reply) => self.pending_get = Some(reply),
                     Cmd::PollPost(_, reply) => { let _ = reply.send(Ok(())); }
-                    Cmd::PollPostBegin(reply) | Cmd::CanUpgrade(reply) => {
-                        let _ = reply.send(Err(EioError::BadRequest));
-                    }
+                    Cmd::PollPostBegin(reply) => { let _ = reply.send(Err(EioError::BadRequest)); }
+                    Cmd::CanUpgrade(reply) => { let _ = reply.send(Err(EioError::BadRequest)); }
                     _ => {}
                 },
                 _ = sleep_until(deadline) => return false,

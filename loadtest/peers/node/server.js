@@ -5,7 +5,7 @@
 //   node server.js [serve] [--host 127.0.0.1] [--port 3000] [--shards N]
 //                  [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES]
 //                  [--redis URL] [--redis-key PREFIX] [--redis-sharded [--redis-subscription-mode MODE]] [--redis-streams] [--recovery MS]
-//                  [--parser default|msgpack]
+//                  [--parser default|msgpack] [--allow-eio3]
 //
 // With --redis it joins the cluster on that Redis with the official
 // @socket.io/redis-adapter (`createAdapter(pub, sub, { key: PREFIX })`, default
@@ -19,6 +19,7 @@
 // Node process is one "shard"). --recovery MS turns on connection state recovery
 // (`connectionStateRecovery: { maxDisconnectionDuration: MS, skipMiddlewares: true }`).
 // --parser msgpack uses socket.io-msgpack-parser (`parser` option).
+// --allow-eio3 accepts Engine.IO v3 clients (socket.io-client 2.x), socket.io's `allowEIO3`.
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -27,7 +28,7 @@ const USAGE =
   "usage: server.js [serve] [--host HOST] [--port PORT] [--shards N] " +
   "[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--redis URL] [--redis-key PREFIX] [--redis-sharded] [--redis-subscription-mode MODE] " +
   "[--redis-streams] [--recovery MS] [--cors ORIGIN]... [--admin-ui [--admin-ui-username NAME --admin-ui-password-hash HASH] " +
-  "[--admin-ui-readonly] [--admin-ui-mode development|production] [--admin-ui-server-id ID]] [--parser default|msgpack]";
+  "[--admin-ui-readonly] [--admin-ui-mode development|production] [--admin-ui-server-id ID]] [--parser default|msgpack] [--allow-eio3]";
 
 function parseArgs(argv) {
   const opts = {
@@ -51,6 +52,7 @@ function parseArgs(argv) {
     adminUiReadonly: false,
     adminUiMode: "development",
     adminUiServerId: null,
+    allowEIO3: false,
   };
   const text = {
     "--admin-ui-username": "adminUiUsername",
@@ -106,6 +108,10 @@ function parseArgs(argv) {
       opts.redisSharded = true;
       continue;
     }
+    if (flag === "--allow-eio3") {
+      opts.allowEIO3 = true;
+      continue;
+    }
     if (!(flag in text) && !(flag in numeric)) {
       console.error(`unknown argument: ${args[i]}\n${USAGE}`);
       process.exit(2);
@@ -144,6 +150,7 @@ const io = new Server(httpServer, {
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
+  allowEIO3: opts.allowEIO3,
   ...(opts.parser === "msgpack" ? { parser: (await import("socket.io-msgpack-parser")).default } : {}),
   ...(opts.recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } }
