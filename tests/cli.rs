@@ -53,6 +53,7 @@ fn help_documents_every_flag() {
         "--max-http-header-size",
         "--parser",
         "--transports",
+        "--allow-eio3",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
         // each also from the environment: SHARDCAST_ and the flag's name
@@ -150,6 +151,19 @@ fn flags_come_from_the_environment_and_the_command_line_wins() {
     let (mut child, port) = start(cmd);
     let refused = handshake(port);
     assert!(refused.contains(r#"{"code":0,"message":"Transport unknown"}"#), "{refused}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+    // `--allow-eio3` (here by its variable) opens Engine.IO v3 sessions: `<length>:<open>`.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0"]).env("SHARDCAST_ALLOW_EIO3", "true");
+    let (mut child, port) = start(cmd);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let req =
+        "GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    std::io::Write::write_all(&mut tcp, req.as_bytes()).expect("write");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut answer).expect("read");
+    assert!(answer.contains(":0{\"sid\""), "{answer}");
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
     // A switch set to false is off: nothing is required of it.

@@ -72,8 +72,8 @@ function payloads() {
     scalars: ["text", 42, -7, 1.5, true, false, null, { a: [1, { b: "c" }] }, []],
     unicode: ["é€😀 ключ", { "😀": "∑" }],
     buffer: [Buffer.from([1, 2, 3, 4, 5])],
-    // Ten: with eleven binaries or more a 2.x client never gets its answer, from the Node
-    // server as from ours (its socket.io-parser 3.x; measured here, not our limit).
+    // Ten: the servers' limit per packet (socket.io-parser's maxAttachments, ours
+    // max_attachments), as in binary.test.mjs.
     many: [Array.from({ length: 10 }, (_, i) => Buffer.from([i, 255 - i]))],
     nested: [{ deep: { deeper: Buffer.from([0xde, 0xad]) } }, [Buffer.from([1]), "x", { y: [Buffer.alloc(0)] }]],
     large: [randomBytes(150 * 1024), "x".repeat(120 * 1024) + "😀"],
