@@ -1,5 +1,6 @@
-//! The browser suite: the lobby demo page (examples/lobby-web) and the official admin UI
-//! (`@socket.io/admin-ui`'s ui/dist), served by `shardcast serve --static DIR`, in headless
+//! The browser suite: the lobby demo page (examples/lobby-web), the official admin UI
+//! (`@socket.io/admin-ui`'s ui/dist) and a page with socket.io-client 2.x's browser bundle
+//! (Engine.IO v3 with XHR2 binary payloads), served by `shardcast serve --static DIR`, in headless
 //! Chromium (Debian's `chromium`, driven by `puppeteer-core`; tests/browser/*.test.mjs).
 //! Installs the npm dependencies of both directories when they are missing; fails when
 //! Node.js or Chromium is missing (.ci/run installs Chromium with apt). Screenshots go to
@@ -37,5 +38,5 @@ fn lobby_page_and_admin_ui_in_chromium() {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "browser suite failed:\n{stdout}");
-    assert!(stdout.contains("pass 2"), "browser suite did not run both tests:\n{stdout}");
+    assert!(stdout.contains("pass 3"), "browser suite did not run its three tests:\n{stdout}");
 }

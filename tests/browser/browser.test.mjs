@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import puppeteer from "puppeteer-core";
@@ -176,5 +177,66 @@ describe("in Chromium", { concurrency: false }, () => {
     } finally {
       client.disconnect();
     }
+  });
+
+  test("socket.io-client 2.x in the browser (Engine.IO v3, --allow-eio3): XHR2 binary payloads and the upgrade", T, async () => {
+    // A page with the 2.x client's browser bundle; it polls with XHR2, so the server sends
+    // (and it posts) binary in the v3 binary payload form, not base64.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shardcast-v2-page-"));
+    fs.copyFileSync(path.join(HERE, "node_modules/socket.io-client-v2/dist/socket.io.js"), path.join(dir, "sio2.js"));
+    fs.writeFileSync(
+      path.join(dir, "index.html"),
+      `<!doctype html><meta charset="utf-8"><title>v2</title><script src="sio2.js"></script>
+<script>
+window.run = (transports) => new Promise((resolve, reject) => {
+  const s = io(location.origin, { transports, forceNew: true, reconnection: false });
+  const out = { transports: [] };
+  s.on("error", (e) => reject(new Error("error " + JSON.stringify(e))));
+  s.on("connect_error", (e) => reject(new Error("connect_error " + e)));
+  s.on("connect", () => {
+    out.id = s.id;
+    out.engineId = s.io.engine.id;
+    s.emit("message", "é😀", new Uint8Array([1, 2, 250]).buffer, { deep: [new Uint8Array([7, 8])] });
+  });
+  s.on("message-back", (text, buf, obj) => {
+    out.text = text;
+    out.bytes = Array.from(new Uint8Array(buf));
+    out.deep = Array.from(new Uint8Array(obj.deep[0]));
+    const done = () => {
+      out.transports.push(s.io.engine.transport.name);
+      s.emit("message-with-ack", new Uint8Array([9]).buffer, (b) => {
+        out.acked = Array.from(new Uint8Array(b));
+        s.close();
+        resolve(out);
+      });
+    };
+    if (transports.length > 1 && s.io.engine.transport.name !== "websocket") s.io.engine.once("upgrade", done);
+    else done();
+  });
+});
+</script>`,
+    );
+    const url = await serve(["--allow-eio3", "--static", dir, "--shards", "2"]);
+    const p = await page(`${url}/`);
+    const binaryPolls = [];
+    p.on("response", (r) => {
+      if (r.url().includes("/socket.io/") && r.headers()["content-type"] === "application/octet-stream") binaryPolls.push(r.url());
+    });
+    const want = { text: "é😀", bytes: [1, 2, 250], deep: [7, 8], acked: [9] };
+    for (const transports of [["polling"], ["polling", "websocket"], ["websocket"]]) {
+      const got = await p.evaluate((t) => window.run(t), transports);
+      assert.equal(got.id, got.engineId, `${transports}: the socket id is the engine's`);
+      assert.deepStrictEqual(
+        { text: got.text, bytes: got.bytes, deep: got.deep, acked: got.acked },
+        want,
+        `${transports}: ${JSON.stringify(got)}`,
+      );
+      assert.deepStrictEqual(got.transports, [transports.length > 1 ? "websocket" : transports[0]]);
+      if (transports.length === 1 && transports[0] === "polling") {
+        assert.ok(binaryPolls.length > 0, "no polling response came in the binary payload form");
+      }
+    }
+    await p.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
