@@ -450,3 +450,56 @@ async fn one_broadcast_reaches_v3_and_v4_clients_each_in_its_framing() {
     want.extend_from_slice(&[1, 4, 255, 4, 1, 2, 3]);
     assert_eq!(resp.body, want);
 }
+
+/// The `b4`-free text of a JSONP script `___eio[J]("...");`, checked and unescaped.
+#[track_caller]
+fn unscript(body: &str, index: &str) -> String {
+    let inner = body
+        .strip_prefix(&format!("___eio[{index}]("))
+        .and_then(|b| b.strip_suffix(");"))
+        .unwrap_or_else(|| panic!("not a JSONP script: {body:?}"));
+    serde_json::from_str(inner).unwrap_or_else(|e| panic!("not a JSON string ({e}): {inner:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonp_polling_for_v3_clients() {
+    let server = TestServer::demo(v3_config().build().unwrap());
+    let addr = server.addr;
+    // As engine.io-client 3's JSONP transport asks (`j`, and b64=1).
+    let resp = get(addr, "/socket.io/?EIO=3&transport=polling&j=0&b64=1").await;
+    assert_eq!(resp.header("content-type"), Some("text/plain; charset=UTF-8"));
+    let open = v3_split(&unscript(&resp.text(), "0"));
+    let open: Value = serde_json::from_str(open[0].strip_prefix('0').unwrap()).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let get_js = |extra: &'static str| {
+        let t = target(&sid, &format!("&j=0{extra}"));
+        async move { get(addr, &t).await.text() }
+    };
+    assert_eq!(v3_split(&unscript(&get_js("").await, "0")), vec!["40", r#"42["auth",{}]"#]);
+    // A newline in the payload, escaped by the client (`\n`), and a `\n` in the JSON text
+    // (escaped as `\\n`): the reference's unescaping.
+    let event = r#"420["message-with-ack","a\nb","é\u2028"]"#;
+    let escaped = v3_payload(&[event]).replace("\\n", "\\\\n");
+    let form: String =
+        form_urlencoded::Serializer::new(String::new()).append_pair("d", &escaped).finish();
+    let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+    let resp = request(addr, "POST", &target(&sid, "&j=0"), &headers, form.as_bytes()).await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "{resp:?}");
+    let body = get_js("").await;
+    assert!(body.contains("\\u2028"), "U+2028 escaped in the script: {body:?}");
+    // (the JSON escape came back as the character itself, which the script escapes)
+    assert_eq!(v3_split(&unscript(&body, "0")), vec!["430[\"a\\nb\",\"é\u{2028}\"]"]);
+    // Binary goes as base64 inside the script (such a client cannot read bytes).
+    let header = r#"451-["message",{"_placeholder":true,"num":0}]"#;
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("d", &v3_payload(&[header, "b4AQID"]))
+        .finish();
+    request(addr, "POST", &target(&sid, "&j=0"), &headers, form.as_bytes()).await;
+    assert_eq!(
+        v3_split(&unscript(&get_js("").await, "0")),
+        vec![r#"451-["message-back",{"_placeholder":true,"num":0}]"#, "b4AQID"]
+    );
+    // A POST with no `d` is ignored, as the reference does.
+    let resp = request(addr, "POST", &target(&sid, "&j=0"), &headers, b"e=1").await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+}

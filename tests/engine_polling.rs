@@ -508,3 +508,35 @@ async fn keep_alive_connection_serves_several_requests() {
     ws.send("5").await;
     ws.roundtrip("/").await;
 }
+
+/// JSONP polling (`j`): engine.io serves it for protocol 4 too; each payload is a script
+/// `___eio[J]("...");` and a POST is the form field `d`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonp_polling() {
+    let server = TestServer::demo(config().build().unwrap());
+    let addr = server.addr;
+    let script = |body: String| -> String {
+        let inner = body.strip_prefix("___eio[7](").and_then(|b| b.strip_suffix(");")).unwrap();
+        serde_json::from_str(inner).unwrap()
+    };
+    let resp = get(addr, "/socket.io/?EIO=4&transport=polling&j=7x").await;
+    let open: serde_json::Value = serde_json::from_str(&script(resp.text())[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let url = format!("{}&j=7", poll_target(&sid));
+    let form =
+        |d: &str| form_urlencoded::Serializer::new(String::new()).append_pair("d", d).finish();
+    let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+    let resp = request(
+        addr,
+        "POST",
+        &url,
+        &headers,
+        form(&payload(&["40", r#"42["message","x\\ny"]"#])).as_bytes(),
+    )
+    .await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "{resp:?}");
+    let got = split_payload(&script(get(addr, &url).await.text()));
+    assert_eq!(got.len(), 3, "{got:?}");
+    connect_ok_sid(&got[0], "/");
+    assert_eq!(&got[1..], [r#"42["auth",{}]"#, r#"42["message-back","x\ny"]"#]);
+}

@@ -233,6 +233,7 @@ async fn route<B: EngineBody>(
     if upgrade != (transport == Transport::WebSocket) {
         return eio_error(EioError::BadRequest);
     }
+    let jsonp = crate::transport::jsonp::index(q.all.iter().map(|(k, v)| (&**k, &**v)));
     match q.sid.as_deref() {
         Some(sid) => {
             // An unparsable sid, or one naming a shard this server does not have, is unknown.
@@ -244,9 +245,9 @@ async fn route<B: EngineBody>(
                 (Transport::WebSocket, _) => upgrade_session(ctx, req, sid, guard).await,
                 (Transport::Polling, Method::GET) => {
                     let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
-                    poll_get(ctx, sid, accept).await
+                    poll_get(ctx, sid, accept, jsonp).await
                 }
-                (Transport::Polling, Method::POST) => poll_post(ctx, req, sid).await,
+                (Transport::Polling, Method::POST) => poll_post(ctx, req, sid, jsonp).await,
                 _ => eio_error(EioError::BadRequest),
             }
         }
@@ -284,6 +285,9 @@ async fn route<B: EngineBody>(
                         let mut p = crate::proto::eio3::PayloadEncoder::text();
                         p.push_encoded_text(&body);
                         body = p.finish();
+                    }
+                    if let Some(j) = &jsonp {
+                        body = crate::transport::jsonp::wrap(j, &body);
                     }
                     let mut r = text_response(body);
                     if let Some(c) = &cfg.cookie {
@@ -331,11 +335,20 @@ fn close_session(ctx: &Rc<ShardCtx>, sid: Sid, reason: DisconnectReason) {
     });
 }
 
-async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid, accept: Option<HeaderValue>) -> Resp {
-    let polled = match ask_session(ctx, sid, Cmd::PollGet).await {
+async fn poll_get(
+    ctx: &Rc<ShardCtx>,
+    sid: Sid,
+    accept: Option<HeaderValue>,
+    jsonp: Option<String>,
+) -> Resp {
+    let mut polled = match ask_session(ctx, sid, Cmd::PollGet).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) | Err(e) => return eio_error(e),
     };
+    // A JSONP session's payloads are text (it asked for base64 binary).
+    if let (Some(j), false) = (&jsonp, polled.binary) {
+        polled.body = crate::transport::jsonp::wrap(j, &polled.body);
+    }
     let cfg = ctx.config();
     let coding = (cfg.http_compression
         && polled.compress
@@ -363,7 +376,12 @@ async fn poll_get(ctx: &Rc<ShardCtx>, sid: Sid, accept: Option<HeaderValue>) -> 
     text_response(polled.body)
 }
 
-async fn poll_post<B: EngineBody>(ctx: &Rc<ShardCtx>, req: Request<B>, sid: Sid) -> Resp {
+async fn poll_post<B: EngineBody>(
+    ctx: &Rc<ShardCtx>,
+    req: Request<B>,
+    sid: Sid,
+    jsonp: Option<String>,
+) -> Resp {
     let max = ctx.config().max_payload;
     let declared = req
         .headers()
@@ -378,6 +396,9 @@ async fn poll_post<B: EngineBody>(ctx: &Rc<ShardCtx>, req: Request<B>, sid: Sid)
         Ok(Ok(v3)) => v3,
         Ok(Err(e)) | Err(e) => return eio_error(e),
     };
+    if jsonp.is_some() {
+        return poll_post_jsonp(ctx, req, sid, max, eio3).await;
+    }
     if eio3 {
         return poll_post_v3(ctx, req, sid, max).await;
     }
@@ -415,26 +436,70 @@ async fn poll_post_v3<B: EngineBody>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
+    let buf = match read_body(ctx, req, sid, max).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let decoded = if binary {
+        crate::proto::eio3::decode_binary_payload(&buf, max)
+    } else {
+        crate::proto::eio3::decode_payload(&buf, max)
+    };
+    match decoded {
+        Ok(packets) => post_packets(ctx, sid, packets).await,
+        Err(e) => refuse_payload(ctx, sid, e),
+    }
+}
+
+/// A POST body read whole, at most `max` bytes (else the session is closed and the answer
+/// is the error's).
+async fn read_body<B: EngineBody>(
+    ctx: &Rc<ShardCtx>,
+    req: Request<B>,
+    sid: Sid,
+    max: usize,
+) -> Result<Bytes, Resp> {
     let mut buf = bytes::BytesMut::new();
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             close_session(ctx, sid, DisconnectReason::TransportError);
-            return eio_error(EioError::BadRequest);
+            return Err(eio_error(EioError::BadRequest));
         };
         if let Some(chunk) = frame.data_ref() {
             if buf.len() + chunk.len() > max {
                 let e = crate::proto::eio::DecodeError::PayloadTooLarge { limit: max };
-                return refuse_payload(ctx, sid, e);
+                return Err(refuse_payload(ctx, sid, e));
             }
             buf.extend_from_slice(chunk);
         }
     }
-    let buf = buf.freeze();
-    let decoded = if binary {
-        crate::proto::eio3::decode_binary_payload(&buf, max)
+    Ok(buf.freeze())
+}
+
+/// A JSONP POST (`d=<payload>`, form-encoded, at most `max` bytes): the payload, unescaped
+/// as the reference does, decoded as the session's protocol frames it; a body with no (or
+/// several) `d` is ignored and answered `ok`, as there.
+async fn poll_post_jsonp<B: EngineBody>(
+    ctx: &Rc<ShardCtx>,
+    req: Request<B>,
+    sid: Sid,
+    max: usize,
+    eio3: bool,
+) -> Resp {
+    let raw = match read_body(ctx, req, sid, max).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Some(payload) = crate::transport::jsonp::unwrap(&raw) else {
+        return post_packets(ctx, sid, Vec::new()).await;
+    };
+    let payload = Bytes::from(payload);
+    let decoded = if eio3 {
+        crate::proto::eio3::decode_payload(&payload, max)
     } else {
-        crate::proto::eio3::decode_payload(&buf, max)
+        let mut d = PayloadDecoder::new(max);
+        d.feed(&payload).and_then(|()| d.finish())
     };
     match decoded {
         Ok(packets) => post_packets(ctx, sid, packets).await,

@@ -11,6 +11,7 @@ pub(crate) mod counters;
 pub(crate) mod files;
 pub(crate) mod hooks;
 pub(crate) mod http;
+pub(crate) mod jsonp;
 pub(crate) mod link;
 pub(crate) mod local;
 pub(crate) mod outbox;

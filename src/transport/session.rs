@@ -219,8 +219,9 @@ pub(crate) fn spawn(
     let mut wire = Wire::default();
     let mut guards = Vec::new();
     let over_ws = ws.is_some();
-    // As the reference: any non-empty `b64` asks for base64.
-    let b64 = info.query.get("b64").is_some_and(|v| !v.is_empty());
+    // As the reference: any non-empty `b64` asks for base64 (and a JSONP client, `j`, can
+    // only read text).
+    let b64 = info.query.get("b64").is_some_and(|v| !v.is_empty()) || info.query.get("j").is_some();
     let framing = match (eio3, b64) {
         (false, _) => Framing::V4,
         (true, false) => Framing::V3,

@@ -179,7 +179,7 @@ describe("in Chromium", { concurrency: false }, () => {
     }
   });
 
-  test("socket.io-client 2.x in the browser (Engine.IO v3, --allow-eio3): XHR2 binary payloads and the upgrade", T, async () => {
+  test("socket.io-client 2.x in the browser (Engine.IO v3, --allow-eio3): XHR2 binary payloads, the upgrade, JSONP", T, async () => {
     // A page with the 2.x client's browser bundle; it polls with XHR2, so the server sends
     // (and it posts) binary in the v3 binary payload form, not base64.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shardcast-v2-page-"));
@@ -188,8 +188,8 @@ describe("in Chromium", { concurrency: false }, () => {
       path.join(dir, "index.html"),
       `<!doctype html><meta charset="utf-8"><title>v2</title><script src="sio2.js"></script>
 <script>
-window.run = (transports) => new Promise((resolve, reject) => {
-  const s = io(location.origin, { transports, forceNew: true, reconnection: false });
+window.run = (transports, extra) => new Promise((resolve, reject) => {
+  const s = io(location.origin, { transports, forceNew: true, reconnection: false, ...extra });
   const out = { transports: [] };
   s.on("error", (e) => reject(new Error("error " + JSON.stringify(e))));
   s.on("connect_error", (e) => reject(new Error("connect_error " + e)));
@@ -223,8 +223,10 @@ window.run = (transports) => new Promise((resolve, reject) => {
       if (r.url().includes("/socket.io/") && r.headers()["content-type"] === "application/octet-stream") binaryPolls.push(r.url());
     });
     const want = { text: "é😀", bytes: [1, 2, 250], deep: [7, 8], acked: [9] };
-    for (const transports of [["polling"], ["polling", "websocket"], ["websocket"]]) {
-      const got = await p.evaluate((t) => window.run(t), transports);
+    const jsonpPolls = [];
+    p.on("request", (r) => /[?&]j=\d/.test(r.url()) && jsonpPolls.push(r.url()));
+    for (const [transports, extra] of [[["polling"]], [["polling", "websocket"]], [["websocket"]], [["polling"], { forceJSONP: true }]]) {
+      const got = await p.evaluate((t, e) => window.run(t, e ?? {}), transports, extra);
       assert.equal(got.id, got.engineId, `${transports}: the socket id is the engine's`);
       assert.deepStrictEqual(
         { text: got.text, bytes: got.bytes, deep: got.deep, acked: got.acked },
@@ -232,9 +234,10 @@ window.run = (transports) => new Promise((resolve, reject) => {
         `${transports}: ${JSON.stringify(got)}`,
       );
       assert.deepStrictEqual(got.transports, [transports.length > 1 ? "websocket" : transports[0]]);
-      if (transports.length === 1 && transports[0] === "polling") {
+      if (transports.length === 1 && transports[0] === "polling" && !extra) {
         assert.ok(binaryPolls.length > 0, "no polling response came in the binary payload form");
       }
+      if (extra?.forceJSONP) assert.ok(jsonpPolls.length > 2, `JSONP requests: ${jsonpPolls.length}`);
     }
     await p.close();
     fs.rmSync(dir, { recursive: true, force: true });
