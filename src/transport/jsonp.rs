@@ -52,12 +52,12 @@ pub(crate) fn unwrap(body: &[u8]) -> Option<String> {
     while let Some(at) = rest.find('\\') {
         once.push_str(&rest[..at]);
         let tail = &rest[at..];
-        if tail.starts_with("\\\\n") {
+        if let Some(after) = tail.strip_prefix("\\\\n") {
             once.push_str("\\\\n");
-            rest = &tail[3..];
-        } else if tail.starts_with("\\n") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("\\n") {
             once.push('\n');
-            rest = &tail[2..];
+            rest = after;
         } else {
             once.push('\\');
             rest = &tail[1..];
