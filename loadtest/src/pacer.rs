@@ -193,13 +193,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wakes_close_to_the_deadline() {
+    fn never_wakes_early_and_forgets_dropped_waits() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
             let p = Pacer::start().unwrap();
             let (a, b) = (p.slot(), p.slot());
-            let mut worst = 0;
+            // How late a wake is depends on the machine's load: not asserted here (a timed
+            // unit test fails on a busy machine); a late send keeps its scheduled time as its
+            // latency origin, so lateness shows in what a run measures.
             for i in 0..20u64 {
                 let due = mono_ns() + 700_000 + i * 10_000;
                 // A wait dropped before its deadline must not break later ones.
@@ -211,9 +213,7 @@ mod tests {
                 p.wait(a, due).await;
                 let woke = mono_ns();
                 assert!(woke + EARLY_NS >= due, "woke {} ns early", due - woke);
-                worst = worst.max(woke.saturating_sub(due));
             }
-            assert!(worst < 5_000_000, "woke {worst} ns late");
             assert!(p.heap.borrow().len() <= 40);
         });
     }
