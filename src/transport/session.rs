@@ -89,6 +89,38 @@ impl Polled {
     }
 }
 
+/// A polling GET's body being built, in the session's Engine.IO framing.
+enum Payload {
+    V4(PayloadEncoder),
+    V3(eio3::PayloadEncoder),
+}
+
+impl Payload {
+    fn text(&mut self, packet: &[u8]) {
+        match self {
+            Payload::V4(p) => p.push_encoded_text(packet),
+            Payload::V3(p) => p.push_encoded_text(packet),
+        }
+    }
+
+    fn binary(&mut self, data: &[u8]) {
+        match self {
+            Payload::V4(p) => p.push_binary(data),
+            Payload::V3(p) => p.push_binary(data),
+        }
+    }
+
+    fn finish(self, compress: bool) -> Polled {
+        match self {
+            Payload::V4(p) => Polled { body: p.finish(), compress, binary: false },
+            Payload::V3(p) => {
+                let binary = p.is_binary();
+                Polled { body: p.finish(), compress, binary }
+            }
+        }
+    }
+}
+
 /// Most packets in one long-polling response.
 const POLL_BATCH: usize = 256;
 
@@ -673,60 +705,37 @@ impl Session {
         self.answer(get, batch);
     }
 
-    /// Answers a polling GET with the control packets and `batch` (and CLOSE when closing).
+    /// Answers a polling GET with the control packets and `batch` (and CLOSE when closing),
+    /// in the session's payload framing: v4's, or v3's (`<length>:<packet>` text, or the
+    /// binary payload form when the batch holds binary and the client did not ask for
+    /// base64).
     fn answer(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
-        if self.eio3 {
-            return self.answer_v3(get, batch);
-        }
-        let mut payload = PayloadEncoder::new();
-        let compress = !self.ctrl.is_empty() || batch.iter().any(Out::compressible);
-        for c in self.ctrl.drain(..) {
-            payload.push_encoded_text(c.text());
-        }
-        for out in &batch {
-            if !out.text().is_empty() {
-                payload.push_encoded_text(out.text());
-            }
-            for b in out.binary() {
-                payload.push_binary(b);
-            }
-        }
-        if self.close_packet {
-            payload.push_encoded_text(b"1");
-        }
-        if get.send(Ok(Polled { body: payload.finish(), compress, binary: false })).is_err() {
-            // The client dropped the poll while it waited: what it carried is lost, so
-            // the session ends, as the reference's "poll connection closed prematurely".
-            self.close(DisconnectReason::TransportError);
-        }
-    }
-
-    /// [`Session::answer`] for Engine.IO v3: `<length>:<packet>` text, or the binary payload
-    /// form when the batch holds binary and the client did not ask for base64.
-    fn answer_v3(&mut self, get: oneshot::Sender<PollReply>, batch: Vec<Out>) {
-        let has_binary = batch.iter().any(|o| !o.binary().is_empty());
-        let mut payload = if has_binary && !self.b64 {
-            eio3::PayloadEncoder::binary()
+        let mut payload = if !self.eio3 {
+            Payload::V4(PayloadEncoder::new())
+        } else if !self.b64 && batch.iter().any(|o| !o.binary().is_empty()) {
+            Payload::V3(eio3::PayloadEncoder::binary())
         } else {
-            eio3::PayloadEncoder::text()
+            Payload::V3(eio3::PayloadEncoder::text())
         };
         let compress = !self.ctrl.is_empty() || batch.iter().any(Out::compressible);
         for c in self.ctrl.drain(..) {
-            payload.push_encoded_text(c.text());
+            payload.text(c.text());
         }
         for out in &batch {
             if !out.text().is_empty() {
-                payload.push_encoded_text(out.text());
+                payload.text(out.text());
             }
             for b in out.binary() {
-                payload.push_binary(b);
+                payload.binary(b);
             }
         }
         if self.close_packet {
-            payload.push_encoded_text(b"1");
+            payload.text(b"1");
         }
-        let binary = payload.is_binary();
-        if get.send(Ok(Polled { body: payload.finish(), compress, binary })).is_err() {
+        let polled = payload.finish(compress);
+        if get.send(Ok(polled)).is_err() {
+            // The client dropped the poll while it waited: what it carried is lost, so
+            // the session ends, as the reference's "poll connection closed prematurely".
             self.close(DisconnectReason::TransportError);
         }
     }
