@@ -17,6 +17,24 @@ fn v3_config() -> shardcast::ConfigBuilder {
     config().allow_eio3(true)
 }
 
+/// Protocol 3 with a 300 ms ping interval and a 200 ms ping timeout.
+fn fast_heartbeat() -> shardcast::Config {
+    v3_config()
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+}
+
+/// A v3 WebSocket session, opened at `url`, past its implicit `/` connect and the demo
+/// app's `auth` event; returns it and the open packet's JSON.
+async fn v3_ws(url: &str) -> (Ws, Value) {
+    let (mut ws, open) = Ws::open_url(url, &[]).await;
+    ws.expect("40").await;
+    ws.expect(r#"42["auth",{}]"#).await;
+    (ws, open)
+}
+
 /// `<utf16 length>:<packet>` for each packet.
 fn v3_payload(packets: &[&str]) -> String {
     packets.iter().map(|p| format!("{}:{p}", p.encode_utf16().count())).collect()
@@ -163,11 +181,7 @@ async fn lengths_count_utf16_units_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_pings_and_the_server_answers() {
-    let cfg = v3_config()
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let cfg = fast_heartbeat();
     let (server, mut probe) = TestServer::probe(cfg);
     let addr = server.addr;
     let (sid, _) = v3_handshake(addr, "&b64=1").await;
@@ -274,9 +288,7 @@ async fn websocket_binary_frames_carry_the_type_byte() {
     ws.expect_closed().await;
 
     // b64=1 on the WebSocket: binary goes out as `b4` text frames.
-    let (mut ws, _) = Ws::open_url(&v3_ws_url(server.addr, "&b64=1"), &[]).await;
-    ws.expect("40").await;
-    ws.expect(r#"42["auth",{}]"#).await;
+    let (mut ws, _) = v3_ws(&v3_ws_url(server.addr, "&b64=1")).await;
     ws.send(r#"451-["message",{"_placeholder":true,"num":0}]"#).await;
     ws.send_binary(&[4, 1, 2, 3]).await;
     ws.expect(r#"451-["message-back",{"_placeholder":true,"num":0}]"#).await;
@@ -286,10 +298,8 @@ async fn websocket_binary_frames_carry_the_type_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_ids_auth_and_disconnects() {
     let (server, mut probe) = TestServer::probe(v3_config().build().unwrap());
-    let (mut ws, open) = Ws::open_url(&v3_ws_url(server.addr, "&foo=bar"), &[]).await;
+    let (mut ws, open) = v3_ws(&v3_ws_url(server.addr, "&foo=bar")).await;
     let sid = open["sid"].as_str().unwrap().to_owned();
-    ws.expect("40").await;
-    ws.expect(r#"42["auth",{}]"#).await;
     let root = probe.socket().await;
     // The namespace's query is its auth; the reply is a bare CONNECT.
     ws.send("40/custom?token=x&n=1&token=y,").await;
@@ -342,9 +352,7 @@ async fn connect_errors_as_protocol_4_sends_them() {
         });
         io.of("/secret").on_connection(|_| {});
     });
-    let (mut ws, _) = Ws::open_url(&v3_ws_url(server.addr, ""), &[]).await;
-    ws.expect("40").await;
-    ws.expect(r#"42["auth",{}]"#).await;
+    let (mut ws, _) = v3_ws(&v3_ws_url(server.addr, "")).await;
     ws.send("40/secret,").await;
     ws.expect(r#"44/secret,"not authorized""#).await;
     ws.send("40/secret?token=no,").await;
@@ -375,11 +383,7 @@ async fn connect_errors_as_protocol_4_sends_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_to_websocket_keeps_the_heartbeat() {
-    let cfg = v3_config()
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
+    let cfg = fast_heartbeat();
     let (server, mut probe) = TestServer::probe(cfg);
     let addr = server.addr;
     let (sid, _) = v3_handshake(addr, "&b64=1").await;
@@ -422,9 +426,7 @@ async fn one_broadcast_reaches_v3_and_v4_clients_each_in_its_framing() {
     let server = TestServer::demo(v3_config().shards(2).build().unwrap());
     let addr = server.addr;
     let (mut v4, _) = Ws::connected(addr).await;
-    let (mut v3, _) = Ws::open_url(&v3_ws_url(addr, ""), &[]).await;
-    v3.expect("40").await;
-    v3.expect(r#"42["auth",{}]"#).await;
+    let (mut v3, _) = v3_ws(&v3_ws_url(addr, "")).await;
     let (p3, _) = v3_handshake(addr, "").await;
     v3_poll(addr, &p3, "").await;
     v4.send(r#"420["join","r"]"#).await;
